@@ -1,0 +1,1 @@
+"""api layer of fhir-service (see docs/architecture.md)."""

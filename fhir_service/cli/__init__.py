@@ -1,0 +1,1 @@
+"""The `fhir-service` command line (typer)."""

@@ -1,0 +1,1 @@
+"""export layer of fhir-service (see docs/architecture.md)."""

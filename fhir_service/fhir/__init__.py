@@ -1,0 +1,1 @@
+"""Pure FHIR knowledge: models, references, bundles, OperationOutcome. No I/O of ours."""

@@ -1,0 +1,1 @@
+"""search layer of fhir-service (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""storage layer of fhir-service (see docs/architecture.md)."""

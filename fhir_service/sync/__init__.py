@@ -1,0 +1,1 @@
+"""sync layer of fhir-service (see docs/architecture.md)."""

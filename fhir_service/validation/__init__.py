@@ -1,0 +1,1 @@
+"""Validation: structure, cardinality, bindings, invariants, references, profiles."""

@@ -1,0 +1,1 @@
+"""Case file -> FHIR R4 resources: one module per target resource type, pure functions."""
