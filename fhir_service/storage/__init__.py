@@ -1,1 +1,42 @@
-"""storage layer of fhir-service (see docs/architecture.md)."""
+"""Storage: the Repository protocol and its SQL implementation (SQLite, PostgreSQL).
+
+    store = SqlStore.open(url)              # refuses a schema that is behind
+    with store.begin() as repo:             # one database transaction
+        repo.create({...})
+
+``upgrade(url)`` runs the alembic migrations; ``check_schema_current(engine)``
+raises ``SchemaNotCurrent`` naming ``fhir-service db upgrade``.
+"""
+
+from fhir_service.storage.engine import create_engine
+from fhir_service.storage.migrate import (
+    SchemaNotCurrent,
+    check_schema_current,
+    head_revision,
+    upgrade,
+)
+from fhir_service.storage.repository import (
+    HistoryPage,
+    Repository,
+    Store,
+    Stored,
+    StoredResult,
+)
+from fhir_service.storage.sql_repository import SqlRepository, format_instant
+from fhir_service.storage.store import SqlStore
+
+__all__ = [
+    "HistoryPage",
+    "Repository",
+    "SchemaNotCurrent",
+    "SqlRepository",
+    "SqlStore",
+    "Store",
+    "Stored",
+    "StoredResult",
+    "check_schema_current",
+    "create_engine",
+    "format_instant",
+    "head_revision",
+    "upgrade",
+]

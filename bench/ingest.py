@@ -1,0 +1,182 @@
+"""Transaction ingest benchmark: resources/s loading the Synthea 300-patient set.
+
+    .venv/bin/python bench/ingest.py [--patients 300] [--small 30] [--postgres-url URL]
+
+For each database (a fresh SQLite file; a fresh PostgreSQL database created from
+--postgres-url or FHIR_SERVICE_TEST_POSTGRES_URL and dropped afterwards) it loads
+the hospital and practitioner Bundles, then N patient transaction Bundles, one
+database transaction per Bundle, with the loader's provider deduplication
+(``fhir-service load`` does the same). Two sizes (small = 1x, full = 10x) show
+whether time grows linearly. The clock covers ``load_bundle`` only (validation,
+reference rewriting, SQL), not reading JSON from the archive. Prints a table and
+rewrites its section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from fhir_service.cli.load import load_bundle, providers_first
+from fhir_service.storage import SqlStore, upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHIVE = ROOT.parent / "shared" / "data" / "synthea-r4-300-patients.tar.xz"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+START, END = "<!-- ingest:start -->", "<!-- ingest:end -->"
+
+
+@dataclass
+class Run:
+    database: str
+    patients: int
+    resources: int
+    seconds: float
+    stored: int
+
+    @property
+    def rate(self) -> float:
+        return self.resources / self.seconds
+
+
+def ingest(url: str, patients: int) -> Run:
+    """Load providers + ``patients`` patient Bundles into the empty database at ``url``."""
+    upgrade(url)
+    store = SqlStore.open(url)
+    resources = 0
+    seconds = 0.0
+    loaded = 0
+    try:
+        for name, bundle in providers_first([ARCHIVE], anchor_date=date(2022, 3, 1)):
+            is_patient = "Information" not in name
+            if is_patient and loaded >= patients:
+                break
+            start = time.perf_counter()
+            response = load_bundle(store, bundle)
+            seconds += time.perf_counter() - start
+            resources += len(response["entry"])
+            loaded += int(is_patient)
+        with store.begin(readonly=True) as repo:
+            stored = sum(repo.counts().values())
+    finally:
+        store.close()
+    return Run(store.dialect, patients, resources, seconds, stored)
+
+
+def run_sqlite(patients: int) -> Run:
+    with tempfile.TemporaryDirectory() as tmp:
+        return ingest(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", patients)
+
+
+def run_postgres(admin_url: str, patients: int) -> Run:
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"fhir_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        return ingest(url, patients)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        if match:
+            cpu = match.group(1).strip()
+    return f"{os.cpu_count()} CPUs (nproc), {cpu}, Python {platform.python_version()}"
+
+
+def table(runs: list[Run]) -> str:
+    lines = [
+        "| database | patients | resources | seconds | resources/s | stored |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r.database} | {r.patients} | {r.resources} | {r.seconds:.1f} | "
+            f"{r.rate:,.0f} | {r.stored} |"
+        )
+    return "\n".join(lines)
+
+
+def linearity(runs: list[Run]) -> list[str]:
+    out = []
+    for db in sorted({r.database for r in runs}):
+        sizes = sorted((r for r in runs if r.database == db), key=lambda r: r.patients)
+        if len(sizes) == 2:
+            small, big = sizes
+            out.append(
+                f"- {db}: {big.resources / small.resources:.1f}x the resources took "
+                f"{big.seconds / small.seconds:.1f}x the time"
+            )
+    return out
+
+
+def write_results(runs: list[Run]) -> None:
+    section = "\n".join(
+        [
+            START,
+            "## Transaction ingest (`bench/ingest.py`)",
+            "",
+            f"Run {date.today().isoformat()} on {machine()}; load average at the end "
+            f"{os.getloadavg()[0]:.1f} (other processes share the machine).",
+            "Synthea 300-patient set (../shared/data): hospital and practitioner Bundles, then",
+            "patient transaction Bundles, one database transaction each, provider POSTs",
+            "deduplicated by identifier. Target: >= 1,000 resources/s on SQLite; 10x the data",
+            "in <= 11x the time.",
+            "",
+            table(runs),
+            "",
+            *linearity(runs),
+            END,
+        ]
+    )
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if START in text and END in text:
+        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    RESULTS.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=300)
+    parser.add_argument("--small", type=int, default=30)
+    parser.add_argument("--postgres-url", default=os.environ.get("FHIR_SERVICE_TEST_POSTGRES_URL"))
+    parser.add_argument("--no-write", action="store_true", help="Do not update RESULTS.md.")
+    args = parser.parse_args()
+    if not ARCHIVE.exists():
+        raise SystemExit(f"{ARCHIVE} is absent")
+    runs: list[Run] = []
+    for patients in (args.small, args.patients):
+        runs.append(run_sqlite(patients))
+        print(table(runs[-1:]).splitlines()[-1], flush=True)
+        if args.postgres_url:
+            runs.append(run_postgres(args.postgres_url, patients))
+            print(table(runs[-1:]).splitlines()[-1], flush=True)
+    print(table(runs))
+    print("\n".join(linearity(runs)))
+    if not args.no_write:
+        write_results(runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the resource store, shipped inside the package."""

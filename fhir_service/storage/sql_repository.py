@@ -1,0 +1,642 @@
+"""The SQL implementation of the Repository protocol (SQLite and PostgreSQL).
+
+One instance works inside one database transaction opened by ``SqlStore.begin``;
+it never commits. Versions follow https://hl7.org/fhir/R4/http.html#versioning:
+integer versionIds 1, 2, 3..., deletes kept as marker versions.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from fhir_service.errors import (
+    Conflict,
+    Gone,
+    InvalidRequest,
+    InvalidResource,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
+from fhir_service.fhir.models import model_class, parse_resource
+from fhir_service.storage.criteria import criteria_hash, parse_criteria
+from fhir_service.storage.ids import check_id, format_instant, new_id, utc_now
+from fhir_service.storage.index import DERIVED_PARAMS, extract_tokens
+from fhir_service.storage.repository import (
+    JSON,
+    HistoryPage,
+    Method,
+    SearchParams,
+    Stored,
+    StoredResult,
+)
+from fhir_service.storage.tables import (
+    conditional_claim,
+    resource,
+    resource_version,
+    search_token,
+)
+from fhir_service.storage.transaction import run_batch, run_transaction
+
+_CLAIM_ATTEMPTS = 5
+_CONTROL_PARAMS = frozenset({"_format", "_pretty"})
+
+
+def _content(body: JSON) -> JSON:
+    """The resource without the server-managed meta.versionId and meta.lastUpdated."""
+    out = dict(body)
+    meta = dict(out.get("meta") or {})
+    meta.pop("versionId", None)
+    meta.pop("lastUpdated", None)
+    if meta:
+        out["meta"] = meta
+    else:
+        out.pop("meta", None)
+    return out
+
+
+def split_token(value: str) -> tuple[str | None, str | None]:
+    """``system|code`` -> (system, code); ``|code`` -> ("", code); ``code`` -> (None, code)."""
+    if "|" not in value:
+        return None, value
+    system, _, code = value.partition("|")
+    return system, code or None
+
+
+@dataclass(frozen=True, slots=True)
+class _Current:
+    """The current-version pointer of one resource."""
+
+    version: int
+    deleted: bool
+    seq: int
+
+
+class SqlRepository:
+    """Repository on one SQLAlchemy connection inside an open transaction."""
+
+    def __init__(self, conn: Connection, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._conn = conn
+        self._clock = clock
+        self._lock_rows = conn.dialect.name == "postgresql"
+
+    # ------------------------------------------------------------------ reads
+
+    def _stored(self, row: Any) -> Stored:
+        body = row.body
+        if body is not None:
+            # JSONB does not keep key order; FHIR JSON reads best with these first.
+            body = {
+                "resourceType": body["resourceType"],
+                "id": body["id"],
+                "meta": body.get("meta"),
+                **body,
+            }
+        return Stored(
+            resource_type=row.type,
+            id=row.id,
+            version_id=row.version,
+            last_updated=row.last_updated,
+            deleted=bool(row.deleted),
+            method=row.method,
+            resource=body,
+        )
+
+    def _current_row(self, resource_type: str, id: str, *, lock: bool = False) -> _Current | None:
+        query = sa.select(resource.c.version, resource.c.deleted, resource.c.seq).where(
+            resource.c.type == resource_type, resource.c.id == id
+        )
+        if lock and self._lock_rows:
+            query = query.with_for_update()
+        row = self._conn.execute(query).first()
+        return None if row is None else _Current(row.version, bool(row.deleted), row.seq)
+
+    def _version_by_seq(self, seq: int) -> Stored:
+        row = self._conn.execute(
+            sa.select(resource_version).where(resource_version.c.seq == seq)
+        ).one()
+        return self._stored(row)
+
+    def read(self, resource_type: str, id: str) -> Stored:
+        model_class(resource_type)
+        row = self._conn.execute(
+            sa.select(resource_version)
+            .join(resource, resource.c.seq == resource_version.c.seq)
+            .where(resource.c.type == resource_type, resource.c.id == id)
+        ).first()
+        if row is None:
+            raise NotFound(f"{resource_type}/{id} is not known")
+        if row.deleted:
+            raise Gone(f"{resource_type}/{id} was deleted (version {row.version})")
+        return self._stored(row)
+
+    def vread(self, resource_type: str, id: str, version_id: int) -> Stored:
+        model_class(resource_type)
+        row = self._conn.execute(
+            sa.select(resource_version).where(
+                resource_version.c.type == resource_type,
+                resource_version.c.id == id,
+                resource_version.c.version == version_id,
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"{resource_type}/{id}/_history/{version_id} is not known")
+        if row.deleted:
+            raise Gone(f"{resource_type}/{id}/_history/{version_id} is a delete")
+        return self._stored(row)
+
+    # ----------------------------------------------------------------- writes
+
+    def _prepare(self, body: Any, resource_type: str | None = None) -> JSON:
+        if not isinstance(body, dict):
+            raise InvalidResource("A FHIR resource must be a JSON object")
+        actual = body.get("resourceType")
+        if not isinstance(actual, str) or not actual:
+            raise InvalidResource("The resource has no resourceType", expression="resourceType")
+        model_class(actual)
+        if resource_type is not None and actual != resource_type:
+            raise InvalidRequest(
+                f"resourceType '{actual}' does not match the request type '{resource_type}'",
+                expression="resourceType",
+            )
+        return body
+
+    def _write(
+        self,
+        resource_type: str,
+        id: str,
+        body: JSON | None,
+        method: Method,
+        current: _Current | None,
+    ) -> Stored:
+        """Validate and store the next version (or a delete marker when ``body`` is None)."""
+        now = self._clock()
+        version = (current.version if current is not None else 0) + 1
+        stored_body: JSON | None = None
+        if body is not None:
+            stored_body = self.versioned_body(resource_type, id, body, version, now)
+        seq = self._conn.execute(
+            sa.insert(resource_version)
+            .values(
+                type=resource_type,
+                id=id,
+                version=version,
+                last_updated=now,
+                deleted=body is None,
+                method=method,
+                body=stored_body,
+            )
+            .returning(resource_version.c.seq)
+        ).scalar_one()
+        if current is None:
+            self._conn.execute(
+                sa.insert(resource).values(
+                    type=resource_type, id=id, version=version, deleted=body is None, seq=seq
+                )
+            )
+        else:
+            self._conn.execute(
+                sa.update(resource)
+                .where(resource.c.type == resource_type, resource.c.id == id)
+                .values(version=version, deleted=body is None, seq=seq)
+            )
+            if not current.deleted:
+                self._conn.execute(
+                    sa.delete(search_token).where(
+                        search_token.c.type == resource_type, search_token.c.id == id
+                    )
+                )
+        if stored_body is not None:
+            tokens = extract_tokens(stored_body)
+            if tokens:
+                self._conn.execute(
+                    sa.insert(search_token),
+                    [
+                        {"type": resource_type, "id": id, "param": p, "system": s, "value": v}
+                        for p, s, v in tokens
+                    ],
+                )
+        return Stored(resource_type, id, version, now, body is None, method, stored_body)
+
+    @staticmethod
+    def versioned_body(
+        resource_type: str, id: str, body: JSON, version: int, now: datetime
+    ) -> JSON:
+        """``body`` with id, meta.versionId and meta.lastUpdated set, validated (R4B models)."""
+        meta = dict(body.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = format_instant(now)
+        rest = {k: v for k, v in body.items() if k not in ("resourceType", "id", "meta")}
+        stored_body = {"resourceType": resource_type, "id": id, "meta": meta, **rest}
+        parse_resource(stored_body)
+        return stored_body
+
+    def now(self) -> datetime:
+        """The clock of this unit of work."""
+        return self._clock()
+
+    def insert_new(self, items: list[tuple[str, str, JSON, datetime]]) -> list[Stored]:
+        """Write version 1 of many new resources in three statements (transaction POSTs).
+
+        ``items`` are (type, id, body from ``versioned_body``, lastUpdated); the ids
+        must be fresh server ids. A collision raises Conflict.
+        """
+        if not items:
+            return []
+        rows = [
+            {
+                "type": rtype,
+                "id": id,
+                "version": 1,
+                "last_updated": now,
+                "deleted": False,
+                "method": "POST",
+                "body": body,
+            }
+            for rtype, id, body, now in items
+        ]
+        try:
+            with self._conn.begin_nested():
+                seqs = (
+                    self._conn.execute(
+                        sa.insert(resource_version).returning(
+                            resource_version.c.seq, sort_by_parameter_order=True
+                        ),
+                        rows,
+                    )
+                    .scalars()
+                    .all()
+                )
+                self._conn.execute(
+                    sa.insert(resource),
+                    [
+                        {"type": r["type"], "id": r["id"], "version": 1, "deleted": False, "seq": q}
+                        for r, q in zip(rows, seqs, strict=True)
+                    ],
+                )
+                tokens = [
+                    {"type": rtype, "id": id, "param": p, "system": sy, "value": v}
+                    for rtype, id, body, _ in items
+                    for p, sy, v in extract_tokens(body)
+                ]
+                if tokens:
+                    self._conn.execute(sa.insert(search_token), tokens)
+        except IntegrityError:
+            raise Conflict("A resource id was created concurrently; retry the request") from None
+        return [Stored(rtype, id, 1, now, False, "POST", body) for rtype, id, body, now in items]
+
+    def _write_new(self, resource_type: str, id: str, body: JSON, method: Method) -> Stored:
+        """Write version 1 of a resource no one else may create concurrently."""
+        try:
+            with self._conn.begin_nested():
+                return self._write(resource_type, id, body, method, None)
+        except IntegrityError:
+            raise Conflict(
+                f"{resource_type}/{id} was created concurrently; retry the request"
+            ) from None
+
+    def create_with_id(
+        self, resource_type: str, id: str, body: JSON, method: Method = "POST"
+    ) -> Stored:
+        """Create version 1 under a known, unused id (transactions assign ids ahead)."""
+        return self._write_new(resource_type, id, body, method)
+
+    def create(self, resource: JSON, *, if_none_exist: str | None = None) -> StoredResult:
+        body = self._prepare(resource)
+        resource_type = body["resourceType"]
+        id = new_id()
+        if if_none_exist:
+            existing = self.claim_conditional(resource_type, if_none_exist, id)
+            if existing is not None:
+                return StoredResult(existing, "existing")
+        return StoredResult(self._write(resource_type, id, body, "POST", None), "created")
+
+    def claim_conditional(self, resource_type: str, criteria: str, id: str) -> Stored | None:
+        """Resolve an If-None-Exist: the one existing match, or ``None`` after claiming the
+        criteria for ``id`` (the caller then creates it in this transaction).
+
+        The claim row's primary key (type, criteria hash) lets only one transaction
+        create for given criteria; a loser re-reads after the winner commits.
+        """
+        params = parse_criteria(criteria, resource_type)
+        key = criteria_hash(resource_type, params)
+        for _ in range(_CLAIM_ATTEMPTS):
+            # Read the claim before matching: a holder that committed before this read
+            # has its resource visible to the match below, so a holder without a
+            # match is stale (its resource was deleted or changed) and may be taken over.
+            holder = self._conn.execute(
+                sa.select(conditional_claim.c.id).where(
+                    conditional_claim.c.type == resource_type,
+                    conditional_claim.c.criteria_hash == key,
+                )
+            ).scalar_one_or_none()
+            match = self._single_match(resource_type, params, criteria)
+            if match is not None:
+                return self.read(resource_type, match)
+            if holder is None:
+                try:
+                    with self._conn.begin_nested():
+                        self._conn.execute(
+                            sa.insert(conditional_claim).values(
+                                type=resource_type, criteria_hash=key, id=id
+                            )
+                        )
+                    return None
+                except IntegrityError:
+                    continue
+            taken = self._conn.execute(
+                sa.update(conditional_claim)
+                .where(
+                    conditional_claim.c.type == resource_type,
+                    conditional_claim.c.criteria_hash == key,
+                    conditional_claim.c.id == holder,
+                )
+                .values(id=id)
+            )
+            if taken.rowcount == 1:
+                return None
+        raise Conflict(f"Conditional create '{criteria}' is contended; retry the request")
+
+    def _single_match(self, resource_type: str, params: SearchParams, criteria: str) -> str | None:
+        ids = self.match_ids(resource_type, params, limit=2)
+        if len(ids) > 1:
+            raise PreconditionFailed(
+                f"Criteria '{criteria}' match more than one {resource_type}",
+            )
+        return ids[0] if ids else None
+
+    def update(
+        self, resource_type: str, id: str, resource: JSON, *, if_match: int | None = None
+    ) -> StoredResult:
+        body = self._prepare(resource, resource_type)
+        check_id(id)
+        if body.get("id") != id:
+            raise InvalidRequest(
+                f"The resource id '{body.get('id')}' does not match the URL id '{id}'",
+                expression="id",
+            )
+        return self._update(resource_type, id, body, if_match=if_match, method="PUT")
+
+    def _update(
+        self,
+        resource_type: str,
+        id: str,
+        body: JSON,
+        *,
+        if_match: int | None,
+        method: Method,
+        current: _Current | None = None,
+    ) -> StoredResult:
+        if current is None:
+            current = self._current_row(resource_type, id, lock=True)
+        self._check_if_match(resource_type, id, current, if_match)
+        if current is None:
+            return StoredResult(self._write_new(resource_type, id, body, method), "created")
+        if current.deleted:
+            return StoredResult(self._write(resource_type, id, body, method, current), "created")
+        previous = self._version_by_seq(current.seq)
+        if previous.resource is not None and _content(previous.resource) == _content(
+            {**body, "resourceType": resource_type, "id": id}
+        ):
+            return StoredResult(previous, "unchanged")
+        return StoredResult(self._write(resource_type, id, body, method, current), "updated")
+
+    @staticmethod
+    def _check_if_match(
+        resource_type: str, id: str, current: _Current | None, if_match: int | None
+    ) -> None:
+        if if_match is None:
+            return
+        if current is None or current.deleted:
+            raise PreconditionFailed(
+                f"If-Match version {if_match} given but {resource_type}/{id} does not exist"
+            )
+        if current.version != if_match:
+            raise PreconditionFailed(
+                f"If-Match version {if_match} does not match the current version "
+                f"{current.version} of {resource_type}/{id}"
+            )
+
+    def conditional_update(
+        self, resource_type: str, criteria: str, resource: JSON, *, if_match: int | None = None
+    ) -> StoredResult:
+        body = self._prepare(resource, resource_type)
+        params = parse_criteria(criteria, resource_type)
+        match = self._single_match(resource_type, params, criteria)
+        if match is None:
+            given = body.get("id")
+            if given is not None:
+                check_id(given)
+                return self._update(resource_type, given, body, if_match=if_match, method="PUT")
+            id = new_id()
+            existing = self.claim_conditional(resource_type, criteria, id)
+            if existing is None:
+                return StoredResult(self._write_new(resource_type, id, body, "PUT"), "created")
+            match = existing.id
+        if body.get("id") not in (None, match):
+            raise InvalidRequest(
+                f"The resource id '{body['id']}' differs from the matched {resource_type}/{match}",
+                expression="id",
+            )
+        return self._update(
+            resource_type, match, {**body, "id": match}, if_match=if_match, method="PUT"
+        )
+
+    def patch(
+        self,
+        resource_type: str,
+        id: str,
+        operations: list[JSON],
+        *,
+        if_match: int | None = None,
+    ) -> StoredResult:
+        model_class(resource_type)
+        if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
+            raise InvalidRequest("A JSON Patch document must be an array of operation objects")
+        current = self._current_row(resource_type, id, lock=True)
+        if current is None:
+            raise NotFound(f"{resource_type}/{id} is not known")
+        if current.deleted:
+            raise Gone(f"{resource_type}/{id} was deleted (version {current.version})")
+        self._check_if_match(resource_type, id, current, if_match)
+        previous = self._version_by_seq(current.seq)
+        try:
+            patched = jsonpatch.apply_patch(copy.deepcopy(previous.resource), operations)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise Unprocessable(f"The JSON Patch cannot be applied: {exc}") from None
+        except (TypeError, ValueError, KeyError) as exc:
+            raise InvalidRequest(f"Malformed JSON Patch: {exc}") from None
+        if not isinstance(patched, dict):
+            raise Unprocessable("The JSON Patch does not yield a resource")
+        if patched.get("resourceType") != resource_type or patched.get("id") != id:
+            raise Unprocessable("A JSON Patch may not change resourceType or id")
+        return self._update(
+            resource_type, id, patched, if_match=None, method="PATCH", current=current
+        )
+
+    def delete(self, resource_type: str, id: str, *, if_match: int | None = None) -> Stored | None:
+        model_class(resource_type)
+        current = self._current_row(resource_type, id, lock=True)
+        self._check_if_match(resource_type, id, current, if_match)
+        if current is None or current.deleted:
+            return None
+        return self._write(resource_type, id, None, "DELETE", current)
+
+    def conditional_delete(self, resource_type: str, criteria: str) -> list[Stored]:
+        model_class(resource_type)
+        params = parse_criteria(criteria, resource_type)
+        match = self._single_match(resource_type, params, criteria)
+        if match is None:
+            return []
+        marker = self.delete(resource_type, match)
+        return [marker] if marker is not None else []
+
+    # ---------------------------------------------------------------- history
+
+    def history(
+        self,
+        resource_type: str | None = None,
+        id: str | None = None,
+        *,
+        since: datetime | None = None,
+        count: int = 50,
+        cursor: str | None = None,
+    ) -> HistoryPage:
+        if count < 1:
+            raise InvalidRequest("_count must be at least 1", expression="_count")
+        filters: list[sa.ColumnElement[bool]] = []
+        if resource_type is not None:
+            model_class(resource_type)
+            filters.append(resource_version.c.type == resource_type)
+        if id is not None:
+            if resource_type is None:
+                raise InvalidRequest("Instance history needs a resource type")
+            if self._current_row(resource_type, id) is None:
+                raise NotFound(f"{resource_type}/{id} is not known")
+            filters.append(resource_version.c.id == id)
+        if since is not None:
+            if since.tzinfo is None:
+                raise InvalidRequest("_since needs a timezone", expression="_since")
+            filters.append(resource_version.c.last_updated >= since)
+        total = self._conn.execute(
+            sa.select(sa.func.count()).select_from(resource_version).where(*filters)
+        ).scalar_one()
+        page_filters = list(filters)
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise InvalidRequest(f"Invalid history cursor '{cursor}'")
+            page_filters.append(resource_version.c.seq < int(cursor))
+        rows = self._conn.execute(
+            sa.select(resource_version)
+            .where(*page_filters)
+            .order_by(resource_version.c.seq.desc())
+            .limit(count + 1)
+        ).all()
+        more = len(rows) > count
+        rows = rows[:count]
+        next_cursor = str(rows[-1].seq) if more and rows else None
+        return HistoryPage([self._stored(r) for r in rows], next_cursor, total)
+
+    # ----------------------------------------------------------------- search
+
+    def _supported(self, resource_type: str, name: str) -> bool:
+        if name in DERIVED_PARAMS:
+            return True
+        fields = model_class(resource_type).model_fields
+        return any(
+            (field.alias or key) == name
+            for key, field in fields.items()
+            if not key.endswith("__ext")
+        )
+
+    def _condition(self, resource_type: str, name: str, value: str) -> sa.ColumnElement[bool]:
+        if name == "_id":
+            return resource.c.id.in_(value.split(","))
+        if name.startswith("_") or ":" in name or not self._supported(resource_type, name):
+            raise InvalidRequest(
+                f"Search parameter '{name}' is not supported on {resource_type}",
+                expression=name,
+            )
+        alternatives: list[sa.ColumnElement[bool]] = []
+        for option in value.split(","):
+            system, code = split_token(option)
+            clauses: list[sa.ColumnElement[bool]] = []
+            if code is not None:
+                clauses.append(search_token.c.value.in_({code, code.lower()}))
+            if system is not None:
+                clauses.append(search_token.c.system == system)
+            alternatives.append(sa.and_(*clauses))
+        return (
+            sa.select(search_token.c.id)
+            .where(
+                search_token.c.type == resource.c.type,
+                search_token.c.id == resource.c.id,
+                search_token.c.param == name,
+                sa.or_(*alternatives),
+            )
+            .exists()
+        )
+
+    def _search_query(self, resource_type: str, params: SearchParams) -> sa.Select[Any]:
+        model_class(resource_type)
+        conditions = [
+            self._condition(resource_type, name, value)
+            for name, value in params
+            if name not in _CONTROL_PARAMS
+        ]
+        return sa.select(resource.c.id, resource.c.seq).where(
+            resource.c.type == resource_type, resource.c.deleted.is_(False), *conditions
+        )
+
+    def match_ids(
+        self, resource_type: str, params: SearchParams, *, limit: int | None = None
+    ) -> list[str]:
+        """Ids of current resources matching ``params`` (see ``search``)."""
+        query = self._search_query(resource_type, params).order_by(resource.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        return list(self._conn.execute(query).scalars())
+
+    def search(
+        self, resource_type: str, params: SearchParams, *, limit: int | None = None
+    ) -> list[Stored]:
+        matched = self._search_query(resource_type, params).subquery()
+        query = (
+            sa.select(resource_version)
+            .join(matched, matched.c.seq == resource_version.c.seq)
+            .order_by(resource_version.c.id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        return [self._stored(row) for row in self._conn.execute(query)]
+
+    def counts(self) -> dict[str, int]:
+        """Number of current (not deleted) resources per type."""
+        rows = self._conn.execute(
+            sa.select(resource.c.type, sa.func.count())
+            .where(resource.c.deleted.is_(False))
+            .group_by(resource.c.type)
+        )
+        return {rtype: int(n) for rtype, n in rows}
+
+    # ----------------------------------------------------------- transactions
+
+    def transaction(self, bundle: JSON) -> JSON:
+        return run_transaction(self, bundle)
+
+    def batch(self, bundle: JSON) -> JSON:
+        return run_batch(self, bundle)
+
+    def savepoint(self) -> Any:
+        """A nested transaction (SAVEPOINT) for one batch entry."""
+        return self._conn.begin_nested()

@@ -1,0 +1,72 @@
+"""Alembic migrations: upgrade, and refusing a database that is behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from fhir_service.storage import (
+    SchemaNotCurrent,
+    SqlStore,
+    check_schema_current,
+    create_engine,
+    head_revision,
+    upgrade,
+)
+from fhir_service.storage.migrate import current_revision, downgrade_engine, upgrade_engine
+
+
+def test_empty_database_is_refused_with_the_command_to_run(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    engine = create_engine(url)
+    try:
+        with pytest.raises(SchemaNotCurrent, match="fhir-service db upgrade"):
+            check_schema_current(engine)
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaNotCurrent, match="fhir-service db upgrade"):
+        SqlStore.open(url)
+
+
+def test_upgrade_reaches_head_and_is_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db' / 'fhir.sqlite3'}"
+    assert upgrade(url) == head_revision()
+    assert upgrade(url) == head_revision()
+    engine = create_engine(url)
+    try:
+        check_schema_current(engine)
+        tables = set(sa.inspect(engine).get_table_names())
+        journal = engine.connect().exec_driver_sql("PRAGMA journal_mode").scalar()
+    finally:
+        engine.dispose()
+    assert {"resource", "resource_version", "search_token", "conditional_claim"} <= tables
+    assert journal == "wal"
+
+
+def test_database_behind_head_is_refused(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        downgrade_engine(engine, "base")
+        assert current_revision(engine) is None
+        with pytest.raises(SchemaNotCurrent, match="fhir-service db upgrade"):
+            check_schema_current(engine)
+        upgrade_engine(engine)
+        check_schema_current(engine)
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_unknown_newer_revision_is_refused(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'zzzz'")
+        with pytest.raises(SchemaNotCurrent, match="newer"):
+            check_schema_current(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"UPDATE alembic_version SET version_num = '{head_revision()}'")
+    finally:
+        engine.dispose()
