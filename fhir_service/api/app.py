@@ -1,0 +1,64 @@
+"""The application factory: ``create_app(settings) -> FastAPI``.
+
+The FHIR REST API is served at ``/fhir`` (https://hl7.org/fhir/R4/http.html), health at
+``/healthz`` and ``/readyz``. The store is opened when the application starts and
+refuses a database whose schema is behind (run ``fhir-service db upgrade``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+
+from fhir_service import __version__
+from fhir_service.api import errors
+from fhir_service.api.deps import BASE_PATH
+from fhir_service.api.routes import bundle, crud, health, history, metadata
+from fhir_service.settings import Settings
+from fhir_service.storage import SqlStore, Store
+
+
+def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
+    """A FastAPI application for ``settings``; ``store`` replaces the one opened from
+    ``settings.database_url`` (the caller then owns and closes it)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if store is not None:
+            app.state.store = store
+            yield
+            return
+        opened = SqlStore.open(settings.database_url)
+        app.state.store = opened
+        try:
+            yield
+        finally:
+            opened.close()
+
+    app = FastAPI(
+        title="fhir-service",
+        version=__version__,
+        description="FHIR R4 REST API",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.capabilities = {}
+    app.state.started = datetime.now(UTC)
+    errors.install(app)
+    app.include_router(health.router)
+    app.state.fhir_routers = []
+    for module in (metadata, bundle, history, crud):
+        app.include_router(module.router, prefix=BASE_PATH, tags=["FHIR"])
+        app.state.fhir_routers.append(module.router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The application for the Settings of the environment (``FHIR_SERVICE_*``); the factory
+    ``fhir-service serve`` hands to uvicorn as ``fhir_service.api.app:app_from_environment``."""
+    return create_app(Settings())

@@ -1,0 +1,37 @@
+"""batch and transaction Bundles at the service base (https://hl7.org/fhir/R4/http.html#transaction).
+
+A transaction runs in one database transaction: any failing entry rolls everything
+back and the response is that entry's OperationOutcome. Batch entries are
+independent, each answered with its own status.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from fhir_service.api.deps import FormatDep, ResourceBody, StoreDep
+from fhir_service.api.responses import fhir_response
+from fhir_service.api.routes import interaction
+from fhir_service.errors import InvalidRequest
+
+router = APIRouter()
+
+
+@router.post("/", include_in_schema=False, openapi_extra=interaction("transaction", batch=True))
+@router.post("", openapi_extra=interaction("transaction", batch=True))
+def transaction_or_batch(body: ResourceBody, store: StoreDep, fmt: FormatDep) -> Response:
+    """POST [base] (with or without a trailing slash) with a ``transaction`` or ``batch`` Bundle."""
+    if body.get("resourceType") != "Bundle":
+        raise InvalidRequest(
+            f"POST to the base needs a Bundle, not '{body.get('resourceType')}'",
+            expression="resourceType",
+        )
+    kind = body.get("type")
+    if kind not in ("transaction", "batch"):
+        raise InvalidRequest(
+            f"Bundle.type must be transaction or batch, not '{kind}'", expression="Bundle.type"
+        )
+    with store.begin() as repo:
+        result = repo.transaction(body) if kind == "transaction" else repo.batch(body)
+    return fhir_response(result, 200, fmt)

@@ -1,0 +1,36 @@
+"""Liveness (``/healthz``) and readiness (``/readyz``, checks the database and its schema)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import JSONResponse, Response
+
+from fhir_service.api.deps import StoreDep
+from fhir_service.api.responses import outcome_response
+from fhir_service.errors import FhirServiceError, Issue
+from fhir_service.storage import SqlStore, check_schema_current
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+def healthz() -> Response:
+    """The process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz")
+def readyz(store: StoreDep) -> Response:
+    """The database answers and its schema is current; 503 with an OperationOutcome if not."""
+    try:
+        if isinstance(store, SqlStore):
+            check_schema_current(store.engine)
+        with store.begin(readonly=True) as repo:
+            repo.history(count=1)
+    except FhirServiceError as exc:
+        return outcome_response(exc.issues, 503)
+    except SQLAlchemyError as exc:
+        text = f"The database is not reachable ({type(exc).__name__})"
+        return outcome_response([Issue("error", "transient", text)], 503)
+    return JSONResponse({"status": "ready"})

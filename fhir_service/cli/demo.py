@@ -1,0 +1,75 @@
+"""`fhir-service demo`: set up the embedded SQLite database under var/, load the example
+case (examples/ivc-leiomyosarcoma), print the address and curl examples, then serve.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from fhir_service.cli.load import LoadError, load_all, providers_first
+from fhir_service.cli.serve import run
+from fhir_service.errors import FhirServiceError
+from fhir_service.settings import Settings
+from fhir_service.storage import SqlStore, upgrade
+
+EXAMPLE_CASE = Path("examples/ivc-leiomyosarcoma/case.yaml")
+DEMO_DATABASE = Path("var/fhir-service.sqlite3")
+
+
+def curl_examples(base: str) -> str:
+    """A few requests to try against ``base`` (the /fhir address)."""
+    return "\n".join(
+        [
+            f"  curl -s {base}/metadata | head -c 400",
+            f"  curl -s '{base}/Patient/_history?_count=5'",
+            f"  curl -s '{base}/Observation/_history?_count=3&_pretty=true'",
+            f"  curl -s 'http://{base.split('/')[2]}/readyz'",
+            f"  curl -s -X POST {base}/Patient -H 'Content-Type: application/fhir+json' \\",
+            """       -d '{"resourceType":"Patient","name":[{"family":"Demo"}]}' -i""",
+        ]
+    )
+
+
+def demo_command(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    case: Annotated[Path, typer.Option("--case", help="Case file to load.")] = EXAMPLE_CASE,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve afterwards.")] = True,
+) -> None:
+    """Create or upgrade the SQLite database, load the example case and serve it."""
+    url = f"sqlite:///{DEMO_DATABASE.resolve()}"
+    settings = Settings(database_url=url)
+    try:
+        revision = upgrade(url)
+        store = SqlStore.open(url)
+    except (FhirServiceError, SQLAlchemyError) as exc:
+        typer.echo(f"error: cannot prepare {DEMO_DATABASE}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"database {DEMO_DATABASE} at revision {revision}")
+    try:
+        report = load_all(store, providers_first([case], anchor_date=settings.anchor_date))
+    except LoadError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    if report.failed:
+        for line in report.failed:
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(1)
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.statuses.items()))
+    typer.echo(f"loaded {case}: {report.entries} resources ({statuses})")
+    base = f"http://{host}:{port}/fhir"
+    typer.echo(f"\nFHIR R4 API at {base}  (health: http://{host}:{port}/healthz)\n")
+    typer.echo("Try:\n" + curl_examples(base) + "\n")
+    if serve:
+        run(settings, host, port)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `demo` command."""
+    app.command("demo")(demo_command)

@@ -1,0 +1,71 @@
+"""`fhir-service serve [--host H] [--port P]`: the FHIR API at /fhir with uvicorn.
+
+Refuses to start on a database whose schema is behind, naming the command that
+fixes it (`fhir-service db upgrade`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Annotated
+
+import typer
+import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
+
+from fhir_service.errors import FhirServiceError
+from fhir_service.settings import Settings
+from fhir_service.storage import SqlStore
+
+
+def check_database(settings: Settings) -> str | None:
+    """None when the database is reachable and current, else the reason it is not."""
+    try:
+        SqlStore.open(settings.database_url).close()
+    except FhirServiceError as exc:
+        return exc.diagnostics
+    except SQLAlchemyError as exc:
+        return f"cannot open the database: {type(exc).__name__}: {exc}"
+    return None
+
+
+APP_FACTORY = "fhir_service.api.app:app_from_environment"
+"""The application factory uvicorn imports; it reads the same ``FHIR_SERVICE_*`` settings."""
+
+
+def run(settings: Settings, host: str, port: int) -> None:
+    """Serve ``settings``' database on host:port until interrupted (one worker).
+
+    The database URL is handed to the factory through ``FHIR_SERVICE_DATABASE_URL``.
+    """
+    os.environ["FHIR_SERVICE_DATABASE_URL"] = settings.database_url
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
+    )
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+) -> None:
+    """Serve the FHIR R4 API at /fhir (CapabilityStatement at /fhir/metadata)."""
+    settings = Settings()
+    problem = check_database(settings)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    run(settings, host, port)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `serve` command."""
+    app.command("serve")(serve_command)
