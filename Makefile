@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check pytest install clean
+.PHONY: demo test check pytest install clean packages golden
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,24 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-pytest: $(STAMP)
+pytest: $(STAMP) packages
 	$(BIN)/pytest
+
+## FHIR packages (R4 core, mCODE and what of its dependencies can be had) in the package cache.
+PACKAGES_STAMP := $(VENV)/.fhir-packages
+
+packages: $(PACKAGES_STAMP)
+
+$(PACKAGES_STAMP): $(STAMP)
+	$(BIN)/fhir-service packages install
+	touch $(PACKAGES_STAMP)
+
+## Regenerate the reviewed golden bundles of the example case (review the diff!).
+golden: $(STAMP)
+	$(BIN)/fhir-service map examples/ivc-leiomyosarcoma/case.yaml --anchor-date 2022-03-01 \
+		--bundle-type transaction -o examples/ivc-leiomyosarcoma/bundle-transaction.json
+	$(BIN)/fhir-service map examples/ivc-leiomyosarcoma/case.yaml --anchor-date 2022-03-01 \
+		--bundle-type collection -o examples/ivc-leiomyosarcoma/bundle-collection.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
