@@ -1,0 +1,78 @@
+"""`fhir-service map CASE_FILE [-o OUT] [--bundle-type transaction|collection]`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from fhir_service.settings import Settings
+from mappings.bundle import BundleType, build_bundle
+from mappings.case.loader import CaseFileError, load_case
+
+
+def write_json_atomically(path: Path, data: object) -> None:
+    """Write ``data`` as pretty JSON to ``path`` via a temporary file: never half-written."""
+    payload = orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def map_command(
+    case_file: Annotated[Path, typer.Argument(help="The case file (YAML) to map.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the Bundle here (default stdout).")
+    ] = None,
+    bundle_type: Annotated[
+        str, typer.Option("--bundle-type", help="transaction or collection.")
+    ] = "transaction",
+    anchor_date: Annotated[
+        str | None,
+        typer.Option(
+            "--anchor-date", help="Calendar date of day 0 (default FHIR_SERVICE_ANCHOR_DATE)."
+        ),
+    ] = None,
+) -> None:
+    """Map a case file to a FHIR R4 Bundle (JSON)."""
+    if bundle_type not in ("transaction", "collection"):
+        typer.echo(
+            f"error: --bundle-type must be transaction or collection, not {bundle_type!r}", err=True
+        )
+        raise typer.Exit(2)
+    try:
+        anchor = date.fromisoformat(anchor_date) if anchor_date else Settings().anchor_date
+    except ValueError:
+        typer.echo(f"error: --anchor-date must be YYYY-MM-DD, not {anchor_date!r}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        case = load_case(case_file)
+    except CaseFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"error: cannot read {case_file}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    kind: BundleType = "transaction" if bundle_type == "transaction" else "collection"
+    bundle = build_bundle(case, anchor, kind)
+    if output is None:
+        typer.echo(orjson.dumps(bundle, option=orjson.OPT_INDENT_2).decode())
+    else:
+        write_json_atomically(output, bundle)
+        typer.echo(f"wrote {len(bundle['entry'])} resources to {output}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `map` command."""
+    app.command("map")(map_command)

@@ -1,0 +1,92 @@
+"""Adverse events of treatments (https://hl7.org/fhir/R4/adverseevent.html).
+
+The event is text-coded (codes where the tables have them); ``suspectEntity`` names
+the MedicationAdministrations of the causing medication course (R4 allows
+Immunization, Procedure, Substance, Medication, MedicationAdministration,
+MedicationStatement or Device there) or the causing Procedure. R4 AdverseEvent has no
+note; the report's remark travels in the R5 AdverseEvent.note cross-version extension
+(https://hl7.org/fhir/R4/versions.html#extensions).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir.resources.R4B.adverseevent import AdverseEvent
+from fhir.resources.R4B.resource import Resource
+
+from mappings.case.model import AdverseEvent as CaseAdverseEvent
+from mappings.case.model import Case, MedicationCourse
+from mappings.common import codings, concept, patient_ref, time_note, when
+from mappings.context import MappingContext
+
+SERIOUSNESS = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
+"""https://hl7.org/fhir/R4/codesystem-adverse-event-seriousness.html"""
+NOTE_EXTENSION = "http://hl7.org/fhir/5.0/StructureDefinition/extension-AdverseEvent.note"
+
+
+def administration_keys(course: MedicationCourse) -> list[str]:
+    """The MedicationAdministration keys of a course: per drug per cycle, per dose step
+    when a cycle override gives several steps (``{drug}-c{cycle}[-s{step}]``)."""
+    keys: list[str] = []
+    for drug in course.drugs:
+        for cycle in range(1, (course.cycles or 1) + 1):
+            override = next(
+                (o for o in course.cycle_overrides if o.cycle == cycle and o.drug == drug.key),
+                None,
+            )
+            if override is not None and len(override.steps) > 1:
+                keys += [f"{drug.key}-c{cycle}-s{i}" for i in range(1, len(override.steps) + 1)]
+            else:
+                keys.append(f"{drug.key}-c{cycle}")
+    return keys
+
+
+def map_adverse_events(case: Case, ctx: MappingContext) -> list[Resource]:
+    """One AdverseEvent (actuality actual) per reported adverse event."""
+    return [AdverseEvent.model_validate(_event(case, ctx, e)) for e in case.adverse_events]
+
+
+def _suspects(case: Case, ctx: MappingContext, key: str) -> list[dict[str, Any]]:
+    course = next((c for c in case.medication_courses if c.key == key), None)
+    if course is not None:
+        return [
+            {"instance": ctx.reference("MedicationAdministration", k)}
+            for k in administration_keys(course)
+        ]
+    procedure_keys = {p.key for p in case.procedures} | {r.key for r in case.radiotherapy_courses}
+    if key in procedure_keys:
+        return [{"instance": ctx.reference("Procedure", key)}]
+    return []
+
+
+def _event(case: Case, ctx: MappingContext, e: CaseAdverseEvent) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "resourceType": "AdverseEvent",
+        "id": ctx.resource_id("AdverseEvent", e.key),
+        "identifier": ctx.identifier("AdverseEvent", e.key),
+        "actuality": "actual",
+        "event": concept(e),
+        "subject": patient_ref(case, ctx),
+    }
+    day = when(e.when, ctx)
+    if day is not None:
+        data["date"] = day
+    if e.serious is not None:
+        code = "serious" if e.serious else "non-serious"
+        data["seriousness"] = {"coding": [{"system": SERIOUSNESS, "code": code}]}
+    if e.grade is not None:
+        severity: dict[str, Any] = {"text": f"{e.grade.scale} grade {e.grade.value}"}
+        if e.grade.codes:
+            severity["coding"] = codings(e.grade.codes)
+        data["severity"] = severity
+    suspects = [s for k in e.caused_by for s in _suspects(case, ctx, k)]
+    if suspects:
+        data["suspectEntity"] = suspects
+    remarks = [{"text": e.note}] if e.note else []
+    if e.when is not None and (not e.when.is_known or e.when.approximate):
+        remarks.append(time_note(e.when))
+    remarks += [{"text": n.text} for n in case.notes if e.key in n.about]
+    if remarks:
+        data["extension"] = [{"url": NOTE_EXTENSION, "valueAnnotation": r} for r in remarks]
+    return data

@@ -1,0 +1,89 @@
+"""Assemble the case's resources into a transaction or collection Bundle.
+
+- transaction (https://hl7.org/fhir/R4/http.html#transaction): every entry has a
+  ``urn:uuid`` fullUrl; resources with an identifier are POSTed with
+  ``ifNoneExist`` on that identifier (conditional create), the others are PUT to
+  their deterministic id, so posting the Bundle twice never duplicates anything.
+- collection: the mCODE patient bundle
+  (http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-patient-bundle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any, Literal
+
+from fhir.resources.R4B.resource import Resource
+
+from fhir_service.fhir.models import dump_resource
+from mappings.case.model import Case
+from mappings.context import MappingContext
+from mappings.registry import MAPPERS, map_provenance
+
+BundleType = Literal["transaction", "collection"]
+MCODE_PATIENT_BUNDLE = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-patient-bundle"
+
+Mapper = Callable[[Case, MappingContext], Sequence[Resource]]
+
+
+def map_case(case: Case, anchor_date: date) -> list[Resource]:
+    """Every resource of the case, in a stable order, the Provenance last."""
+    ctx = MappingContext(case_id=case.case.id, anchor_date=anchor_date)
+    resources: list[Resource] = []
+    for mapper in MAPPERS:
+        resources.extend(mapper(case, ctx))
+    resources.extend(map_provenance(case, ctx, resources))
+    return resources
+
+
+def _identifier_query(resource: dict[str, Any]) -> str | None:
+    identifiers = resource.get("identifier")
+    if isinstance(identifiers, dict):
+        identifiers = [identifiers]
+    for ident in identifiers or []:
+        if ident.get("system") and ident.get("value"):
+            return f"identifier={ident['system']}|{ident['value']}"
+    return None
+
+
+def _transaction_entry(resource: dict[str, Any]) -> dict[str, Any]:
+    rtype, rid = resource["resourceType"], resource["id"]
+    entry: dict[str, Any] = {"fullUrl": f"urn:uuid:{rid}"}
+    query = _identifier_query(resource)
+    if query is None:
+        entry["resource"] = resource
+        entry["request"] = {"method": "PUT", "url": f"{rtype}/{rid}"}
+    else:
+        entry["resource"] = {k: v for k, v in resource.items() if k != "id"}
+        entry["request"] = {"method": "POST", "url": rtype, "ifNoneExist": query}
+    return entry
+
+
+def build_bundle(
+    case: Case, anchor_date: date, bundle_type: BundleType = "transaction"
+) -> dict[str, Any]:
+    """The case as a Bundle (JSON dict) of the given type."""
+    resources = [dump_resource(r) for r in map_case(case, anchor_date)]
+    ctx = MappingContext(case_id=case.case.id, anchor_date=anchor_date)
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": ctx.resource_id("Bundle", bundle_type),
+        "type": bundle_type,
+    }
+    if bundle_type == "transaction":
+        bundle["entry"] = [_transaction_entry(r) for r in resources]
+    else:
+        bundle["meta"] = {"profile": [MCODE_PATIENT_BUNDLE]}
+        bundle["identifier"] = ctx.identifier("Bundle", "collection")
+        bundle["timestamp"] = _timestamp(resources)
+        bundle["entry"] = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources]
+    return bundle
+
+
+def _timestamp(resources: list[dict[str, Any]]) -> str:
+    """The Provenance's recorded instant: the Bundle is as of the case's last recorded fact."""
+    for r in resources:
+        if r["resourceType"] == "Provenance":
+            return str(r["recorded"])
+    raise ValueError("the case produced no Provenance")

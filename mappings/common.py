@@ -1,0 +1,218 @@
+"""Data-type builders shared by the mapping modules.
+
+CodeableConcept (https://hl7.org/fhir/R4/datatypes.html#CodeableConcept),
+Quantity with UCUM (https://hl7.org/fhir/R4/datatypes.html#Quantity), dateTime
+from relative times (https://hl7.org/fhir/R4/datatypes.html#dateTime), the
+data-absent-reason extension
+(https://hl7.org/fhir/R4/extension-data-absent-reason.html) and Annotation
+(https://hl7.org/fhir/R4/datatypes.html#Annotation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from mappings.case.model import Case
+from mappings.case.timing import Duration, RelativeTime
+from mappings.case.types import BodySite, Coded, Quantity
+from mappings.context import MappingContext
+from mappings.terminology import codes
+
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+"""https://hl7.org/fhir/R4/extension-data-absent-reason.html"""
+MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition/"
+"""Base of the mCODE STU4 profile URLs (https://hl7.org/fhir/us/mcode/STU4/)."""
+
+LATERALITY_QUALIFIER = MCODE + "mcode-laterality-qualifier"
+"""https://hl7.org/fhir/us/mcode/STU4/StructureDefinition-mcode-laterality-qualifier.html"""
+
+_DURATION_UNITS = {"min": "minutes", "h": "hours", "d": "days", "wk": "weeks", "mo": "months"}
+
+
+class _HasCodes(Protocol):
+    text: str
+    codes: list[str]
+
+
+def codings(refs: Iterable[str]) -> list[dict[str, str]]:
+    """FHIR Codings of ``prefix:code`` references, from the code tables."""
+    return [codes.lookup(ref).coding() for ref in refs]
+
+
+def concept(item: _HasCodes | Coded, text: str | None = None) -> dict[str, Any]:
+    """A CodeableConcept from an item with ``text`` and ``codes`` (text always kept)."""
+    cc: dict[str, Any] = {}
+    coding = codings(item.codes)
+    if coding:
+        cc["coding"] = coding
+    cc["text"] = text if text is not None else item.text
+    return cc
+
+
+def text_concept(text: str) -> dict[str, Any]:
+    """A CodeableConcept with text only (no code in the tables)."""
+    return {"text": text}
+
+
+def body_site(site: BodySite) -> dict[str, Any]:
+    """A body site as a CodeableConcept; a coded laterality goes in mCODE's laterality
+    qualifier extension, and the text always names it."""
+    cc = concept(site)
+    if site.laterality is not None:
+        if site.laterality.codes:
+            qualifier = {
+                "url": LATERALITY_QUALIFIER,
+                "valueCodeableConcept": concept(site.laterality),
+            }
+            cc = {"extension": [qualifier], **cc}
+        cc["text"] = f"{site.text} ({site.laterality.text})"
+    return cc
+
+
+def quantity(q: Quantity) -> dict[str, Any]:
+    """A UCUM Quantity; ``approximate`` becomes comparator-free (noted by the caller)."""
+    entry = codes.ucum(q.unit)
+    return {
+        "value": _number(q.value),
+        "unit": entry.display if entry.display else q.unit,
+        "system": UCUM_SYSTEM,
+        "code": q.unit,
+    }
+
+
+def ucum_quantity(value: float, unit: str, shown_unit: str | None = None) -> dict[str, Any]:
+    """A UCUM Quantity from a value and UCUM code; ``shown_unit`` is the unit as printed."""
+    return {
+        "value": _number(value),
+        "unit": shown_unit or unit,
+        "system": UCUM_SYSTEM,
+        "code": unit,
+    }
+
+
+def duration_quantity(d: Duration) -> dict[str, Any]:
+    """A Duration/Age-shaped Quantity from a case duration."""
+    return ucum_quantity(d.value, d.unit, _DURATION_UNITS.get(d.unit, "years"))
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def when(rt: RelativeTime | None, ctx: MappingContext) -> str | None:
+    """The ISO date of a relative time, or None when the report gives no date."""
+    if rt is None:
+        return None
+    day = rt.resolve(ctx.anchor_date)
+    return day.isoformat() if day is not None else None
+
+
+def absent_date_ext() -> dict[str, Any]:
+    """The primitive extension saying a required date is unknown (``_effectiveDateTime``)."""
+    return {"extension": [{"url": DATA_ABSENT_REASON, "valueCode": "unknown"}]}
+
+
+def time_text(rt: RelativeTime) -> str:
+    """How the report places a time, e.g. ``after day 0 (no date given)``."""
+    if not rt.is_known:
+        return f"{rt} (no date given)"
+    if rt.approximate:
+        return f"{rt} (approximate)"
+    return str(rt)
+
+
+def time_note(rt: RelativeTime) -> dict[str, str]:
+    """An Annotation quoting the report's relative time."""
+    return {"text": f"Time in the report: {time_text(rt)}"}
+
+
+def note(text: str) -> dict[str, str]:
+    """An Annotation with ``text``."""
+    return {"text": text}
+
+
+def set_datetime(
+    resource: dict[str, Any], element: str, rt: RelativeTime | None, ctx: MappingContext
+) -> None:
+    """Set ``element`` (e.g. ``effectiveDateTime``) from ``rt``.
+
+    An unknown date gets the data-absent-reason extension on the primitive and a
+    note quoting the report's time; an approximate date gets a note too.
+    """
+    value = when(rt, ctx)
+    if value is not None:
+        resource[element] = value
+    else:
+        resource[f"_{element}"] = absent_date_ext()
+    if rt is not None and (not rt.is_known or rt.approximate):
+        resource.setdefault("note", []).append(time_note(rt))
+
+
+def patient_ref(case: Case, ctx: MappingContext) -> dict[str, Any]:
+    """The Reference to the case's Patient."""
+    return ctx.reference("Patient", case.patient.key)
+
+
+def profile(name: str) -> dict[str, list[str]]:
+    """``meta`` claiming the mCODE STU4 profile ``name`` (e.g. ``mcode-tumor``)."""
+    return {"profile": [MCODE + name]}
+
+
+# Which resource type each kind of case fact becomes (docs/mapping.md), by the path of
+# the fact in the case file: (section,) for top-level items, (section, field) for nested.
+_TYPES: dict[tuple[str, ...], str] = {
+    ("history",): "Condition",
+    ("presentation", "symptoms"): "Condition",
+    ("presentation", "exam_findings"): "Condition",
+    ("labs",): "Observation",
+    ("imaging",): "DiagnosticReport",
+    ("imaging", "findings"): "Observation",
+    ("diagnoses",): "Condition",
+    ("procedures",): "Procedure",
+    ("procedures", "measurements"): "Observation",
+    ("procedures", "transfusions"): "Procedure",
+    ("procedures", "devices"): "Device",
+    ("procedures", "findings"): "Observation",
+    ("procedures", "complications"): "Condition",
+    ("encounters",): "Encounter",
+    ("encounters", "activities"): "Procedure",
+    ("pathology",): "DiagnosticReport",
+    ("pathology", "specimen"): "Specimen",
+    ("pathology", "findings"): "Observation",
+    ("pathology", "tumour_size"): "Observation",
+    ("regimens",): "CarePlan",
+    ("medication_courses",): "CarePlan",
+    ("medication_courses", "drugs"): "MedicationRequest",
+    ("radiotherapy_courses",): "Procedure",
+    ("adverse_events",): "AdverseEvent",
+    ("disease_status",): "Observation",
+}
+
+
+def resource_types(case: Case) -> dict[str, str]:
+    """Fact key -> the resource type the fact becomes (facts with no resource left out)."""
+    out: dict[str, str] = {case.patient.key: "Patient"}
+    for path, item in case.keyed():
+        names = tuple(p for p in path if isinstance(p, str))
+        rtype = _TYPES.get(names)
+        if rtype is not None:
+            out[item.key] = rtype  # type: ignore[attr-defined]
+    return out
+
+
+def fact_ref(case: Case, ctx: MappingContext, key: str) -> dict[str, Any] | None:
+    """A Reference to the resource made from fact ``key``; None when it makes none."""
+    rtype = resource_types(case).get(key)
+    return ctx.reference(rtype, key) if rtype is not None else None
+
+
+def case_notes(case: Case, key: str) -> list[dict[str, str]]:
+    """The case file's free notes about fact ``key``, as Annotations."""
+    return [note(n.text) for n in case.notes if key in n.about]
+
+
+def notes(case: Case, key: str, *texts: str | None) -> list[dict[str, str]]:
+    """Annotations: the given texts (None skipped), then the case notes about ``key``."""
+    return [note(t) for t in texts if t] + case_notes(case, key)

@@ -1,0 +1,222 @@
+"""MedicationRequests and MedicationAdministrations: the doses and schedules of the report.
+
+Doxorubicin 40 mg ivgtt days 1-3 with ifosfamide 3.0 g civ days 1-5 (cycle 2: 5 g days
+1-2, 7.5 g days 3-5), two cycles, stopped for bone marrow suppression; then doxorubicin
+30 mg with dacarbazine 300 mg ivgtt days 1-3, two cycles; tislelizumab 200 mg day 1 with
+anlotinib 12 mg po days 1-14, 21-day cycles x2, from month 12; anlotinib continued; PRaG
+PD-1 inhibitor and GM-CSF without doses.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from fhir_service.fhir.models import dump_resource
+from fhir_service.validation.profile import check_profile, definitions_from_cache
+from mappings.bundle import map_case
+from mappings.case.loader import load_case
+from mappings.context import MappingContext
+from tests.packages.cache import package_root
+
+from .conftest import ANCHOR, REPO
+
+__all__ = ["package_root"]
+
+SNOMED = "http://snomed.info/sct"
+CTX = MappingContext("ivc-leiomyosarcoma", ANCHOR)
+
+
+def find(resources: list[dict[str, Any]], rtype: str, key: str) -> dict[str, Any]:
+    rid = CTX.resource_id(rtype, key)
+    return next(r for r in resources if r["resourceType"] == rtype and r["id"] == rid)
+
+
+def ref(rtype: str, key: str) -> str:
+    return f"urn:uuid:{CTX.resource_id(rtype, key)}"
+
+
+def admins_of(resources: list[dict[str, Any]], drug_key: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in resources
+        if r["resourceType"] == "MedicationAdministration"
+        and r["request"]["reference"] == ref("MedicationRequest", drug_key)
+    ]
+
+
+def dose(dosage: dict[str, Any]) -> tuple[float, str]:
+    q = dosage["dose"] if "dose" in dosage else dosage["doseAndRate"][0]["doseQuantity"]
+    assert q["system"] == "http://unitsofmeasure.org"
+    return q["value"], q["code"]
+
+
+def test_doxorubicin_40_mg_ivgtt_days_1_to_3_in_both_cycles_of_regimen_1(
+    resources: list[dict[str, Any]],
+) -> None:
+    request = find(resources, "MedicationRequest", "ai-doxorubicin")
+    instruction = request["dosageInstruction"][0]
+    assert instruction["text"] == "40 mg ivgtt, days 1-3"
+    assert dose(instruction) == (40, "mg")
+    assert instruction["route"]["coding"][0]["code"] == "47625008"
+    assert instruction["timing"]["repeat"] == {"frequency": 1, "period": 1, "periodUnit": "d"}
+    assert {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3639"}.items() <= (
+        request["medicationCodeableConcept"]["coding"][0].items()
+    )
+    admins = admins_of(resources, "ai-doxorubicin")
+    assert len(admins) == 2
+    assert {dose(a["dosage"]) for a in admins} == {(40, "mg")}
+    assert sorted(a["note"][0]["text"].split(";")[0] for a in admins) == [
+        "Cycle 1, days 1-3",
+        "Cycle 2, days 1-3",
+    ]
+
+
+def test_ifosfamide_3_g_in_cycle_1_then_5_g_and_7_5_g_in_cycle_2(
+    resources: list[dict[str, Any]],
+) -> None:
+    request = find(resources, "MedicationRequest", "ai-ifosfamide")
+    texts = [d["text"] for d in request["dosageInstruction"]]
+    assert texts == [
+        "3 g civ, days 1-5",
+        "cycle 2: 5 g civ, days 1-2",
+        "cycle 2: 7.5 g civ, days 3-5",
+    ]
+    assert "7.5 g" in request["note"][0]["text"]
+    c1 = find(resources, "MedicationAdministration", "ai-ifosfamide-c1")
+    assert dose(c1["dosage"]) == (3, "g") and c1["dosage"]["text"] == "3 g civ, days 1-5"
+    s1 = find(resources, "MedicationAdministration", "ai-ifosfamide-c2-s1")
+    s2 = find(resources, "MedicationAdministration", "ai-ifosfamide-c2-s2")
+    assert dose(s1["dosage"]) == (5, "g") and "days 1-2" in s1["dosage"]["text"]
+    assert dose(s2["dosage"]) == (7.5, "g") and "days 3-5" in s2["dosage"]["text"]
+    assert len(admins_of(resources, "ai-ifosfamide")) == 3
+
+
+def test_regimen_1_stopped_for_marrow_suppression(resources: list[dict[str, Any]]) -> None:
+    for key in ("ai-doxorubicin", "ai-ifosfamide"):
+        request = find(resources, "MedicationRequest", key)
+        assert request["status"] == "stopped"
+        assert request["statusReason"]["coding"][0]["code"] == "407563006"
+        assert "bone marrow suppression" in request["statusReason"]["text"]
+        # The cycles that were given were completed: no stop reason on them (mCODE).
+        for admin in admins_of(resources, key):
+            assert admin["status"] == "completed" and "statusReason" not in admin
+
+
+def test_doxorubicin_30_mg_and_dacarbazine_300_mg_two_cycles(
+    resources: list[dict[str, Any]],
+) -> None:
+    doxo = find(resources, "MedicationRequest", "ad-doxorubicin")
+    dtic = find(resources, "MedicationRequest", "ad-dacarbazine")
+    assert doxo["dosageInstruction"][0]["text"] == "30 mg ivgtt, days 1-3"
+    assert dtic["dosageInstruction"][0]["text"] == "300 mg ivgtt, days 1-3"
+    assert dose(dtic["dosageInstruction"][0]) == (300, "mg")
+    assert doxo["status"] == dtic["status"] == "completed"
+    assert len(admins_of(resources, "ad-doxorubicin")) == 2
+    assert len(admins_of(resources, "ad-dacarbazine")) == 2
+
+
+def test_tislelizumab_200_mg_day_1_of_21_day_cycles_twice_with_anlotinib_12_mg_po(
+    resources: list[dict[str, Any]],
+) -> None:
+    tisle = find(resources, "MedicationRequest", "ta-tislelizumab")
+    assert tisle["dosageInstruction"][0]["text"] == "200 mg ivgtt, day 1"
+    assert "21-day cycle" in tisle["dosageInstruction"][0]["timing"]["code"]["text"]
+    assert tisle["medicationCodeableConcept"]["coding"][0]["code"] == "L01FF09"
+    anlo = find(resources, "MedicationRequest", "ta-anlotinib")
+    assert anlo["dosageInstruction"][0]["text"] == "12 mg po, days 1-14"
+    assert anlo["dosageInstruction"][0]["route"]["coding"][0]["code"] == "26643006"
+    assert "coding" not in anlo["medicationCodeableConcept"]
+    # Started at month 12 (2023-03-01 for day 0 = 2022-03-01): cycle 1 is dated.
+    c1 = find(resources, "MedicationAdministration", "ta-tislelizumab-c1")
+    assert c1["effectivePeriod"] == {"start": "2023-03-01", "end": "2023-03-01"}
+    a1 = find(resources, "MedicationAdministration", "ta-anlotinib-c1")
+    assert a1["effectivePeriod"] == {"start": "2023-03-01", "end": "2023-03-14"}
+    assert len(admins_of(resources, "ta-tislelizumab")) == 2
+    for admin in admins_of(resources, "ta-tislelizumab"):
+        assert admin["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == "363676003"
+        assert admin["reasonReference"] == [{"reference": ref("Condition", "liver-metastases")}]
+
+
+def test_undated_administrations_say_the_date_is_unknown(resources: list[dict[str, Any]]) -> None:
+    admin = find(resources, "MedicationAdministration", "ai-doxorubicin-c1")
+    assert admin["effectivePeriod"]["extension"][0]["valueCode"] == "unknown"
+    assert "after day 0" in admin["note"][0]["text"]
+    request = find(resources, "MedicationRequest", "ai-doxorubicin")
+    assert request["_authoredOn"]["extension"][0]["valueCode"] == "unknown"
+
+
+def test_anlotinib_maintenance_is_an_active_request_without_invented_administrations(
+    resources: list[dict[str, Any]],
+) -> None:
+    request = find(resources, "MedicationRequest", "am-anlotinib")
+    assert request["status"] == "active"
+    assert "doseAndRate" not in request["dosageInstruction"][0]
+    assert "not stated" in request["dosageInstruction"][0]["text"]
+    assert admins_of(resources, "am-anlotinib") == []
+
+
+def test_prag_pd1_inhibitor_and_gm_csf_have_text_only_doses_and_one_administration(
+    resources: list[dict[str, Any]],
+) -> None:
+    for key in ("prag-pd1-inhibitor", "prag-gm-csf"):
+        request = find(resources, "MedicationRequest", key)
+        assert "doseAndRate" not in request["dosageInstruction"][0]
+        admins = admins_of(resources, key)
+        assert len(admins) == 1 and "dose" not in admins[0]["dosage"]
+    gm_csf = find(resources, "MedicationRequest", "prag-gm-csf")
+    assert "coding" not in gm_csf["medicationCodeableConcept"]
+
+
+def test_requests_of_a_course_share_a_group_and_its_care_plan(
+    resources: list[dict[str, Any]],
+) -> None:
+    doxo = find(resources, "MedicationRequest", "ai-doxorubicin")
+    ifo = find(resources, "MedicationRequest", "ai-ifosfamide")
+    assert doxo["groupIdentifier"] == ifo["groupIdentifier"]
+    assert doxo["basedOn"] == [{"reference": ref("CarePlan", "chemo-doxorubicin-ifosfamide")}]
+    other = find(resources, "MedicationRequest", "ad-doxorubicin")
+    assert other["groupIdentifier"] != doxo["groupIdentifier"]
+
+
+def test_medication_resources_meet_their_mcode_profiles(
+    resources: list[dict[str, Any]], package_root: Path
+) -> None:
+    definitions = definitions_from_cache(package_root)
+    checked = 0
+    for resource in resources:
+        if resource["resourceType"] not in ("MedicationRequest", "MedicationAdministration"):
+            continue
+        for url in resource["meta"]["profile"]:
+            issues = check_profile(resource, url, definitions)
+            assert [i for i in issues if i.severity in ("error", "fatal")] == []
+            checked += 1
+    assert checked == 9 + 15  # nine drugs; 2+3 + 2+2 + 2+2 + 1+1 administrations
+
+
+def test_the_sigmoid_case_maps_without_code_changes() -> None:
+    case = load_case(REPO / "examples" / "synthetic-sigmoid-colon-cancer" / "case.yaml")
+    anchor = date(2022, 3, 1)
+    mapped = [dump_resource(r) for r in map_case(case, anchor)]
+    ctx = MappingContext(case.case.id, anchor)
+    admin = next(
+        r
+        for r in mapped
+        if r["id"] == ctx.resource_id("MedicationAdministration", "capox-oxaliplatin-c1")
+    )
+    # CAPOX starts at week 6: day 1 of cycle 1 is 2022-04-12.
+    assert admin["effectivePeriod"]["start"] == "2022-04-12"
+    assert admin["dosage"]["dose"]["code"] == "mg/m2"
+    oxaliplatin = [
+        r
+        for r in mapped
+        if r["resourceType"] == "MedicationAdministration"
+        and r["medicationCodeableConcept"]["text"] == "Oxaliplatin"
+    ]
+    assert len(oxaliplatin) == 4
+    colectomy = next(
+        r for r in mapped if r["id"] == ctx.resource_id("Procedure", "sigmoid-colectomy")
+    )
+    assert colectomy["performedPeriod"] == {"start": "2022-03-01"}  # day 0, ~3 h
+    assert colectomy["encounter"]["reference"] == ctx.full_url("Encounter", "hospital-stay")
