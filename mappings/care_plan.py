@@ -22,9 +22,18 @@ from fhir.resources.R4B.careplan import CarePlan
 from fhir.resources.R4B.resource import Resource
 
 from mappings.case.model import Case, Encounter, MedicationCourse, Regimen
-from mappings.common import concept, note, patient_ref, time_text, when
+from mappings.common import (
+    concept,
+    fact_reference,
+    fact_type,
+    note,
+    patient_ref,
+    period,
+    time_notes,
+    time_text,
+    when,
+)
 from mappings.context import MappingContext
-from mappings.procedure import fact_reference, fact_type, period, time_notes
 
 PLAN_STATUS = {
     "active": "active",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from mappings.case.model import Case
+from mappings.case.model import INTENT_CODES, Case
 from mappings.case.timing import Duration, RelativeTime
 from mappings.case.types import BodySite, Coded, Quantity
 from mappings.context import MappingContext
@@ -202,10 +202,23 @@ def resource_types(case: Case) -> dict[str, str]:
     return out
 
 
+def fact_type(case: Case, key: str) -> str | None:
+    """The resource type made from the fact ``key``, or None when it becomes no resource."""
+    return resource_types(case).get(key)
+
+
 def fact_ref(case: Case, ctx: MappingContext, key: str) -> dict[str, Any] | None:
     """A Reference to the resource made from fact ``key``; None when it makes none."""
-    rtype = resource_types(case).get(key)
+    rtype = fact_type(case, key)
     return ctx.reference(rtype, key) if rtype is not None else None
+
+
+def fact_reference(case: Case, ctx: MappingContext, key: str) -> dict[str, Any]:
+    """A Reference to the resource made from fact ``key``; KeyError if it becomes none."""
+    ref = fact_ref(case, ctx, key)
+    if ref is None:
+        raise KeyError(f"fact {key!r} is mapped to no resource")
+    return ref
 
 
 def case_notes(case: Case, key: str) -> list[dict[str, str]]:
@@ -216,3 +229,35 @@ def case_notes(case: Case, key: str) -> list[dict[str, str]]:
 def notes(case: Case, key: str, *texts: str | None) -> list[dict[str, str]]:
     """Annotations: the given texts (None skipped), then the case notes about ``key``."""
     return [note(t) for t in texts if t] + case_notes(case, key)
+
+
+TREATMENT_INTENT = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-procedure-intent"
+
+
+def intent_extension(intent: str | None) -> list[dict[str, Any]]:
+    """The mCODE treatmentIntent extension (empty when the report gives no intent)."""
+    if intent is None:
+        return []
+    cc = {"coding": codings([INTENT_CODES[intent]]), "text": intent}
+    return [{"url": TREATMENT_INTENT, "valueCodeableConcept": cc}]
+
+
+def period(
+    start: RelativeTime | None, end: RelativeTime | None, ctx: MappingContext
+) -> dict[str, Any]:
+    """A Period of the known dates; data-absent-reason on the Period when neither is known."""
+    value: dict[str, Any] = {}
+    if (s := when(start, ctx)) is not None:
+        value["start"] = s
+    if (e := when(end, ctx)) is not None:
+        value["end"] = e
+    return value or absent_date_ext()
+
+
+def time_notes(*times: tuple[str, RelativeTime | None]) -> list[dict[str, str]]:
+    """Notes quoting unknown or approximate times, e.g. ``Start in the report: after day 0``."""
+    return [
+        note(f"{label} in the report: {time_text(rt)}")
+        for label, rt in times
+        if rt is not None and (not rt.is_known or rt.approximate)
+    ]

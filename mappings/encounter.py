@@ -22,9 +22,8 @@ from fhir.resources.R4B.resource import Resource
 
 from mappings.case.model import Case, Encounter
 from mappings.case.timing import Duration
-from mappings.common import concept, duration_quantity, patient_ref, time_text, when
+from mappings.common import concept, duration_quantity, fact_reference, patient_ref, time_text, when
 from mappings.context import MappingContext
-from mappings.procedure import fact_reference
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 """v3 ActCode (https://terminology.hl7.org/CodeSystem-v3-ActCode.html), Encounter.class."""

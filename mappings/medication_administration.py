@@ -24,7 +24,16 @@ from fhir.resources.R4B.resource import Resource
 
 from mappings.case.model import Case, Drug, MedicationCourse
 from mappings.case.types import Quantity
-from mappings.common import absent_date_ext, concept, note, patient_ref, profile, time_text
+from mappings.common import (
+    absent_date_ext,
+    concept,
+    fact_reference,
+    intent_extension,
+    note,
+    patient_ref,
+    profile,
+    time_text,
+)
 from mappings.context import MappingContext
 from mappings.medication_request import (
     course_intent,
@@ -32,7 +41,6 @@ from mappings.medication_request import (
     days_text,
     dosage,
 )
-from mappings.procedure import fact_reference, intent_extension
 
 PROFILE = "mcode-cancer-related-medication-administration"
 

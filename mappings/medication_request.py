@@ -19,9 +19,17 @@ from fhir.resources.R4B.resource import Resource
 
 from mappings.case.model import Case, Drug, MedicationCourse, Regimen
 from mappings.case.types import Quantity
-from mappings.common import absent_date_ext, concept, note, patient_ref, profile, quantity
+from mappings.common import (
+    absent_date_ext,
+    concept,
+    fact_reference,
+    intent_extension,
+    note,
+    patient_ref,
+    profile,
+    quantity,
+)
 from mappings.context import MappingContext
-from mappings.procedure import fact_reference, intent_extension
 
 PROFILE = "mcode-cancer-related-medication-request"
 REQUEST_STATUS = {

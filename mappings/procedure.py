@@ -24,7 +24,6 @@ from fhir.resources.R4B.procedure import Procedure as FhirProcedure
 from fhir.resources.R4B.resource import Resource
 
 from mappings.case.model import (
-    INTENT_CODES,
     Activity,
     Case,
     Encounter,
@@ -38,16 +37,19 @@ from mappings.common import (
     body_site,
     codings,
     concept,
+    fact_reference,
+    intent_extension,
     note,
     patient_ref,
+    period,
     profile,
     time_note,
+    time_notes,
     time_text,
     when,
 )
 from mappings.context import MappingContext
 
-TREATMENT_INTENT = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-procedure-intent"
 """mCODE ProcedureIntent extension (treatmentIntent), values from mCODE TreatmentIntentVS."""
 RADIOTHERAPY_COURSE_CODE = "snomed:1217123003"
 """Radiotherapy course of treatment: the code mcode-radiotherapy-course-summary fixes."""
@@ -65,82 +67,6 @@ COURSE_STATUS = {
     "unknown": "unknown",
 }
 """Case course status -> Procedure.status (https://hl7.org/fhir/R4/valueset-event-status.html)."""
-
-_SECTION_TYPES: dict[tuple[str, ...], str] = {
-    ("patient",): "Patient",
-    ("history",): "Condition",
-    ("presentation", "symptoms"): "Condition",
-    ("presentation", "exam_findings"): "Condition",
-    ("labs",): "Observation",
-    ("imaging",): "DiagnosticReport",
-    ("imaging", "findings"): "Observation",
-    ("diagnoses",): "Condition",
-    ("procedures",): "Procedure",
-    ("procedures", "measurements"): "Observation",
-    ("procedures", "transfusions"): "Procedure",
-    ("procedures", "devices"): "Device",
-    ("procedures", "findings"): "Observation",
-    ("procedures", "complications"): "Condition",
-    ("encounters",): "Encounter",
-    ("encounters", "activities"): "Procedure",
-    ("pathology",): "DiagnosticReport",
-    ("pathology", "specimen"): "Specimen",
-    ("pathology", "findings"): "Observation",
-    ("pathology", "tumour_size"): "Observation",
-    ("regimens",): "CarePlan",
-    ("medication_courses",): "CarePlan",
-    ("medication_courses", "drugs"): "MedicationRequest",
-    ("radiotherapy_courses",): "Procedure",
-    ("adverse_events",): "AdverseEvent",
-    ("disease_status",): "Observation",
-}
-"""Where a fact sits in the case file -> the resource type it becomes (docs/mapping.md)."""
-
-
-def fact_type(case: Case, key: str) -> str | None:
-    """The resource type made from the fact ``key``, or None when it becomes no resource."""
-    for path, item in case.keyed():
-        if getattr(item, "key", None) == key:
-            section = tuple(p for p in path if isinstance(p, str))
-            return _SECTION_TYPES.get(section)
-    return None
-
-
-def fact_reference(case: Case, ctx: MappingContext, key: str) -> dict[str, Any]:
-    """A Reference to the resource made from fact ``key``; KeyError if it becomes none."""
-    rtype = fact_type(case, key)
-    if rtype is None:
-        raise KeyError(f"fact {key!r} is mapped to no resource")
-    return ctx.reference(rtype, key)
-
-
-def intent_extension(intent: str | None) -> list[dict[str, Any]]:
-    """The mCODE treatmentIntent extension (empty when the report gives no intent)."""
-    if intent is None:
-        return []
-    cc = {"coding": codings([INTENT_CODES[intent]]), "text": intent}
-    return [{"url": TREATMENT_INTENT, "valueCodeableConcept": cc}]
-
-
-def period(
-    start: RelativeTime | None, end: RelativeTime | None, ctx: MappingContext
-) -> dict[str, Any]:
-    """A Period of the known dates; data-absent-reason on the Period when neither is known."""
-    value: dict[str, Any] = {}
-    if (s := when(start, ctx)) is not None:
-        value["start"] = s
-    if (e := when(end, ctx)) is not None:
-        value["end"] = e
-    return value or absent_date_ext()
-
-
-def time_notes(*times: tuple[str, RelativeTime | None]) -> list[dict[str, str]]:
-    """Notes quoting unknown or approximate times, e.g. ``Start in the report: after day 0``."""
-    return [
-        note(f"{label} in the report: {time_text(rt)}")
-        for label, rt in times
-        if rt is not None and (not rt.is_known or rt.approximate)
-    ]
 
 
 def inpatient_stay(case: Case, rt: RelativeTime | None, ctx: MappingContext) -> str | None:
