@@ -40,8 +40,13 @@ def normalize_url(url: str) -> str:
     raise InvalidRequest(f"Unsupported database '{backend}': use sqlite:/// or postgresql://")
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine for ``url`` with the settings this store relies on."""
+def create_engine(url: str, *, pool_size: int = 20) -> Engine:
+    """An engine for ``url`` with the settings this store relies on.
+
+    The pool keeps ``pool_size`` connections open (and as many again under load):
+    requests run on the server's worker threads, and a connection opened and closed
+    per request costs more than the read it serves.
+    """
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -52,6 +57,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> Engine:
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=pool_size,
+            max_overflow=pool_size,
         )
         _configure_sqlite(engine)
         return engine

@@ -27,7 +27,7 @@ class SqlStore:
         self._clock = clock
 
     @classmethod
-    def open(cls, url: str, *, check_schema: bool = True, pool_size: int = 10) -> SqlStore:
+    def open(cls, url: str, *, check_schema: bool = True, pool_size: int = 20) -> SqlStore:
         """A store on ``url``; with ``check_schema`` it refuses a database that is behind."""
         engine = create_engine(url, pool_size=pool_size)
         if check_schema:
