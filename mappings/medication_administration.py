@@ -102,8 +102,10 @@ def _administration(
         "subject": patient_ref(case, ctx),
         "effectivePeriod": _effective(course, cycle, days, ctx),
         "request": ctx.reference("MedicationRequest", drug.key),
-        "dosage": _dosage(drug, dose, days),
     }
+    given = _dosage(drug, dose, days)
+    if dose is not None:
+        res["dosage"] = given
     if ext := intent_extension(course_intent(case, course)):
         res["extension"] = ext
     if reasons := course_reasons(case, course):
@@ -114,6 +116,9 @@ def _administration(
     if course.start is not None:
         place += f"; course start in the report: {time_text(course.start)}"
     res["note"] = [note(place)]
+    if dose is None:
+        # mad-1: a dosage needs a dose or a rate; with neither reported, keep its text as a note.
+        res["note"].append(note(f"Dosage in the report: {given['text']}"))
     return res
 
 

@@ -1,0 +1,168 @@
+"""The $validate operation (https://hl7.org/fhir/R4/resource-operation-validate.html).
+
+``POST /fhir/$validate`` and ``POST /fhir/{type}/$validate`` take a Parameters
+resource (``resource``, ``mode``, ``profile``) or the bare resource, with ``mode``
+and ``profile`` also accepted in the query; ``GET /fhir/{type}/{id}/$validate``
+validates the stored resource. The answer is 200 with an OperationOutcome of every
+issue, errors included: the operation succeeded in validating. A body that is
+not JSON, or a request that cannot be validated, is a 400 with an OperationOutcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from fhir_service.api.body import check_json, read_body
+from fhir_service.api.deps import FormatDep, IdDep, StoreDep, TypeDep
+from fhir_service.api.negotiation import RESOURCE_BODY_TYPES, check_content_type
+from fhir_service.api.responses import outcome_response
+from fhir_service.errors import InvalidRequest, Issue
+from fhir_service.fhir.package_cache import load_definitions
+from fhir_service.validation.engine import validator_for
+from fhir_service.validation.json_syntax import parse_json
+from fhir_service.validation.options import Options
+
+router = APIRouter()
+
+MODES = ("create", "update", "delete", "profile")
+
+
+def _param_value(param: dict[str, Any]) -> Any:
+    for key, value in param.items():
+        if key.startswith("value"):
+            return value
+    return None
+
+
+def _split(
+    body: dict[str, Any], query: dict[str, list[str]]
+) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """(resource, mode, profiles) from a Parameters body or a bare resource, plus the query."""
+    modes = list(query.get("mode", []))
+    profiles = list(query.get("profile", []))
+    resource: dict[str, Any] | None = body
+    if body.get("resourceType") == "Parameters":
+        resource = None
+        for param in body.get("parameter") or []:
+            if not isinstance(param, dict):
+                raise InvalidRequest("Parameters.parameter must hold objects")
+            name = param.get("name")
+            if name == "resource":
+                resource = param.get("resource")
+                if not isinstance(resource, dict):
+                    raise InvalidRequest("The 'resource' parameter holds no resource")
+            elif name == "mode":
+                modes.append(str(_param_value(param)))
+            elif name == "profile":
+                profiles.append(str(_param_value(param)))
+    if len(modes) > 1:
+        raise InvalidRequest("The mode parameter may be given once", expression="mode")
+    mode = modes[0] if modes else None
+    if mode is not None and mode not in MODES:
+        raise InvalidRequest(
+            f"mode must be one of {', '.join(MODES)}, not {mode!r}", expression="mode"
+        )
+    return resource, mode, profiles
+
+
+def _validate(
+    request: Request,
+    resource: dict[str, Any] | None,
+    mode: str | None,
+    profiles: list[str],
+    type_: str | None,
+    id_: str | None = None,
+) -> list[Issue]:
+    if mode == "delete":
+        return [
+            Issue(
+                "information",
+                "informational",
+                "No rule of this server prevents deleting the resource",
+            )
+        ]
+    if resource is None:
+        raise InvalidRequest("No resource to validate: give it as the body or as 'resource'")
+    if type_ is not None and resource.get("resourceType") != type_:
+        raise InvalidRequest(
+            f"The resource is a {resource.get('resourceType')}, not a {type_}",
+            expression="resourceType",
+        )
+    definitions = load_definitions(request.app.state.settings.package_cache)
+    options = Options(profiles=tuple(profiles))
+    issues = validator_for(definitions).validate_resource(resource, options)
+    rtype = str(resource.get("resourceType"))
+    if mode == "update" and not resource.get("id"):
+        issues.append(
+            Issue("error", "required", "An update needs the resource id", [f"{rtype}.id"])
+        )
+    if mode == "update" and id_ is not None and resource.get("id") != id_:
+        issues.append(
+            Issue("error", "invalid", f"The id does not match the URL id {id_}", [f"{rtype}.id"])
+        )
+    return issues
+
+
+def _query(request: Request) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        found.setdefault(key, []).append(value)
+    return found
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    check_content_type(request.headers.get("content-type"), RESOURCE_BODY_TYPES)
+    raw = await read_body(request, request.app.state.settings.max_body_bytes)
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; a resource or Parameters is required")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = parse_json(raw.decode("utf-8", errors="replace"))
+        issues = [f.issue for f in parsed.findings] or [
+            Issue("fatal", "invalid", "The body is not valid JSON")
+        ]
+        raise InvalidRequest(issues[0].diagnostics, issues=issues[1:]) from None
+    check_json(value)
+    if not isinstance(value, dict):
+        raise InvalidRequest("The body must be a JSON object: a resource or Parameters")
+    return value
+
+
+async def _answer(request: Request, fmt: Any, body: dict[str, Any], type_: str | None) -> Response:
+    resource, mode, profiles = _split(body, _query(request))
+    issues = await run_in_threadpool(_validate, request, resource, mode, profiles, type_)
+    return outcome_response(issues, 200, fmt)
+
+
+@router.post("/$validate")
+async def validate_system(request: Request, fmt: FormatDep) -> Response:
+    """Validate the resource of the body, whatever its type."""
+    return await _answer(request, fmt, await _body(request), None)
+
+
+@router.post("/{type}/$validate")
+async def validate_type(type: TypeDep, request: Request, fmt: FormatDep) -> Response:
+    """Validate a resource of the URL's type."""
+    return await _answer(request, fmt, await _body(request), type)
+
+
+@router.get("/{type}/{id}/$validate")
+async def validate_instance(
+    type: TypeDep, id: IdDep, request: Request, fmt: FormatDep, store: StoreDep
+) -> Response:
+    """Validate the current version of a stored resource (``mode`` and ``profile`` in the query)."""
+    _, mode, profiles = _split({}, _query(request))
+
+    def read() -> dict[str, Any]:
+        with store.begin(readonly=True) as repo:
+            return repo.read(type, id).resource or {}
+
+    resource = await run_in_threadpool(read)
+    issues = await run_in_threadpool(_validate, request, resource, mode, profiles, type, id)
+    return outcome_response(issues, 200, fmt)

@@ -1,0 +1,101 @@
+"""Terminology bindings of the core elements (https://hl7.org/fhir/R4/terminologies.html#strength).
+
+``required``: the code must be in the ValueSet (error). ``extensible``: a code
+outside the ValueSet is a warning. ``preferred`` and ``example`` are not
+checked. Only ValueSets that expand offline from the package cache are
+checked; for a required binding that cannot be expanded, one information
+issue per ValueSet says so. Grammar-based code systems (MIME types, language
+tags, UCUM) are not enumerable and are left to their own formats.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_service.errors import Issue
+from fhir_service.fhir.package_cache import Definitions
+from fhir_service.validation.expansion import Expander
+
+_GRAMMARS = ("urn:ietf:bcp:13", "urn:ietf:bcp:47", "http://unitsofmeasure.org")
+CODED_TYPES = frozenset({"code", "Coding", "CodeableConcept", "Quantity", "string", "uri"})
+
+
+class BindingChecker:
+    """Checks coded values against bound ValueSets; expansions are kept."""
+
+    def __init__(self, definitions: Definitions) -> None:
+        self.definitions = definitions
+        self.expander = Expander(definitions)
+        self._titles: dict[str, str] = {}
+        self._grammar: dict[str, bool] = {}
+
+    def _title(self, url: str) -> str:
+        if url not in self._titles:
+            vs = self.definitions.value_set(url) or {}
+            self._titles[url] = str(vs.get("title") or vs.get("name") or url)
+        return self._titles[url]
+
+    def _is_grammar(self, url: str) -> bool:
+        if url not in self._grammar:
+            vs = self.definitions.value_set(url) or {}
+            includes = (vs.get("compose") or {}).get("include") or []
+            self._grammar[url] = any(i.get("system") in _GRAMMARS for i in includes)
+        return self._grammar[url]
+
+    def check(
+        self, binding: tuple[str, str], type_code: str, value: Any, path: str, reported: set[str]
+    ) -> Issue | None:
+        """The issue of one coded value against its binding, or None."""
+        strength, vs_url = binding
+        if strength not in ("required", "extensible") or type_code not in CODED_TYPES:
+            return None
+        codes = _codes(type_code, value)
+        if not codes:
+            return None
+        url = vs_url.split("|", 1)[0]
+        expansion = self.expander.expand(url)
+        if not expansion.known:
+            if strength == "required" and not self._is_grammar(url) and url not in reported:
+                reported.add(url)
+                return Issue(
+                    "information",
+                    "not-supported",
+                    f"The required binding to {vs_url} could not be checked offline: "
+                    f"{expansion.reason}",
+                    [path],
+                )
+            return None
+        if any(expansion.contains(system, code) for system, code in codes):
+            return None
+        severity = "error" if strength == "required" else "warning"
+        shown = f"{vs_url}|4.0.1" if "|" not in vs_url else vs_url
+        name = self._title(url)
+        if type_code == "CodeableConcept":
+            text = f"None of the codings provided are in the value set '{name}' ({shown})"
+        else:
+            system, code = codes[0]
+            written = f"{system}#{code}" if system else code
+            text = f"The value provided ('{written}') is not in the value set '{name}' ({shown})"
+        text += (
+            ", and a code is required from this value set"
+            if strength == "required"
+            else ", and a code should come from this value set unless it has no suitable code"
+        )
+        return Issue(severity, "code-invalid", text, [path])
+
+
+def _codes(type_code: str, value: Any) -> list[tuple[str | None, str]]:
+    if type_code in ("code", "string", "uri"):
+        return [(None, value)] if isinstance(value, str) else []
+    if not isinstance(value, dict):
+        return []
+    if type_code == "CodeableConcept":
+        codings = value.get("coding")
+        items = codings if isinstance(codings, list) else []
+    else:
+        items = [value]
+    return [
+        (c.get("system") if isinstance(c.get("system"), str) else None, c["code"])
+        for c in items
+        if isinstance(c, dict) and isinstance(c.get("code"), str)
+    ]

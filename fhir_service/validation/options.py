@@ -1,0 +1,28 @@
+"""What a validation run checks, mirroring the HL7 validator's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validation settings; the defaults are those of the HL7 validator's command line.
+
+    ``check_references`` makes a relative reference that does not resolve inside the
+    Bundle an error (the HL7 validator's ``validateReference``); ``validate_contained``
+    checks that contained resources are referenced (dom-3); ``declared_profiles`` checks
+    each resource against the profiles of its ``meta.profile``; ``profiles`` are checked
+    on the top-level resource as well.
+    """
+
+    invariants: bool = True
+    best_practice: bool = False
+    allow_comments: bool = False
+    allow_example_urls: bool = True
+    security_checks: bool = False
+    no_html_in_markdown: bool = False
+    check_references: bool = False
+    validate_contained: bool = True
+    declared_profiles: bool = True
+    profiles: tuple[str, ...] = ()

@@ -1,0 +1,27 @@
+"""The example case, mapped, validates with no error against the core spec and mCODE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fhir_service.validation.engine import has_errors, validate_json_text
+from fhir_service.validation.profile import definitions_from_cache
+from tests.packages.cache import package_root
+
+__all__ = ["package_root"]
+
+
+def test_collection_and_transaction_bundles_have_no_error(
+    collection_bundle: dict[str, Any], transaction_bundle: dict[str, Any], package_root: Path
+) -> None:
+    definitions = definitions_from_cache(package_root)
+    for bundle in (collection_bundle, transaction_bundle):
+        issues = validate_json_text(orjson.dumps(bundle).decode(), definitions=definitions)
+        errors = [
+            f"{i.expression}: {i.diagnostics}" for i in issues if i.severity in ("error", "fatal")
+        ]
+        assert errors == []
+        assert not has_errors(issues)
