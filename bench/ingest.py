@@ -1,13 +1,16 @@
-"""Transaction ingest benchmark: resources/s loading the Synthea 300-patient set.
+"""Transaction ingest benchmark: resources/s loading the Synthea set and copies of the case.
 
-    .venv/bin/python bench/ingest.py [--patients 300] [--small 30] [--postgres-url URL]
+    .venv/bin/python bench/ingest.py [--patients 300] [--small 30] [--source synthea|case|both]
+                                     [--postgres-url URL]
 
 For each database (a fresh SQLite file; a fresh PostgreSQL database created from
 --postgres-url or FHIR_SERVICE_TEST_POSTGRES_URL and dropped afterwards) it loads
 the hospital and practitioner Bundles, then N patient transaction Bundles, one
 database transaction per Bundle, with the loader's provider deduplication
 (``fhir-service load`` does the same). Two sizes (small = 1x, full = 10x) show
-whether time grows linearly. The clock covers ``load_bundle`` only (validation,
+whether time grows linearly. ``--source case`` loads the IVC leiomyosarcoma case
+mapped N times under distinct case ids (so N distinct patients, every id and
+identifier different; about 100 resources each). The clock covers ``load_bundle`` only (validation,
 reference rewriting, SQL), not reading JSON from the archive. Prints a table and
 rewrites its section of bench/RESULTS.md.
 """
@@ -21,24 +24,30 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from fhir_service.cli.load import load_bundle, providers_first
 from fhir_service.storage import SqlStore, upgrade
+from mappings.bundle import build_bundle
+from mappings.case.loader import load_case
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared" / "data" / "synthea-r4-300-patients.tar.xz"
+CASE = ROOT / "examples" / "ivc-leiomyosarcoma" / "case.yaml"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 START, END = "<!-- ingest:start -->", "<!-- ingest:end -->"
 
 
 @dataclass
 class Run:
+    source: str
     database: str
     patients: int
     resources: int
@@ -50,15 +59,33 @@ class Run:
         return self.resources / self.seconds
 
 
-def ingest(url: str, patients: int) -> Run:
-    """Load providers + ``patients`` patient Bundles into the empty database at ``url``."""
+def synthea_bundles() -> Iterator[tuple[str, dict[str, Any]]]:
+    """The Synthea set's providers, then its patient Bundles."""
+    yield from providers_first([ARCHIVE], anchor_date=date(2022, 3, 1))
+
+
+def case_bundles() -> Iterator[tuple[str, dict[str, Any]]]:
+    """The example case as transaction Bundles of ever new patients (case ids ivc-0, ivc-1, ...)."""
+    case = load_case(CASE)
+    n = 0
+    while True:
+        copy = case.model_copy(update={"case": case.case.model_copy(update={"id": f"ivc-{n}"})})
+        yield f"case-{n}", build_bundle(copy, date(2022, 3, 1), "transaction")
+        n += 1
+
+
+SOURCES = {"synthea": synthea_bundles, "case": case_bundles}
+
+
+def ingest(url: str, patients: int, source: str = "synthea") -> Run:
+    """Load ``patients`` patient Bundles (after any providers) into the empty database."""
     upgrade(url)
     store = SqlStore.open(url)
     resources = 0
     seconds = 0.0
     loaded = 0
     try:
-        for name, bundle in providers_first([ARCHIVE], anchor_date=date(2022, 3, 1)):
+        for name, bundle in SOURCES[source]():
             is_patient = "Information" not in name
             if is_patient and loaded >= patients:
                 break
@@ -71,22 +98,22 @@ def ingest(url: str, patients: int) -> Run:
             stored = sum(repo.counts().values())
     finally:
         store.close()
-    return Run(store.dialect, patients, resources, seconds, stored)
+    return Run(source, store.dialect, patients, resources, seconds, stored)
 
 
-def run_sqlite(patients: int) -> Run:
+def run_sqlite(patients: int, source: str) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
-        return ingest(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", patients)
+        return ingest(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", patients, source)
 
 
-def run_postgres(admin_url: str, patients: int) -> Run:
+def run_postgres(admin_url: str, patients: int, source: str) -> Run:
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"fhir_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
         url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        return ingest(url, patients)
+        return ingest(url, patients, source)
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -105,12 +132,12 @@ def machine() -> str:
 
 def table(runs: list[Run]) -> str:
     lines = [
-        "| database | patients | resources | seconds | resources/s | stored |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| data | database | patients | resources | seconds | resources/s | stored |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         lines.append(
-            f"| {r.database} | {r.patients} | {r.resources} | {r.seconds:.1f} | "
+            f"| {r.source} | {r.database} | {r.patients} | {r.resources} | {r.seconds:.1f} | "
             f"{r.rate:,.0f} | {r.stored} |"
         )
     return "\n".join(lines)
@@ -118,12 +145,14 @@ def table(runs: list[Run]) -> str:
 
 def linearity(runs: list[Run]) -> list[str]:
     out = []
-    for db in sorted({r.database for r in runs}):
-        sizes = sorted((r for r in runs if r.database == db), key=lambda r: r.patients)
+    for src, db in sorted({(r.source, r.database) for r in runs}):
+        sizes = sorted(
+            (r for r in runs if r.database == db and r.source == src), key=lambda r: r.patients
+        )
         if len(sizes) == 2:
             small, big = sizes
             out.append(
-                f"- {db}: {big.resources / small.resources:.1f}x the resources took "
+                f"- {src} on {db}: {big.resources / small.resources:.1f}x the resources took "
                 f"{big.seconds / small.seconds:.1f}x the time"
             )
     return out
@@ -137,10 +166,11 @@ def write_results(runs: list[Run]) -> None:
             "",
             f"Run {date.today().isoformat()} on {machine()}; load average at the end "
             f"{os.getloadavg()[0]:.1f} (other processes share the machine).",
-            "Synthea 300-patient set (../shared/data): hospital and practitioner Bundles, then",
-            "patient transaction Bundles, one database transaction each, provider POSTs",
-            "deduplicated by identifier. Target: >= 1,000 resources/s on SQLite; 10x the data",
-            "in <= 11x the time.",
+            "synthea: the Synthea 300-patient set (../shared/data): hospital and practitioner",
+            "Bundles, then patient transaction Bundles, one database transaction each, provider",
+            "POSTs deduplicated by identifier. case: the IVC case mapped under distinct case ids",
+            "(distinct patients, about 100 resources each, conditional creates). Target:",
+            ">= 1,000 resources/s on SQLite; 10x the data in <= 11x the time.",
             "",
             table(runs),
             "",
@@ -161,17 +191,20 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=300)
     parser.add_argument("--small", type=int, default=30)
     parser.add_argument("--postgres-url", default=os.environ.get("FHIR_SERVICE_TEST_POSTGRES_URL"))
+    parser.add_argument("--source", choices=["synthea", "case", "both"], default="both")
     parser.add_argument("--no-write", action="store_true", help="Do not update RESULTS.md.")
     args = parser.parse_args()
-    if not ARCHIVE.exists():
+    sources = ["synthea", "case"] if args.source == "both" else [args.source]
+    if "synthea" in sources and not ARCHIVE.exists():
         raise SystemExit(f"{ARCHIVE} is absent")
     runs: list[Run] = []
-    for patients in (args.small, args.patients):
-        runs.append(run_sqlite(patients))
-        print(table(runs[-1:]).splitlines()[-1], flush=True)
-        if args.postgres_url:
-            runs.append(run_postgres(args.postgres_url, patients))
+    for source in sources:
+        for patients in (args.small, args.patients):
+            runs.append(run_sqlite(patients, source))
             print(table(runs[-1:]).splitlines()[-1], flush=True)
+            if args.postgres_url:
+                runs.append(run_postgres(args.postgres_url, patients, source))
+                print(table(runs[-1:]).splitlines()[-1], flush=True)
     print(table(runs))
     print("\n".join(linearity(runs)))
     if not args.no_write:

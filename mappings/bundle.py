@@ -2,8 +2,9 @@
 
 - transaction (https://hl7.org/fhir/R4/http.html#transaction): every entry has a
   ``urn:uuid`` fullUrl; resources with an identifier are POSTed with
-  ``ifNoneExist`` on that identifier (conditional create), the others are PUT to
-  their deterministic id, so posting the Bundle twice never duplicates anything.
+  ``ifNoneExist`` on that identifier (conditional create), the others (and types
+  without an ``identifier`` search parameter) are PUT to their deterministic id, so
+  posting the Bundle twice never duplicates anything.
 - collection: the mCODE patient bundle
   (http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-patient-bundle).
 """
@@ -26,6 +27,11 @@ MCODE_PATIENT_BUNDLE = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-p
 
 Mapper = Callable[[Case, MappingContext], Sequence[Resource]]
 
+# Types with an identifier element but no `identifier` search parameter in R4, so no
+# server can evaluate ifNoneExist on it (https://hl7.org/fhir/R4/adverseevent.html#search):
+# they are PUT to their deterministic id instead.
+_NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent"})
+
 
 def map_case(case: Case, anchor_date: date) -> list[Resource]:
     """Every resource of the case, in a stable order, the Provenance last."""
@@ -38,6 +44,8 @@ def map_case(case: Case, anchor_date: date) -> list[Resource]:
 
 
 def _identifier_query(resource: dict[str, Any]) -> str | None:
+    if resource["resourceType"] in _NO_IDENTIFIER_SEARCH:
+        return None
     identifiers = resource.get("identifier")
     if isinstance(identifiers, dict):
         identifiers = [identifiers]
