@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check pytest install clean packages golden
+.PHONY: demo test check pytest install clean packages golden peer browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-pytest: $(STAMP) packages
+pytest: $(STAMP) packages peer browser
 	$(BIN)/pytest
 
 ## FHIR packages (R4 core, mCODE and what of its dependencies can be had) in the package cache.
@@ -48,3 +48,23 @@ golden: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+## The external FHIR server of the sync tests (tests/peer; npm packages pinned by its lock file).
+PEER_STAMP := tests/peer/node_modules/.installed
+
+peer: $(PEER_STAMP)
+
+$(PEER_STAMP): tests/peer/package-lock.json
+	cd tests/peer && npm ci --no-audit --no-fund
+	touch $(PEER_STAMP)
+
+## Debian's Chromium for the browser tests (tests/ui), installed when /usr/bin/chromium is
+## missing. Without it the browser tests fail when CI=true and skip elsewhere.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		{ $$SUDO apt-get update && $$SUDO apt-get install -y chromium; } \
+			|| echo "warning: could not install chromium; the browser tests will not run"; \
+	fi

@@ -64,6 +64,7 @@ def demo_command(
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.statuses.items()))
     typer.echo(f"loaded {case}: {report.entries} resources ({statuses})")
     base = f"http://{host}:{port}/fhir"
+    typer.echo(f"\nOpen the case timeline in a browser: http://{host}:{port}/ui")
     typer.echo(f"\nFHIR R4 API at {base}  (health: http://{host}:{port}/healthz)\n")
     typer.echo("Try:\n" + curl_examples(base) + "\n")
     if serve:
