@@ -1,0 +1,51 @@
+"""Reading both sides of a sync for comparison (direct HTTP to the peer, repository locally)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from fhir_service.storage import SqlStore
+from fhir_service.storage.tables import resource
+
+
+def remote_all(base_url: str, rtype: str) -> list[dict[str, Any]]:
+    """Every resource of a type on the remote, read directly over HTTP."""
+    out: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        page = httpx.get(
+            f"{base_url}/{rtype}", params={"_count": 1000, "_offset": offset}, timeout=60
+        ).json()
+        entries = page.get("entry") or []
+        out += [e["resource"] for e in entries]
+        offset += len(entries)
+        if not entries or offset >= page.get("total", 0):
+            return out
+
+
+def remote_total(base_url: str, rtype: str) -> int:
+    page = httpx.get(f"{base_url}/{rtype}", params={"_count": 1}, timeout=30).json()
+    return int(page.get("total", 0))
+
+
+def content(body: dict[str, Any]) -> dict[str, Any]:
+    """A resource without id and meta: what must be equal on both sides."""
+    return {k: v for k, v in body.items() if k not in ("id", "meta")}
+
+
+def local_all(store: SqlStore) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every current, non-deleted local resource by (type, id)."""
+    with store.engine.connect() as conn:
+        keys = [
+            (r.type, r.id)
+            for r in conn.execute(resource.select().where(resource.c.deleted.is_(False)))
+        ]
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    with store.begin(readonly=True) as repo:
+        for rtype, id in keys:
+            body = repo.read(rtype, id).resource
+            assert body is not None
+            out[(rtype, id)] = body
+    return out
