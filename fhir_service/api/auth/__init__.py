@@ -1,0 +1,68 @@
+"""Security of the API: SMART Backend Services tokens, scopes, patient compartments, audit
+(https://hl7.org/fhir/R4/security.html, https://hl7.org/fhir/smart-app-launch/backend-services.html).
+
+``install(app, settings)`` wires it all in one place:
+
+- ``AuthMiddleware`` authenticates bearer tokens (``smart`` mode), checks ``$export``,
+  rate-limits per client and writes one audit record per FHIR request;
+- the ``get_store`` dependency is overridden so every route's ``store.begin()`` yields
+  a ``GuardedRepository`` enforcing scopes and the patient compartment (``access.py``);
+- routes: ``POST /auth/token``, ``GET /auth/jwks``, ``GET /fhir/.well-known/smart-configuration``,
+  ``GET /fhir/AuditEvent[/{id}]``; security headers; CORS for the configured origins.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+
+from fhir_service.api import deps
+from fhir_service.api.auth import audit, token_endpoint, well_known
+from fhir_service.api.auth.access import GuardedStore, guard
+from fhir_service.api.auth.config import Security
+from fhir_service.api.auth.context import AccessContext
+from fhir_service.api.auth.hardening import SecurityHeaders, install_cors
+from fhir_service.api.auth.middleware import AuthMiddleware
+from fhir_service.errors import Unauthorized
+from fhir_service.settings import Settings
+from fhir_service.storage import Store
+
+log = logging.getLogger("fhir_service.security")
+
+OPEN_MODE_BANNER = """
+************************************************************************
+*  FHIR_SERVICE_AUTH_MODE=open: NO AUTHENTICATION, NO ACCESS CONTROL.  *
+*  Every client may read and write every resource. Demo use only;      *
+*  set FHIR_SERVICE_AUTH_MODE=smart to require SMART bearer tokens.    *
+************************************************************************"""
+
+__all__ = ["AccessContext", "GuardedStore", "Security", "guard", "install"]
+
+
+async def guarded_store(request: Request) -> Store:
+    """The application's store seen through the request's AccessContext."""
+    store: Store = request.app.state.store
+    context = getattr(request.state, "access", None)
+    if context is None:
+        if request.app.state.security.mode != "open":
+            raise Unauthorized("This request carries no authenticated access context")
+        context = AccessContext.open()
+    return guard(store, context)
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Add the security layer to ``app`` (call before the FHIR routers are included)."""
+    security = Security(settings, lambda: app.state.store)
+    app.state.security = security
+    if security.mode == "open":
+        log.warning("%s", OPEN_MODE_BANNER)
+    else:
+        log.info("auth mode smart: bearer tokens required on /fhir")
+    app.dependency_overrides[deps.get_store] = guarded_store
+    app.include_router(token_endpoint.router, tags=["Security"])
+    app.include_router(well_known.router, prefix=deps.BASE_PATH, tags=["Security"])
+    app.include_router(audit.router, prefix=deps.BASE_PATH, tags=["FHIR"])
+    app.add_middleware(AuthMiddleware, security=security)
+    app.add_middleware(SecurityHeaders)
+    install_cors(app, settings.cors_origins)

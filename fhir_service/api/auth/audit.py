@@ -1,0 +1,294 @@
+"""The audit trail: one record per FHIR request, served as AuditEvent resources
+(https://hl7.org/fhir/R4/auditevent.html, https://hl7.org/fhir/R4/security.html#audit).
+
+Each record holds who (client id, patient context, network address), what (the RESTful
+interaction, the path, the resources touched as ``Type/id`` references), when and the
+outcome (HTTP status; AuditEvent outcome 0 success, 4 client failure, 8 server failure).
+Never a request or response body, never the query string (which may carry patient data).
+
+``GET /fhir/AuditEvent`` (``_count``, ``patient``, ``action``, ``outcome``, ``_cursor``)
+and ``GET /fhir/AuditEvent/{id}`` read the trail; they need an AuditEvent read/search
+scope, and a patient-scoped token sees only the events of its patient.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from sqlalchemy.engine import Engine
+from starlette.responses import Response
+
+from fhir_service.api.auth.context import AccessContext
+from fhir_service.api.auth.tables import audit_event
+from fhir_service.api.deps import BaseDep, FormatDep
+from fhir_service.api.responses import fhir_response
+from fhir_service.api.routes.history import parse_count
+from fhir_service.errors import InvalidRequest, NotFound
+from fhir_service.storage import format_instant
+
+log = logging.getLogger("fhir_service.audit")
+
+_ACTIONS = {
+    "create": "C",
+    "read": "R",
+    "vread": "R",
+    "search-type": "R",
+    "search-system": "R",
+    "history-instance": "R",
+    "history-type": "R",
+    "history-system": "R",
+    "update": "U",
+    "patch": "U",
+    "delete": "D",
+}
+_METHOD_ACTIONS = {"GET": "R", "HEAD": "R", "POST": "E", "PUT": "U", "PATCH": "U", "DELETE": "D"}
+_SEARCH_PARAMS = {"_count", "patient", "action", "outcome", "_cursor", "_format", "_pretty"}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One audited request."""
+
+    recorded: datetime
+    client_id: str
+    patient: str | None
+    source: str | None
+    subtype: str
+    method: str
+    path: str
+    status: int
+    entities: list[str]
+
+    @property
+    def action(self) -> str:
+        return _ACTIONS.get(self.subtype, _METHOD_ACTIONS.get(self.method, "E"))
+
+    @property
+    def outcome(self) -> str:
+        if self.status < 400:
+            return "0"
+        return "4" if self.status < 500 else "8"
+
+
+def record_for(
+    context: AccessContext, method: str, path: str, status: int, source: str | None
+) -> AuditRecord:
+    """The record of a finished request from what its repository calls noted."""
+    note = context.note
+    subtype = note.subtype or ("operation" if "$" in path else _default_subtype(method, path))
+    return AuditRecord(
+        recorded=datetime.now(UTC),
+        client_id=context.client_id,
+        patient=context.patient,
+        source=source,
+        subtype=subtype,
+        method=method,
+        path=path[:2000],
+        status=status,
+        entities=list(note.entities),
+    )
+
+
+def _default_subtype(method: str, path: str) -> str:
+    segments = [s for s in path.split("/") if s][1:]
+    if method in ("GET", "HEAD"):
+        if "_history" in segments:
+            return "vread" if segments[-1] != "_history" else "history-instance"
+        return "read" if len(segments) == 2 else "search-type"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        method, "operation"
+    )
+
+
+class AuditLog:
+    """Writes and reads the ``audit_event`` table."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def write(self, record: AuditRecord) -> None:
+        """Store one record; a failure is logged (without the record) and not raised."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    audit_event.insert().values(
+                        recorded=record.recorded,
+                        client_id=record.client_id[:128],
+                        patient=record.patient,
+                        source=(record.source or "")[:100] or None,
+                        action=record.action,
+                        subtype=record.subtype[:40],
+                        method=record.method[:10],
+                        path=record.path,
+                        status=record.status,
+                        outcome=record.outcome,
+                        entities=json.dumps(record.entities),
+                    )
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("audit record not stored: %s", type(exc).__name__)
+
+    def search(
+        self,
+        *,
+        count: int,
+        patient: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        before: int | None = None,
+    ) -> list[Any]:
+        query = sa.select(audit_event).order_by(audit_event.c.seq.desc()).limit(count + 1)
+        if patient is not None:
+            query = query.where(audit_event.c.patient == patient)
+        if action is not None:
+            query = query.where(audit_event.c.action == action)
+        if outcome is not None:
+            query = query.where(audit_event.c.outcome == outcome)
+        if before is not None:
+            query = query.where(audit_event.c.seq < before)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def get(self, seq: int) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(audit_event).where(audit_event.c.seq == seq)).first()
+
+
+_EVENT_TYPE = {
+    "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+    "code": "rest",
+    "display": "RESTful Operation",
+}
+_CLIENT_SYSTEM = "urn:fhir-service:client-id"
+
+
+def audit_event_resource(row: Any) -> dict[str, Any]:
+    """The AuditEvent of one stored record."""
+    recorded = row.recorded if row.recorded.tzinfo else row.recorded.replace(tzinfo=UTC)
+    agent: dict[str, Any] = {
+        "type": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
+                    "code": "datacollector",
+                    "display": "datacollector",
+                }
+            ]
+        },
+        "who": {"identifier": {"system": _CLIENT_SYSTEM, "value": row.client_id}},
+        "requestor": True,
+    }
+    if row.source:
+        agent["network"] = {"address": row.source, "type": "2"}
+    entities: list[dict[str, Any]] = [
+        {"what": {"reference": ref}} for ref in json.loads(row.entities or "[]")
+    ]
+    if row.patient:
+        entities.append(
+            {
+                "what": {"reference": f"Patient/{row.patient}"},
+                "role": {
+                    "system": "http://terminology.hl7.org/CodeSystem/object-role",
+                    "code": "1",
+                    "display": "Patient",
+                },
+            }
+        )
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": str(row.seq),
+        "type": _EVENT_TYPE,
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": row.subtype}],
+        "action": row.action,
+        "recorded": format_instant(recorded),
+        "outcome": row.outcome,
+        "outcomeDesc": f"HTTP {row.status} {row.method} {row.path}",
+        "agent": [agent],
+        "source": {"observer": {"display": "fhir-service"}},
+    }
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+router = APIRouter()
+
+
+def _audit_access(request: Request, action: str) -> tuple[AuditLog, str | None]:
+    """The audit log and the patient the caller is limited to (Forbidden without scope)."""
+    context: AccessContext = request.state.access
+    reach = context.require("AuditEvent", action)
+    log_: AuditLog | None = request.app.state.security.audit
+    if log_ is None:
+        raise NotFound("The audit trail is disabled (FHIR_SERVICE_AUDIT_ENABLED=false)")
+    return log_, (context.patient if reach == "compartment" else None)
+
+
+@router.get("/AuditEvent")
+def search_audit_events(request: Request, fmt: FormatDep, base: BaseDep) -> Response:
+    """Search the audit trail, newest first."""
+    query = request.query_params
+    unknown = sorted(set(query) - _SEARCH_PARAMS)
+    if unknown:
+        raise InvalidRequest(f"Unsupported AuditEvent search parameter(s): {', '.join(unknown)}")
+    trail, limited_to = _audit_access(request, "s")
+    count = parse_count(query.get("_count"))
+    cursor = query.get("_cursor")
+    if cursor is not None and not cursor.isdigit():
+        raise InvalidRequest("_cursor is not valid", expression="_cursor")
+    patient = query.get("patient")
+    if patient is not None:
+        patient = patient.removeprefix("Patient/")
+        if limited_to is not None and patient != limited_to:
+            patient = "\x00none"
+    rows = trail.search(
+        count=count,
+        patient=limited_to if patient is None else patient,
+        action=query.get("action"),
+        outcome=query.get("outcome"),
+        before=int(cursor) if cursor else None,
+    )
+    page, more = rows[:count], len(rows) > count
+    self_query = request.url.query
+    links = [
+        {"relation": "self", "url": f"{base}/AuditEvent" + (f"?{self_query}" if self_query else "")}
+    ]
+    if more:
+        pairs = [(k, v) for k, v in query.multi_items() if k != "_cursor"]
+        next_query = urlencode([*pairs, ("_cursor", str(page[-1].seq))])
+        links.append({"relation": "next", "url": f"{base}/AuditEvent?{next_query}"})
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": links,
+        "entry": [
+            {
+                "fullUrl": f"{base}/AuditEvent/{row.seq}",
+                "resource": audit_event_resource(row),
+                "search": {"mode": "match"},
+            }
+            for row in page
+        ],
+    }
+    context: AccessContext = request.state.access
+    context.note.record("search-type", [f"AuditEvent/{row.seq}" for row in page])
+    return fhir_response(bundle, 200, fmt)
+
+
+@router.get("/AuditEvent/{id}")
+def read_audit_event(id: str, request: Request, fmt: FormatDep) -> Response:
+    """Read one AuditEvent."""
+    trail, limited_to = _audit_access(request, "r")
+    row = trail.get(int(id)) if id.isdigit() and len(id) < 18 else None
+    if row is None or (limited_to is not None and row.patient != limited_to):
+        raise NotFound(f"Resource AuditEvent/{id[:64]} is not known")
+    context: AccessContext = request.state.access
+    context.note.record("read", [f"AuditEvent/{row.seq}"])
+    return fhir_response(audit_event_resource(row), 200, fmt)

@@ -1,0 +1,131 @@
+"""`fhir-service auth generate-key|register-client|list-clients|disable-client`: keys and
+registered clients of the token endpoint
+(https://hl7.org/fhir/smart-app-launch/backend-services.html#registering-a-client-communicating-public-keys).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from fhir_service.api.auth.clients import list_clients, register_client, set_active
+from fhir_service.api.auth.keys import generate_signing_key
+from fhir_service.settings import Settings
+from fhir_service.storage import create_engine
+
+auth_app = typer.Typer(
+    help="Access tokens: signing key and registered clients.", no_args_is_help=True
+)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Database URL (default FHIR_SERVICE_DATABASE_URL)."),
+]
+
+
+@auth_app.command("generate-key")
+def generate_key_command(
+    path: Annotated[
+        Path | None,
+        typer.Option("--path", help="Key file (default FHIR_SERVICE_AUTH_SIGNING_KEY_PATH)."),
+    ] = None,
+    algorithm: Annotated[str, typer.Option("--alg", help="ES384 or RS256.")] = "ES384",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing key.")] = False,
+) -> None:
+    """Create the private key that signs the access tokens of POST /auth/token."""
+    target = path or Settings().auth_signing_key_path
+    if algorithm not in ("ES384", "RS256"):
+        typer.echo("error: --alg must be ES384 or RS256", err=True)
+        raise typer.Exit(2)
+    if target.exists() and not force:
+        typer.echo(f"error: {target} exists (use --force to replace it)", err=True)
+        raise typer.Exit(2)
+    public = generate_signing_key(target, "RS256" if algorithm == "RS256" else "ES384")
+    typer.echo(f"signing key written to {target} (kid {public['kid']})")
+
+
+@auth_app.command("register-client")
+def register_client_command(
+    name: Annotated[str, typer.Option("--name", help="A name for the client.")],
+    scope: Annotated[str, typer.Option("--scope", help="Scopes it may get, e.g. 'system/*.rs'.")],
+    jwks: Annotated[
+        Path | None, typer.Option("--jwks", help="JWKS file with the client's public keys.")
+    ] = None,
+    jwks_url: Annotated[
+        str | None, typer.Option("--jwks-url", help="URL of the client's JWKS.")
+    ] = None,
+    patient: Annotated[
+        str | None, typer.Option("--patient", help="Patient id for patient/ scopes.")
+    ] = None,
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="Client id (default: random).")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Register a client; prints its client id."""
+    document = None
+    if jwks is not None:
+        try:
+            document = json.loads(jwks.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            typer.echo(f"error: cannot read {jwks}: {type(exc).__name__}", err=True)
+            raise typer.Exit(2) from None
+    engine = create_engine(database_url or Settings().database_url)
+    try:
+        with engine.begin() as conn:
+            client = register_client(
+                conn,
+                name=name,
+                scope=scope,
+                jwks=document,
+                jwks_url=jwks_url,
+                patient=patient,
+                client_id=client_id,
+            )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except SQLAlchemyError as exc:
+        typer.echo(f"error: cannot store the client: {type(exc).__name__}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(client.client_id)
+
+
+@auth_app.command("list-clients")
+def list_clients_command(database_url: DatabaseUrl = None) -> None:
+    """List the registered clients (id, state, patient, scopes)."""
+    engine = create_engine(database_url or Settings().database_url)
+    try:
+        with engine.connect() as conn:
+            clients = list_clients(conn)
+    finally:
+        engine.dispose()
+    for client in clients:
+        state = "active" if client.active else "disabled"
+        typer.echo(f"{client.client_id}\t{state}\t{client.patient or '-'}\t{client.scope}")
+
+
+@auth_app.command("disable-client")
+def disable_client_command(client_id: str, database_url: DatabaseUrl = None) -> None:
+    """Disable a client: its assertions are refused from now on."""
+    engine = create_engine(database_url or Settings().database_url)
+    try:
+        with engine.begin() as conn:
+            found = set_active(conn, client_id, False)
+    finally:
+        engine.dispose()
+    if not found:
+        typer.echo(f"error: no client {client_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"client {client_id} disabled")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `auth` command group."""
+    app.add_typer(auth_app, name="auth")

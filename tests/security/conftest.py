@@ -1,0 +1,146 @@
+"""Fixtures of the security tests: the app in ``smart`` mode on a real database, the
+service's signing key, a token minting helper and two patients with observations."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
+
+from fhir_service.api import create_app
+from fhir_service.api.auth.keys import ALGORITHMS, generate_signing_key, load_signing_key
+from fhir_service.settings import Settings
+
+ISSUER = "http://testserver/auth"
+AUDIENCE = "http://testserver/fhir"
+
+
+def sign(key: RSAKey | ECKey, claims: dict[str, Any], **header: Any) -> str:
+    alg = "RS256" if isinstance(key, RSAKey) else "ES384"
+    return jwt.encode({"alg": alg, "kid": key.kid, **header}, claims, key, algorithms=ALGORITHMS)
+
+
+def claims_for(scope: str, patient: str | None = None, **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": "test-client",
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+        "scope": scope,
+    }
+    if patient is not None:
+        claims["patient"] = patient
+    claims.update(overrides)
+    return claims
+
+
+@dataclass
+class Smart:
+    """A smart-mode app with its client, its signing key and a token helper."""
+
+    client: TestClient
+    key: RSAKey | ECKey
+    settings: Settings
+
+    def token(self, scope: str, patient: str | None = None, **overrides: Any) -> str:
+        return sign(self.key, claims_for(scope, patient, **overrides))
+
+    def headers(self, scope: str, patient: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(scope, patient)}"}
+
+
+def smart_settings(database_url: str, tmp_path: Path, **extra: Any) -> Settings:
+    key_path = tmp_path / "signing-key.json"
+    if not key_path.exists():
+        generate_signing_key(key_path, "ES384")
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "auth_mode": "smart",
+        "auth_signing_key_path": key_path,
+        "base_url": None,
+        "rate_limit_per_minute": 0,
+        **extra,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_smart(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Smart]]:
+    """Builds smart-mode apps on the test database (settings overridable)."""
+    opened: list[TestClient] = []
+
+    def make(**extra: Any) -> Smart:
+        settings = smart_settings(database_url, tmp_path, **extra)
+        client = TestClient(create_app(settings))
+        client.__enter__()
+        opened.append(client)
+        return Smart(client, load_signing_key(settings.auth_signing_key_path), settings)
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def smart(make_smart: Callable[..., Smart]) -> Smart:
+    return make_smart()
+
+
+ADMIN = "system/*.cruds system/AuditEvent.rs"
+
+
+@dataclass
+class World:
+    """Patients A and B, each with an Observation and an Encounter, written by an admin."""
+
+    a: str
+    b: str
+    obs_a: str
+    obs_b: str
+    enc_b: str
+
+
+def _create(smart: Smart, resource: dict[str, Any]) -> str:
+    response = smart.client.post(
+        f"/fhir/{resource['resourceType']}", json=resource, headers=smart.headers(ADMIN)
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+@pytest.fixture
+def world(smart: Smart) -> World:
+    a = _create(smart, {"resourceType": "Patient", "name": [{"family": "Alpha"}]})
+    b = _create(smart, {"resourceType": "Patient", "name": [{"family": "Bravo"}]})
+
+    def observation(patient: str, text: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}], "text": text},
+            "subject": {"reference": f"Patient/{patient}"},
+        }
+
+    obs_a = _create(smart, observation(a, "heart rate A"))
+    obs_b = _create(smart, observation(b, "heart rate B"))
+    enc_b = _create(
+        smart,
+        {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"code": "AMB"},
+            "subject": {"reference": f"Patient/{b}"},
+        },
+    )
+    return World(a, b, obs_a, obs_b, enc_b)
