@@ -31,7 +31,9 @@ def test_start_push_and_read_its_status(sqlite_url: str, peer: Peer) -> None:
         while run["status"] == "running" and time.monotonic() < deadline:
             time.sleep(0.1)
             run = client.get(location).json()
+        listed = client.get("/sync/runs").json()["runs"]
 
+    assert [r["id"] for r in listed] == [run["id"]]
     assert run["status"] == "succeeded"
     assert run["counts"]["created"] == len(case_bundle()["entry"])
     assert run["ended"] is not None
@@ -54,3 +56,7 @@ def test_bad_requests_are_4xx_outcomes(sqlite_url: str) -> None:
         assert missing.json()["resourceType"] == "OperationOutcome"
         bad = client.post("/sync/runs", content=b"{", headers={"content-type": "application/json"})
         assert bad.status_code == 400
+        assert client.get("/sync/runs").json() == {"runs": []}
+        too_many = client.get("/sync/runs", params={"_count": 1000})
+        assert too_many.status_code == 400
+        assert too_many.json()["resourceType"] == "OperationOutcome"

@@ -95,6 +95,14 @@ async def start_run(request: Request, settings: SettingsDep) -> Response:
     )
 
 
+@router.get("/runs")
+async def list_runs(request: Request, _count: int = 20) -> Response:
+    """The latest sync runs, newest first (``_count`` of them, 1-100)."""
+    if not 1 <= _count <= 100:
+        raise InvalidRequest("_count must be between 1 and 100", expression="_count")
+    return JSONResponse({"runs": [_json(r) for r in state.runs(_store(request), limit=_count)]})
+
+
 @router.get("/runs/{run_id}")
 async def read_run(run_id: int, request: Request) -> Response:
     """The run's status, counts and errors."""
