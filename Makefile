@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check pytest install clean packages golden peer browser
+.PHONY: demo test check pytest install clean packages golden peer browser deploy-schema
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-pytest: $(STAMP) packages peer browser
+pytest: $(STAMP) packages peer browser deploy-schema
 	$(BIN)/pytest
 
 ## FHIR packages (R4 core, mCODE and what of its dependencies can be had) in the package cache.
@@ -48,6 +48,15 @@ golden: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+## The Compose specification's JSON schema, to check compose.yaml (tests/deploy).
+DEPLOY_STAMP := tests/deploy/node_modules/.installed
+
+deploy-schema: $(DEPLOY_STAMP)
+
+$(DEPLOY_STAMP): tests/deploy/package-lock.json
+	cd tests/deploy && npm ci --no-audit --no-fund
+	touch $(DEPLOY_STAMP)
 
 ## The external FHIR server of the sync tests (tests/peer; npm packages pinned by its lock file).
 PEER_STAMP := tests/peer/node_modules/.installed
