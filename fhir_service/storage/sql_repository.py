@@ -29,9 +29,10 @@ from fhir_service.errors import (
     Unprocessable,
 )
 from fhir_service.fhir.models import model_class, parse_resource
+from fhir_service.search.query import SearchRequest, parse_search
+from fhir_service.search.registry import Registry, get_registry
 from fhir_service.storage.criteria import criteria_hash, parse_criteria
 from fhir_service.storage.ids import check_id, format_instant, new_id, utc_now
-from fhir_service.storage.index import DERIVED_PARAMS, extract_tokens
 from fhir_service.storage.repository import (
     JSON,
     HistoryPage,
@@ -40,11 +41,13 @@ from fhir_service.storage.repository import (
     Stored,
     StoredResult,
 )
+from fhir_service.storage.search_index import drop_index, index_resources, registry_for
+from fhir_service.storage.search_sql import SearchPage, match_query
+from fhir_service.storage.search_sql import run as run_search
 from fhir_service.storage.tables import (
     conditional_claim,
     resource,
     resource_version,
-    search_token,
 )
 from fhir_service.storage.transaction import run_batch, run_transaction
 
@@ -211,21 +214,9 @@ class SqlRepository:
                 .values(version=version, deleted=body is None, seq=seq)
             )
             if not current.deleted:
-                self._conn.execute(
-                    sa.delete(search_token).where(
-                        search_token.c.type == resource_type, search_token.c.id == id
-                    )
-                )
+                drop_index(self._conn, resource_type, id)
         if stored_body is not None:
-            tokens = extract_tokens(stored_body)
-            if tokens:
-                self._conn.execute(
-                    sa.insert(search_token),
-                    [
-                        {"type": resource_type, "id": id, "param": p, "system": s, "value": v}
-                        for p, s, v in tokens
-                    ],
-                )
+            index_resources(self._conn, [(resource_type, id, stored_body)])
         return Stored(resource_type, id, version, now, body is None, method, stored_body)
 
     @staticmethod
@@ -284,13 +275,7 @@ class SqlRepository:
                         for r, q in zip(rows, seqs, strict=True)
                     ],
                 )
-                tokens = [
-                    {"type": rtype, "id": id, "param": p, "system": sy, "value": v}
-                    for rtype, id, body, _ in items
-                    for p, sy, v in extract_tokens(body)
-                ]
-                if tokens:
-                    self._conn.execute(sa.insert(search_token), tokens)
+                index_resources(self._conn, [(rtype, id, body) for rtype, id, body, _ in items])
         except IntegrityError:
             raise Conflict("A resource id was created concurrently; retry the request") from None
         return [Stored(rtype, id, 1, now, False, "POST", body) for rtype, id, body, now in items]
@@ -549,53 +534,26 @@ class SqlRepository:
 
     # ----------------------------------------------------------------- search
 
-    def _supported(self, resource_type: str, name: str) -> bool:
-        if name in DERIVED_PARAMS:
-            return True
-        fields = model_class(resource_type).model_fields
-        return any(
-            (field.alias or key) == name
-            for key, field in fields.items()
-            if not key.endswith("__ext")
-        )
-
-    def _condition(self, resource_type: str, name: str, value: str) -> sa.ColumnElement[bool]:
-        if name == "_id":
-            return resource.c.id.in_(value.split(","))
-        if name.startswith("_") or ":" in name or not self._supported(resource_type, name):
-            raise InvalidRequest(
-                f"Search parameter '{name}' is not supported on {resource_type}",
-                expression=name,
-            )
-        alternatives: list[sa.ColumnElement[bool]] = []
-        for option in value.split(","):
-            system, code = split_token(option)
-            clauses: list[sa.ColumnElement[bool]] = []
-            if code is not None:
-                clauses.append(search_token.c.value.in_({code, code.lower()}))
-            if system is not None:
-                clauses.append(search_token.c.system == system)
-            alternatives.append(sa.and_(*clauses))
-        return (
-            sa.select(search_token.c.id)
-            .where(
-                search_token.c.type == resource.c.type,
-                search_token.c.id == resource.c.id,
-                search_token.c.param == name,
-                sa.or_(*alternatives),
-            )
-            .exists()
-        )
-
     def _search_query(self, resource_type: str, params: SearchParams) -> sa.Select[Any]:
         model_class(resource_type)
-        conditions = [
-            self._condition(resource_type, name, value)
-            for name, value in params
-            if name not in _CONTROL_PARAMS
-        ]
-        return sa.select(resource.c.id, resource.c.seq).where(
-            resource.c.type == resource_type, resource.c.deleted.is_(False), *conditions
+        pairs = [(n, v) for n, v in params if n not in _CONTROL_PARAMS]
+        registry = self.search_registry()
+        request = parse_search(registry, [resource_type], pairs, strict=True)
+        return match_query(registry, request)
+
+    def search_registry(self) -> Registry:
+        """The SearchParameters in force: the core ones plus those stored here."""
+        return registry_for(self._conn, get_registry())
+
+    def search_page(self, request: SearchRequest, extra: list[Any] | None = None) -> SearchPage:
+        """One page of a parsed search, with includes (https://hl7.org/fhir/R4/search.html)."""
+        page = run_search(self._conn, self.search_registry(), request, extra)
+        return SearchPage(
+            [self._stored(r) for r in page.rows],
+            [self._stored(r) for r in page.included],
+            page.total,
+            page.next_cursor,
+            page.previous_cursor,
         )
 
     def match_ids(

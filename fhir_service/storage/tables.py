@@ -4,8 +4,7 @@
   (https://hl7.org/fhir/R4/http.html#history); the body is JSONB on PostgreSQL and
   JSON text on SQLite, stored once.
 - ``resource``: one row per (type, id) pointing at its current version.
-- ``search_token``: index rows written with each version, read by the minimal
-  search and by conditional interactions (https://hl7.org/fhir/R4/search.html#token).
+- the search index tables are in ``search_tables.py``.
 - ``conditional_claim``: one row per (type, SHA-256 of the normalized If-None-Exist
   criteria) naming the resource that criteria created; its
   primary key makes concurrent conditional creates produce one resource.
@@ -74,18 +73,6 @@ resource = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False),
     sa.Column("seq", _Seq, nullable=False),
-)
-
-search_token = sa.Table(
-    "search_token",
-    metadata,
-    sa.Column("type", sa.String(64), nullable=False),
-    sa.Column("id", sa.String(64), nullable=False),
-    sa.Column("param", sa.String(64), nullable=False),
-    sa.Column("system", sa.Text, nullable=False),
-    sa.Column("value", sa.Text, nullable=False),
-    sa.Index("ix_search_token_lookup", "type", "param", "value", "system"),
-    sa.Index("ix_search_token_resource", "type", "id"),
 )
 
 conditional_claim = sa.Table(

@@ -14,7 +14,12 @@ def test_capability_statement(client: TestClient) -> None:
     assert statement["kind"] == "instance"
     rest = statement["rest"][0]
     assert rest["mode"] == "server"
-    assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system"}
+    assert {i["code"] for i in rest["interaction"]} == {
+        "transaction",
+        "batch",
+        "history-system",
+        "search-system",
+    }
     by_type = {r["type"]: r for r in rest["resource"]}
     assert {"Patient", "Observation", "Condition", "Bundle"} <= set(by_type)
     assert "HumanName" not in by_type and "Resource" not in by_type
@@ -28,6 +33,7 @@ def test_capability_statement(client: TestClient) -> None:
         "history-instance",
         "history-type",
         "create",
+        "search-type",
     }
     assert by_type["Patient"]["conditionalCreate"] is True
     assert by_type["Patient"]["conditionalDelete"] == "single"
@@ -42,6 +48,7 @@ def test_capability_statement_lists_what_the_app_serves(client: TestClient) -> N
         "vread": ("GET", "/fhir/Patient/cap/_history/1"),
         "history-instance": ("GET", "/fhir/Patient/cap/_history"),
         "history-type": ("GET", "/fhir/Patient/_history"),
+        "search-type": ("GET", "/fhir/Patient?_id=cap"),
     }
     statement = client.get("/fhir/metadata").json()
     patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")

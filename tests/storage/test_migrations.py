@@ -41,7 +41,7 @@ def test_upgrade_reaches_head_and_is_idempotent(tmp_path: Path) -> None:
         journal = engine.connect().exec_driver_sql("PRAGMA journal_mode").scalar()
     finally:
         engine.dispose()
-    assert {"resource", "resource_version", "search_token", "conditional_claim"} <= tables
+    assert {"resource", "resource_version", "conditional_claim"} <= tables
     assert journal == "wal"
 
 

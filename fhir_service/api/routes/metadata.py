@@ -16,10 +16,12 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from fhir_service import __version__
+from fhir_service.api.auth.well_known import capability_security
 from fhir_service.api.deps import BaseDep, FormatDep
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes import CAPABILITY, INTERACTION, interaction
 from fhir_service.fhir.models import is_resource_type
+from fhir_service.search.registry import get_registry
 from fhir_service.storage import format_instant
 
 router = APIRouter()
@@ -71,6 +73,20 @@ def registered(app: FastAPI) -> tuple[list[str], list[str], dict[str, Any]]:
     return type_codes, system_codes, flags
 
 
+def search_capabilities(resource_type: str) -> dict[str, Any]:
+    """``searchParam``, ``searchInclude`` and ``searchRevInclude`` the search engine really
+    supports for a type (https://hl7.org/fhir/R4/capabilitystatement-definitions.html)."""
+    params = [p for p in get_registry().for_type(resource_type).values() if p.indexed]
+    references = sorted(p.code for p in params if p.type == "reference")
+    return {
+        "searchInclude": ["*", *(f"{resource_type}:{code}" for code in references)],
+        "searchParam": [
+            {"name": p.code, "definition": p.url, "type": p.type}
+            for p in sorted(params, key=lambda p: p.code)
+        ],
+    }
+
+
 def capability_statement(app: FastAPI, base: str) -> dict[str, Any]:
     """The CapabilityStatement of ``app`` served at ``base``."""
     type_codes, system_codes, flags = registered(app)
@@ -99,7 +115,11 @@ def capability_statement(app: FastAPI, base: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
-                "resource": [{"type": t, **resource_entry} for t in resource_types()],
+                "security": capability_security(app, base),
+                "resource": [
+                    {"type": t, **resource_entry, **search_capabilities(t)}
+                    for t in resource_types()
+                ],
                 "interaction": [{"code": c} for c in system_codes],
             }
         ],

@@ -1,4 +1,4 @@
-"""Resource store: versions, current pointers, token index, conditional-create claims.
+"""Resource store: versions, current pointers, conditional-create claims.
 
 Revision ID: 0001
 Revises:
@@ -44,16 +44,6 @@ def upgrade() -> None:
         sa.Column("seq", _Seq, nullable=False),
     )
     op.create_table(
-        "search_token",
-        sa.Column("type", sa.String(64), nullable=False),
-        sa.Column("id", sa.String(64), nullable=False),
-        sa.Column("param", sa.String(64), nullable=False),
-        sa.Column("system", sa.Text, nullable=False),
-        sa.Column("value", sa.Text, nullable=False),
-    )
-    op.create_index("ix_search_token_lookup", "search_token", ["type", "param", "value", "system"])
-    op.create_index("ix_search_token_resource", "search_token", ["type", "id"])
-    op.create_table(
         "conditional_claim",
         sa.Column("type", sa.String(64), primary_key=True),
         sa.Column("criteria_hash", sa.String(64), primary_key=True),
@@ -63,6 +53,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("conditional_claim")
-    op.drop_table("search_token")
     op.drop_table("resource")
     op.drop_table("resource_version")

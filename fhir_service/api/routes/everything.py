@@ -1,0 +1,56 @@
+"""Patient/[id]/$everything (https://hl7.org/fhir/R4/patient-operation-everything.html):
+the Patient and every resource in its compartment, with ``_since``, ``_type`` and
+``_count`` paging (keyset cursors, stable while data changes).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from fhir_service.api.deps import BaseDep, FormatDep, IdDep, StoreDep
+from fhir_service.api.responses import fhir_response
+from fhir_service.api.routes import interaction
+from fhir_service.api.routes.history import parse_count, parse_since
+from fhir_service.api.routes.search import CURSOR, searching, searchset
+from fhir_service.errors import InvalidRequest
+from fhir_service.fhir.models import is_resource_type
+from fhir_service.search.compartment import patient_compartment
+from fhir_service.search.query import SearchRequest
+from fhir_service.search.registry import get_registry
+from fhir_service.storage.search_sql import compartment_filter, since_filter
+
+router = APIRouter()
+
+
+def _types(requested: str | None, compartment: dict[str, tuple[str, ...]]) -> list[str]:
+    members = sorted({"Patient", *compartment})
+    if not requested:
+        return members
+    named = [t.strip() for t in requested.split(",") if t.strip()]
+    unknown = [t for t in named if not is_resource_type(t)]
+    if unknown:
+        raise InvalidRequest(f"_type names unknown types: {', '.join(unknown)}", expression="_type")
+    return [t for t in members if t in named] or ["Patient"]
+
+
+@router.get("/Patient/{id}/$everything", openapi_extra=interaction("operation"))
+def everything(
+    id: IdDep, store: StoreDep, request: Request, fmt: FormatDep, base: BaseDep
+) -> Response:
+    """The Patient's record as a searchset Bundle, paged."""
+    query = request.query_params
+    compartment = patient_compartment(get_registry())
+    types = _types(query.get("_type"), compartment)
+    since = parse_since(query.get("_since"))
+    search = SearchRequest(types=types, count=parse_count(query.get("_count")))
+    search.cursor = query.get(CURSOR)
+    extra = [compartment_filter(compartment, types, id)]
+    if since is not None:
+        extra.append(since_filter(types, since))
+    with store.begin(readonly=True) as repo:
+        repo.read("Patient", id)
+        page = searching(repo).search_page(search, extra)
+    pairs = list(query.multi_items())
+    bundle = searchset(page, search, pairs, base, f"/Patient/{id}/$everything")
+    return fhir_response(bundle, 200, fmt)

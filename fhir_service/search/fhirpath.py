@@ -1,0 +1,258 @@
+"""SearchParameter expressions compiled once into Python functions
+(https://hl7.org/fhir/R4/searchparameter-definitions.html#SearchParameter.expression,
+https://hl7.org/fhirpath/).
+
+Most core expressions are unions of simple paths (``Patient.name | Person.name``),
+optionally with ``as``/``ofType``, ``where(resolve() is Type)``,
+``where(field='value')`` or ``extension('url')``. Those are compiled here into
+direct walkers over the JSON (fast on the write path); any other expression is
+compiled with fhirpathpy. Only the union branches rooted at the resource type
+(or at ``Resource``/``DomainResource``) are kept for that type.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import fhirpathpy
+from fhirpathpy.models import models
+
+Node = tuple[Any, str | None]
+"""A value reached by an expression and the choice type it was reached through."""
+
+Evaluator = Callable[[dict[str, Any]], list[Node]]
+_Step = Callable[[list[Node]], list[Node]]
+
+_GENERIC_ROOTS = ("Resource", "DomainResource")
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_RESOLVE_IS = re.compile(r"where\(resolve\(\) is ([A-Za-z]+)\)")
+_WHERE_EQ = re.compile(r"where\(([A-Za-z]+) *= *'([^']*)'\)")
+_AS_CALL = re.compile(r"(?:as|ofType)\(([A-Za-z]+)\)")
+_EXTENSION = re.compile(r"extension\('([^']*)'\)")
+
+
+def split_top(text: str, sep: str) -> list[str]:
+    """``text`` split on ``sep`` outside parentheses and quotes."""
+    parts, depth, quoted, start, i = [], 0, False, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and text.startswith(sep, i):
+            parts.append(text[start:i])
+            i += len(sep)
+            start = i
+            continue
+        i += 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def _root_of(part: str) -> str:
+    match = _IDENT.match(part.lstrip("("))
+    return match.group(0) if match else ""
+
+
+def branches_for(expression: str, resource_type: str) -> list[str]:
+    """The union branches of ``expression`` that apply to ``resource_type``."""
+    return [
+        part
+        for part in split_top(expression, "|")
+        if _root_of(part) in (resource_type, *_GENERIC_ROOTS)
+    ]
+
+
+def _children(nodes: list[Node], name: str) -> list[Node]:
+    out: list[Node] = []
+    for value, _ in nodes:
+        if not isinstance(value, dict):
+            continue
+        found = value.get(name)
+        if found is not None:
+            choice = None
+        else:
+            choice = None
+            for key, item in value.items():
+                if key.startswith(name) and len(key) > len(name) and key[len(name)].isupper():
+                    found, choice = item, key[len(name) :]
+                    break
+        if found is None:
+            continue
+        if isinstance(found, list):
+            out.extend((item, choice) for item in found if item is not None)
+        else:
+            out.append((found, choice))
+    return out
+
+
+def _of_type(type_name: str) -> _Step:
+    wanted = type_name[:1].upper() + type_name[1:]
+
+    def step(nodes: list[Node]) -> list[Node]:
+        return [(v, c) for v, c in nodes if c is None or c == wanted]
+
+    return step
+
+
+def _resolve_is(type_name: str) -> _Step:
+    def step(nodes: list[Node]) -> list[Node]:
+        out = []
+        for value, choice in nodes:
+            ref = value.get("reference") if isinstance(value, dict) else None
+            if isinstance(ref, str) and _reference_type(ref) == type_name:
+                out.append((value, choice))
+        return out
+
+    return step
+
+
+def _reference_type(reference: str) -> str | None:
+    parts = reference.split("/_history/")[0].split("/")
+    return parts[-2] if len(parts) >= 2 else None
+
+
+def _where_eq(field: str, literal: str) -> _Step:
+    def step(nodes: list[Node]) -> list[Node]:
+        return [(v, c) for v, c in nodes if isinstance(v, dict) and v.get(field) == literal]
+
+    return step
+
+
+def _extension(url: str) -> _Step:
+    def step(nodes: list[Node]) -> list[Node]:
+        out: list[Node] = []
+        for value, _ in nodes:
+            if isinstance(value, dict):
+                out.extend(
+                    (ext, None)
+                    for ext in value.get("extension") or []
+                    if isinstance(ext, dict) and ext.get("url") == url
+                )
+        return out
+
+    return step
+
+
+def _child_step(name: str) -> _Step:
+    return lambda nodes: _children(nodes, name)
+
+
+def _compile_steps(part: str) -> list[_Step] | None:
+    """Steps of a simple path branch after its root, or None when it is not simple."""
+    text = part.strip()
+    if text.startswith("("):
+        close = _closing(text)
+        if close is not None and close < len(text) - 1 and text[close + 1] == ".":
+            # (Type.path as X).rest
+            head = _compile_steps(text[: close + 1])
+            rest = _compile_steps("Element" + text[close + 1 :])
+            return None if head is None or rest is None else head + rest
+    trailing_as: str | None = None
+    if text.startswith("(") and text.endswith(")") and len(split_top(text[1:-1], "|")) == 1:
+        text = text[1:-1].strip()
+    pieces = split_top(text, " as ")
+    if len(pieces) == 2 and _IDENT.fullmatch(pieces[1]):
+        text, trailing_as = pieces
+        if text.startswith("(") and text.endswith(")"):
+            text = text[1:-1].strip()
+    elif len(pieces) > 2:
+        return None
+    segments = split_top(text, ".")
+    steps: list[_Step] = []
+    for segment in segments[1:]:
+        if _IDENT.fullmatch(segment):
+            steps.append(_child_step(segment))
+        elif match := _RESOLVE_IS.fullmatch(segment):
+            steps.append(_resolve_is(match.group(1)))
+        elif match := _WHERE_EQ.fullmatch(segment):
+            steps.append(_where_eq(match.group(1), match.group(2)))
+        elif match := _AS_CALL.fullmatch(segment):
+            steps.append(_of_type(match.group(1)))
+        elif match := _EXTENSION.fullmatch(segment):
+            steps.append(_extension(match.group(1)))
+        else:
+            return None
+    if not _IDENT.fullmatch(segments[0]):
+        return None
+    if trailing_as is not None:
+        steps.append(_of_type(trailing_as))
+    return steps
+
+
+def _closing(text: str) -> int | None:
+    """Index of the parenthesis closing the one at ``text[0]``."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return None
+
+
+def _walker(steps: list[_Step]) -> Evaluator:
+    def evaluate(resource: dict[str, Any]) -> list[Node]:
+        nodes: list[Node] = [(resource, None)]
+        for step in steps:
+            nodes = step(nodes)
+            if not nodes:
+                break
+        return nodes
+
+    return evaluate
+
+
+def _fhirpathpy(part: str) -> Evaluator | None:
+    try:
+        compiled = fhirpathpy.compile(part, models["r4"])
+    except Exception:  # fhirpathpy raises bare Exceptions for what it cannot parse
+        return None
+
+    def evaluate(resource: dict[str, Any]) -> list[Node]:
+        try:
+            result = compiled(resource, {})
+        except Exception:  # e.g. functions fhirpathpy does not implement (resolve)
+            return []
+        return [(value, None) for value in result if value is not None]
+
+    return evaluate
+
+
+def compile_expression(expression: str, resource_type: str) -> Evaluator | None:
+    """One function evaluating ``expression`` on resources of ``resource_type``;
+    None when no branch applies or a branch cannot be compiled."""
+    evaluators: list[Evaluator] = []
+    for part in branches_for(expression, resource_type):
+        steps = _compile_steps(part)
+        if steps is not None:
+            evaluators.append(_walker(steps))
+            continue
+        fallback = _fhirpathpy(part)
+        if fallback is None:
+            return None
+        evaluators.append(fallback)
+    if not evaluators:
+        return None
+    if len(evaluators) == 1:
+        return evaluators[0]
+
+    def union(resource: dict[str, Any]) -> list[Node]:
+        return [node for evaluator in evaluators for node in evaluator(resource)]
+
+    return union
+
+
+def compile_relative(expression: str) -> Evaluator | None:
+    """An expression evaluated on an element rather than a resource (composite components)."""
+    steps = _compile_steps(f"Element.{expression.strip()}")
+    if steps is not None:
+        return _walker(steps)
+    return _fhirpathpy(expression)

@@ -1,0 +1,50 @@
+"""A custom SearchParameter POSTed to the server is indexed on later writes, found
+by search, and applied to earlier resources by `search reindex`
+(https://hl7.org/fhir/R4/searchparameter.html)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from fhir_service.cli.reindex import reindex
+from fhir_service.storage import SqlStore
+from tests.search.helpers import ids, search
+
+Post = Callable[[dict[str, Any]], dict[str, Any]]
+EYE = "http://example.org/fhir/StructureDefinition/eye-colour"
+
+
+def _patient(colour: str) -> dict[str, Any]:
+    return {"resourceType": "Patient", "extension": [{"url": EYE, "valueCode": colour}]}
+
+
+def test_custom_search_parameter(client: TestClient, post: Post, database_url: str) -> None:
+    before = post(_patient("blue"))["id"]
+    unknown = search(client, "/fhir/Patient?eye-colour=blue")
+    assert ids(unknown) == {before}, "an unknown parameter is ignored (lenient)"
+    post(
+        {
+            "resourceType": "SearchParameter",
+            "url": "http://example.org/fhir/SearchParameter/eye-colour",
+            "name": "EyeColour",
+            "status": "active",
+            "description": "Eye colour of the patient",
+            "code": "eye-colour",
+            "base": ["Patient"],
+            "type": "token",
+            "expression": f"Patient.extension('{EYE}').value",
+        }
+    )
+    after = post(_patient("blue"))["id"]
+    brown = post(_patient("brown"))["id"]
+    assert ids(search(client, "/fhir/Patient?eye-colour=blue")) == {after}
+    assert ids(search(client, "/fhir/Patient?eye-colour=brown")) == {brown}
+    store = SqlStore.open(database_url)
+    try:
+        assert reindex(store, ["Patient"], batch=2, echo=False) == 3
+    finally:
+        store.close()
+    assert ids(search(client, "/fhir/Patient?eye-colour=blue")) == {before, after}
