@@ -31,3 +31,14 @@ class Settings(BaseSettings):
     package_cache: Path = Field(default_factory=lambda: Path.home() / ".fhir" / "packages")
     max_body_bytes: int = 10 * 1024 * 1024
     log_level: str = "INFO"
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_jwks_path: Path | None = None
+    auth_jwks_url: str | None = None
+    auth_signing_key_path: Path = Path("var/auth-signing-key.json")
+    auth_token_lifetime: int = 300
+    cors_origins: list[str] = Field(default_factory=list)
+    rate_limit_per_minute: int = 600
+    audit_enabled: bool = True
+    export_dir: Path = Path("var/exports")
+    deid_secret: str | None = None

@@ -14,9 +14,21 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from fhir_service import __version__
-from fhir_service.api import errors
+from fhir_service.api import auth, errors, ui
 from fhir_service.api.deps import BASE_PATH
-from fhir_service.api.routes import bundle, crud, health, history, metadata
+from fhir_service.api.routes import (
+    bundle,
+    crud,
+    everything,
+    export,
+    health,
+    history,
+    metadata,
+    search,
+    sync,
+    validate,
+)
+from fhir_service.search import registry as search_registry
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, Store
 
@@ -51,8 +63,12 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
     app.state.started = datetime.now(UTC)
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(ui.router)
+    app.include_router(sync.router)
+    auth.install(app, settings)
     app.state.fhir_routers = []
-    for module in (metadata, bundle, history, crud):
+    search_registry.configure(settings.package_cache)
+    for module in (metadata, bundle, history, validate, export, crud, everything, search):
         app.include_router(module.router, prefix=BASE_PATH, tags=["FHIR"])
         app.state.fhir_routers.append(module.router)
     return app

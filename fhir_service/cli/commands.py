@@ -4,4 +4,30 @@ from __future__ import annotations
 
 from types import ModuleType
 
-MODULES: list[ModuleType] = []
+from fhir_service.cli import (
+    auth,
+    db,
+    demo,
+    export,
+    load,
+    map,
+    packages,
+    reindex,
+    serve,
+    sync,
+    validate,
+)
+
+MODULES: list[ModuleType] = [
+    map,
+    packages,
+    db,
+    load,
+    serve,
+    demo,
+    validate,
+    sync,
+    auth,
+    reindex,
+    export,
+]

@@ -1,0 +1,102 @@
+"""De-identified export of the IVC case over HTTP: nothing identifying survives, references
+still resolve, dates move by one offset per patient (rules in fhir_service/export/deidentify.py)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+
+from fhir_service.storage import SqlStore
+from tests.export.conftest import download, kick_off, wait_manifest
+from tests.sync.conftest import case_bundle
+
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _strings(value: Any, key: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _strings(v, k)]
+    if isinstance(value, list):
+        return [p for v in value for p in _strings(v, key)]
+    return [(key, value)] if isinstance(value, str) else []
+
+
+def _load_case(database_url: str) -> list[dict[str, Any]]:
+    store = SqlStore.open(database_url)
+    try:
+        with store.begin() as repo:
+            repo.transaction(case_bundle())
+        with store.begin() as repo:
+            # The published case is anonymous; give its patient the contact data of a real record.
+            for stored in repo.search("Patient", []):
+                assert stored.resource is not None
+                patient = dict(stored.resource)
+                patient["name"] = [{"family": "Quenneville", "given": ["Marisol"]}]
+                patient["telecom"] = [{"system": "phone", "value": "+1-555-0142"}]
+                patient["address"] = [{"city": "Lakewood", "postalCode": "80226"}]
+                repo.update("Patient", stored.id, patient)
+        with store.begin(readonly=True) as repo:
+            counts = repo.counts()
+            return [s.resource for t in counts for s in repo.search(t, []) if s.resource]
+    finally:
+        store.close()
+
+
+def test_deidentified_case_leaks_nothing(client: TestClient, database_url: str) -> None:
+    source = _load_case(database_url)
+    assert any(r["resourceType"] == "Patient" for r in source)
+    manifest = wait_manifest(client, kick_off(client, "/fhir/$export?_deidentify=true"))
+    exported = download(client, manifest)
+    assert len(exported) == len(source)
+    text = orjson.dumps(exported).decode()
+
+    ids = {r["id"] for r in source}
+    identifiers = {v for r in source for k, v in _strings(r.get("identifier")) if k == "value"}
+    names = {
+        part
+        for r in source
+        for n in r.get("name", [])
+        if isinstance(n, dict)
+        for part in [*n.get("given", []), n.get("family", "")]
+        if part
+    }
+    dates = {v[:10] for r in source for _, v in _strings(r) if DATE.match(v)}
+    assert ids and identifiers and names and dates
+    for secret in ids | identifiers | names | {"+1-555-0142", "Lakewood", "80226"}:
+        assert secret not in text, secret
+    exported_dates = {v[:10] for r in exported for _, v in _strings(r) if DATE.match(v)}
+    assert not exported_dates & dates
+
+    present = {f"{r['resourceType']}/{r['id']}" for r in exported}
+    references = [v for r in exported for k, v in _strings(r) if k == "reference"]
+    assert references and all(ref in present for ref in references)
+
+
+def test_dates_shift_by_one_offset_per_patient(client: TestClient, database_url: str) -> None:
+    source = _load_case(database_url)
+    manifest = wait_manifest(client, kick_off(client, "/fhir/$export?_deidentify=true"))
+    exported = download(client, manifest)
+    by_type_order: dict[str, list[dict[str, Any]]] = {}
+    for resource in exported:
+        by_type_order.setdefault(resource["resourceType"], []).append(resource)
+    shifts = set()
+    for original in source:
+        if "effectiveDateTime" not in original and "onsetDateTime" not in original:
+            continue
+        key = "effectiveDateTime" if "effectiveDateTime" in original else "onsetDateTime"
+        same_type = by_type_order[original["resourceType"]]
+        # The export keeps each type's database order; match by the non-identifying code.
+        candidates = [r for r in same_type if r.get("code") == original.get("code")]
+        if len(candidates) != 1 or key not in candidates[0]:
+            continue
+        before = date.fromisoformat(original[key][:10])
+        after = date.fromisoformat(candidates[0][key][:10])
+        shifts.add((before - after).days)
+        assert original[key][10:] == candidates[0][key][10:]
+    assert len(shifts) == 1, shifts
+    assert 366 <= shifts.pop() <= 730
+    datetime.fromisoformat(manifest["transactionTime"])
