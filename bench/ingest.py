@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
 import tempfile
 import time
 import uuid
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from report import machine, write_section
 from sqlalchemy.engine import make_url
 
 from fhir_service.cli.load import load_bundle, providers_first
@@ -41,7 +40,6 @@ from mappings.case.loader import load_case
 ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared" / "data" / "synthea-r4-300-patients.tar.xz"
 CASE = ROOT / "examples" / "ivc-leiomyosarcoma" / "case.yaml"
-RESULTS = ROOT / "bench" / "RESULTS.md"
 START, END = "<!-- ingest:start -->", "<!-- ingest:end -->"
 
 
@@ -120,16 +118,6 @@ def run_postgres(admin_url: str, patients: int, source: str) -> Run:
         admin.dispose()
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
-        if match:
-            cpu = match.group(1).strip()
-    return f"{os.cpu_count()} CPUs (nproc), {cpu}, Python {platform.python_version()}"
-
-
 def table(runs: list[Run]) -> str:
     lines = [
         "| data | database | patients | resources | seconds | resources/s | stored |",
@@ -159,9 +147,10 @@ def linearity(runs: list[Run]) -> list[str]:
 
 
 def write_results(runs: list[Run]) -> None:
-    section = "\n".join(
+    write_section(
+        START,
+        END,
         [
-            START,
             "## Transaction ingest (`bench/ingest.py`)",
             "",
             f"Run {date.today().isoformat()} on {machine()}; load average at the end "
@@ -175,15 +164,8 @@ def write_results(runs: list[Run]) -> None:
             table(runs),
             "",
             *linearity(runs),
-            END,
-        ]
+        ],
     )
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
 
 
 def main() -> None:

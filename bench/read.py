@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import random
 import socket
 import statistics
@@ -32,12 +31,12 @@ from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
+from report import machine, write_section
 from sqlalchemy.engine import make_url
 
 from fhir_service.storage import SqlStore, upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "RESULTS.md"
 START, END = "<!-- read:start -->", "<!-- read:end -->"
 TARGET = 1000.0
 ACCEPT = "Accept: application/fhir+json\r\n"
@@ -63,18 +62,6 @@ class Run:
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
 def seed(url: str, count: int) -> list[str]:
@@ -193,9 +180,10 @@ def table(runs: list[Run]) -> str:
 
 
 def write_results(runs: list[Run], args: argparse.Namespace) -> None:
-    section = "\n".join(
+    write_section(
+        START,
+        END,
         [
-            START,
             "## Read by id over HTTP (`bench/read.py`)",
             "",
             f"Run {date.today().isoformat()} on {machine()}.",
@@ -204,15 +192,8 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> None:
             "generator on the same machine. Target: >= 1,000 requests/s.",
             "",
             table(runs),
-            END,
-        ]
+        ],
     )
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
 
 
 def _postgres(admin_url: str) -> tuple[str, sa.Engine, str]:

@@ -32,7 +32,8 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import machine
+
+from report import machine, write_section
 
 from fhir_service.cli.load import load_bundle, providers_first
 from fhir_service.search.query import parse_search
@@ -41,7 +42,6 @@ from fhir_service.storage import SqlStore, upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared" / "data" / "synthea-r4-300-patients.tar.xz"
-RESULTS = ROOT / "bench" / "RESULTS.md"
 START, END = "<!-- search:start -->", "<!-- search:end -->"
 RUNS, WARMUP = 40, 5
 
@@ -209,9 +209,10 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def write_results(rows: list[dict[str, Any]]) -> None:
-    section = "\n".join(
+    write_section(
+        START,
+        END,
         [
-            START,
             "## Search latency (`bench/search.py`)",
             "",
             f"Run {date.today().isoformat()} on {machine()}; load average at the end "
@@ -226,15 +227,8 @@ def write_results(rows: list[dict[str, Any]]) -> None:
             *ratios(rows),
             "- The chain and name queries match more resources at the larger size (Synthea",
             "  patients share family names; see the total column), hence their larger ratios.",
-            END,
-        ]
+        ],
     )
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
 
 
 def main() -> None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from fhir_service.api import create_app
 from fhir_service.settings import Settings
+from tests.served import serve
 
 BODY_LIMIT = 64 * 1024
 
@@ -28,34 +25,8 @@ def client(database_url: str) -> Iterator[TestClient]:
         yield test_client
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def live_server(database_url: str) -> Iterator[str]:
     """The app served by uvicorn on a free port in a background thread; yields the /fhir base."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings_for(database_url)),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/fhir"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve(create_app(settings_for(database_url))) as origin:
+        yield f"{origin}/fhir"

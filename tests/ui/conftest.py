@@ -8,9 +8,6 @@ and skip elsewhere, saying so.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from fhir_service.api import create_app
 from fhir_service.cli.load import load_all, providers_first
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, upgrade
+from tests.served import serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CASE = REPO_ROOT / "examples" / "ivc-leiomyosarcoma" / "case.yaml"
@@ -41,13 +38,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def served_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app on a fresh SQLite file holding the example case, served by uvicorn on a free
@@ -60,27 +50,8 @@ def served_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         store.close()
     assert not report.failed, report.failed
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(Settings(database_url=url, base_url=None)),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve(create_app(Settings(database_url=url, base_url=None))) as origin:
+        yield origin
 
 
 @pytest.fixture(scope="session")
