@@ -56,8 +56,11 @@ def _row(r: Any) -> MapRow:
     return MapRow(r.type, r.local_id, r.remote_id, r.local_version, r.remote_version, r.deleted)
 
 
-def map_by_local(conn: Connection, remote: str, keys: Iterable[tuple[str, str]]) -> dict:
-    """Id-map rows by local (type, id)."""
+def _map_rows(
+    conn: Connection, remote: str, keys: Iterable[tuple[str, str]], side: str
+) -> dict[tuple[str, str], MapRow]:
+    """Id-map rows keyed by (type, id) on ``side`` (``local_id`` or ``remote_id``)."""
+    column = sync_id_map.c[side]
     found: dict[tuple[str, str], MapRow] = {}
     by_type: dict[str, list[str]] = {}
     for rtype, id in keys:
@@ -68,32 +71,22 @@ def map_by_local(conn: Connection, remote: str, keys: Iterable[tuple[str, str]])
                 sa.select(sync_id_map).where(
                     sync_id_map.c.remote == remote,
                     sync_id_map.c.type == rtype,
-                    sync_id_map.c.local_id.in_(ids[start : start + 500]),
+                    column.in_(ids[start : start + 500]),
                 )
             )
             for r in rows:
-                found[(r.type, r.local_id)] = _row(r)
+                found[(r.type, getattr(r, side))] = _row(r)
     return found
+
+
+def map_by_local(conn: Connection, remote: str, keys: Iterable[tuple[str, str]]) -> dict:
+    """Id-map rows by local (type, id)."""
+    return _map_rows(conn, remote, keys, "local_id")
 
 
 def map_by_remote(conn: Connection, remote: str, keys: Iterable[tuple[str, str]]) -> dict:
     """Id-map rows by remote (type, id)."""
-    found: dict[tuple[str, str], MapRow] = {}
-    by_type: dict[str, list[str]] = {}
-    for rtype, id in keys:
-        by_type.setdefault(rtype, []).append(id)
-    for rtype, ids in by_type.items():
-        for start in range(0, len(ids), 500):
-            rows = conn.execute(
-                sa.select(sync_id_map).where(
-                    sync_id_map.c.remote == remote,
-                    sync_id_map.c.type == rtype,
-                    sync_id_map.c.remote_id.in_(ids[start : start + 500]),
-                )
-            )
-            for r in rows:
-                found[(r.type, r.remote_id)] = _row(r)
-    return found
+    return _map_rows(conn, remote, keys, "remote_id")
 
 
 def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
