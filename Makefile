@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check pytest install clean packages golden peer browser deploy-schema
+.PHONY: demo test check pytest install clean packages golden peer browser deploy-schema bulk-client
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-pytest: $(STAMP) packages peer browser deploy-schema
+pytest: $(STAMP) packages peer browser deploy-schema bulk-client
 	$(BIN)/pytest
 
 ## FHIR packages (R4 core, mCODE and what of its dependencies can be had) in the package cache.
@@ -66,6 +66,18 @@ peer: $(PEER_STAMP)
 $(PEER_STAMP): tests/peer/package-lock.json
 	cd tests/peer && npm ci --no-audit --no-fund
 	touch $(PEER_STAMP)
+
+## A real Bulk Data client (smart-fetch) for the export round trip (tests/export), pinned by
+## its requirements file, in a virtualenv of its own so the project's stays lean.
+BULK_CLIENT := tests/export/bulk_client/.venv
+BULK_CLIENT_STAMP := $(BULK_CLIENT)/.installed
+
+bulk-client: $(BULK_CLIENT_STAMP)
+
+$(BULK_CLIENT_STAMP): tests/export/bulk_client/requirements.txt
+	$(PYTHON) -m venv $(BULK_CLIENT)
+	$(BULK_CLIENT)/bin/pip install --quiet -r tests/export/bulk_client/requirements.txt
+	touch $(BULK_CLIENT_STAMP)
 
 ## Debian's Chromium for the browser tests (tests/ui), installed when /usr/bin/chromium is
 ## missing. Without it the browser tests fail when CI=true and skip elsewhere.

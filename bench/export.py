@@ -134,6 +134,33 @@ def measure(url: str, deidentify: bool) -> dict[str, Any]:
     return result
 
 
+def verdicts(rows: list[tuple[str, int, bool, dict[str, Any]]], sizes: list[int]) -> list[str]:
+    """One line per target: met or not, with the numbers it was judged on."""
+    slow = [
+        f"{d} {n:,} {'de-identified' if deid else 'plain'}"
+        for d, n, deid, run in rows
+        if run["resources"] / run["seconds"] < 10_000
+    ]
+    verdict = f"NOT met by {', '.join(slow)}" if slow else "met by every row"
+    out = [f"- Throughput >= 10,000 resources/s: {verdict}."]
+    if len(sizes) == 2:
+        deltas = []
+        for dialect in dict.fromkeys(d for d, *_ in rows):
+            for deid in (False, True):
+                peaks = [r[3]["peak_mb"] for r in rows if r[0] == dialect and r[2] == deid]
+                deltas.append((dialect, deid, peaks[-1] - peaks[0]))
+        worst = max(delta for *_, delta in deltas)
+        listed = "; ".join(
+            f"{d} {'de-identified' if deid else 'plain'} {delta:+.0f} MB"
+            for d, deid, delta in deltas
+        )
+        out.append(
+            f"- Peak memory at {sizes[1]:,} <= at {sizes[0]:,} + 50 MB: "
+            f"{'met' if worst <= 50 else 'NOT met'} ({listed})."
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--child", nargs=2)
@@ -181,7 +208,7 @@ def main() -> None:
             f"| {dialect} | {run['resources']} | {'yes' if deidentify else 'no'} | "
             f"{run['seconds']:.2f} | {rate:,.0f} | {run['peak_mb']:.0f} |"
         )
-    lines.append(END)
+    lines += ["", *verdicts(rows, sizes), END]
     section = "\n".join(lines)
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     if START in text and END in text:

@@ -42,3 +42,6 @@ class Settings(BaseSettings):
     audit_enabled: bool = True
     export_dir: Path = Path("var/exports")
     deid_secret: str | None = None
+    validate_on_write: Literal["off", "warn", "reject"] = "off"
+    worker_stale_seconds: float = Field(default=120.0, gt=0)
+    """A background job (sync run, export, reindex) whose heartbeat is older is taken over."""

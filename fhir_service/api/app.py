@@ -24,10 +24,12 @@ from fhir_service.api.routes import (
     health,
     history,
     metadata,
+    reindex,
     search,
     sync,
     validate,
 )
+from fhir_service.api.write_validation import AppValidator
 from fhir_service.search import registry as search_registry
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, Store
@@ -39,15 +41,21 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.validate_on_write != "off":
+            app.state.validator.get()  # fails at start when the package cache is empty
         if store is not None:
             app.state.store = store
-            yield
+            try:
+                yield
+            finally:
+                app.state.security.close()
             return
         opened = SqlStore.open(settings.database_url)
         app.state.store = opened
         try:
             yield
         finally:
+            app.state.security.close()
             opened.close()
 
     app = FastAPI(
@@ -61,6 +69,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.capabilities = {}
     app.state.started = datetime.now(UTC)
+    app.state.validator = AppValidator(settings.package_cache)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(ui.router)
@@ -68,7 +77,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
     auth.install(app, settings)
     app.state.fhir_routers = []
     search_registry.configure(settings.package_cache)
-    for module in (metadata, bundle, history, validate, export, crud, everything, search):
+    for module in (metadata, bundle, history, validate, export, reindex, crud, everything, search):
         app.include_router(module.router, prefix=BASE_PATH, tags=["FHIR"])
         app.state.fhir_routers.append(module.router)
     return app

@@ -14,6 +14,8 @@ from fastapi import Depends, Header, Path, Request
 
 from fhir_service.api.body import json_object, parse_json, read_body
 from fhir_service.api.negotiation import (
+    FHIR_JSON,
+    JSON,
     JSON_PATCH,
     RESOURCE_BODY_TYPES,
     Format,
@@ -22,12 +24,14 @@ from fhir_service.api.negotiation import (
 )
 from fhir_service.api.preconditions import if_match_version
 from fhir_service.api.prefer import Return, return_preference
+from fhir_service.api.write_validation import WriteCheck, write_check
 from fhir_service.errors import (
     InvalidRequest,
     NotFound,
     UnknownResourceType,
     UnsupportedMediaType,
 )
+from fhir_service.fhir.fhirpath_patch import is_fhirpath_patch
 from fhir_service.fhir.models import model_class
 from fhir_service.settings import Settings
 from fhir_service.storage import Store
@@ -42,6 +46,12 @@ async def get_settings(request: Request) -> Settings:
 
 
 async def get_store(request: Request) -> Store:
+    """The store this request works on: ``app.state.store_view`` when the security layer
+    installed one (the store seen through the caller's access rights), else the store."""
+    view = getattr(request.app.state, "store_view", None)
+    if view is not None:
+        viewed: Store = view(request)
+        return viewed
     store: Store = request.app.state.store
     return store
 
@@ -96,19 +106,35 @@ async def resource_body(request: Request) -> dict[str, Any]:
     return json_object(parse_json(raw))
 
 
-async def patch_body(request: Request) -> list[Any]:
-    """A JSON Patch document (https://hl7.org/fhir/R4/http.html#patch)."""
+async def patch_body(request: Request) -> list[Any] | dict[str, Any]:
+    """A patch (https://hl7.org/fhir/R4/http.html#patch): a JSON Patch array sent as
+    ``application/json-patch+json``, or a FHIRPath Patch Parameters resource sent as FHIR
+    JSON (https://hl7.org/fhir/R4/fhirpatch.html); ``application/json`` may carry either."""
     content_type = request.headers.get("content-type")
     if not content_type:
         raise UnsupportedMediaType(
-            f"PATCH needs Content-Type: {JSON_PATCH}", expression="Content-Type"
+            f"PATCH needs Content-Type: {JSON_PATCH} or {FHIR_JSON}", expression="Content-Type"
         )
-    check_content_type(content_type, frozenset({JSON_PATCH}))
+    check_content_type(content_type, RESOURCE_BODY_TYPES | {JSON_PATCH})
+    media_type = content_type.split(";", 1)[0].strip().lower()
     raw = await read_body(request, request.app.state.settings.max_body_bytes)
     value = parse_json(raw)
-    if not isinstance(value, list):
+    if isinstance(value, list) and media_type in (JSON_PATCH, JSON):
+        return value
+    if media_type == JSON_PATCH:
         raise InvalidRequest("A JSON Patch document must be a JSON array of operations")
+    if not is_fhirpath_patch(value):
+        raise InvalidRequest(
+            "A FHIRPath Patch must be a Parameters resource "
+            "(https://hl7.org/fhir/R4/fhirpatch.html)",
+            expression="resourceType",
+        )
     return value
+
+
+async def get_write_check(request: Request) -> WriteCheck | None:
+    """Validation on write for this request (None when the setting is ``off``)."""
+    return write_check(request.app.state.validator, request.app.state.settings.validate_on_write)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -120,4 +146,5 @@ IdDep = Annotated[str, Depends(checked_id)]
 IfMatchDep = Annotated[int | None, Depends(if_match)]
 PreferDep = Annotated[Return, Depends(prefer)]
 ResourceBody = Annotated[dict[str, Any], Depends(resource_body)]
-PatchBody = Annotated[list[Any], Depends(patch_body)]
+PatchBody = Annotated[list[Any] | dict[str, Any], Depends(patch_body)]
+WriteCheckDep = Annotated[WriteCheck | None, Depends(get_write_check)]

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email.utils import format_datetime
 from typing import Any
 
@@ -76,9 +77,16 @@ _DONE = {
 }
 
 
-def write_response(result: StoredResult, prefer: Return, fmt: Format, base: str) -> Response:
+def write_response(
+    result: StoredResult,
+    prefer: Return,
+    fmt: Format,
+    base: str,
+    issues: Sequence[Issue] = (),
+) -> Response:
     """The answer to a create, update or patch: 201 when created, else 200, with
-    ``Location``, ``ETag``, ``Last-Modified`` and the body ``Prefer: return=`` asks for."""
+    ``Location``, ``ETag``, ``Last-Modified`` and the body ``Prefer: return=`` asks for;
+    ``issues`` (of validation on write) follow the first issue of an OperationOutcome."""
     stored = result.stored
     status = 201 if result.created else 200
     headers = version_headers(stored, base, location=True)
@@ -86,5 +94,6 @@ def write_response(result: StoredResult, prefer: Return, fmt: Format, base: str)
         return fhir_response(None, status, fmt, headers)
     if prefer == "OperationOutcome":
         text = f"{_DONE[result.outcome]} {stored.location}"
-        return outcome_response([Issue("information", "informational", text)], status, fmt, headers)
+        done = Issue("information", "informational", text)
+        return outcome_response([done, *issues], status, fmt, headers)
     return fhir_response(stored.resource, status, fmt, headers)

@@ -3,7 +3,9 @@
 rules of ``fhir_service.export.deidentify``.
 
 Writes ``<Type>-<n>.ndjson`` files and a ``manifest.json`` shaped like the Bulk Data
-manifest (file URLs relative to the directory).
+manifest (file URLs relative to the directory). The options are checked like the
+parameters of a ``$export`` kick-off (``--type-filter`` is ``_typeFilter``, ``--elements``
+is ``_elements``); a mistake exits with 2.
 """
 
 from __future__ import annotations
@@ -17,11 +19,10 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.api.auth.compartment import PatientCompartment
+from fhir_service.api.export_params import check_type_filters, export_params
 from fhir_service.errors import FhirServiceError
 from fhir_service.export.deidentify import Deidentifier
-from fhir_service.export.jobs import ExportParams
 from fhir_service.export.run import run_export
-from fhir_service.fhir.models import model_class
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, format_instant
 
@@ -37,6 +38,16 @@ def export_command(
     since: Annotated[
         str | None, typer.Option("--since", help="Only resources changed after this instant.")
     ] = None,
+    type_filters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type-filter", help="Type?search-query; repeatable (a resource matching any is kept)."
+        ),
+    ] = None,
+    elements: Annotated[
+        str | None,
+        typer.Option("--elements", help="Comma-separated Type.element or element names."),
+    ] = None,
     database_url: Annotated[
         str | None,
         typer.Option("--database-url", help="Database URL (default FHIR_SERVICE_DATABASE_URL)."),
@@ -44,23 +55,26 @@ def export_command(
 ) -> None:
     """Export current resources as NDJSON files (one per type) into OUTPUT."""
     settings = Settings()
-    try:
-        type_list = [t.strip() for t in types.split(",") if t.strip()] if types else None
-        for name in type_list or []:
-            model_class(name)
-        since_at = datetime.fromisoformat(since) if since else None
-        if since_at is not None and since_at.tzinfo is None:
-            raise ValueError("--since needs a timezone")
-    except (ValueError, FhirServiceError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    pairs: list[tuple[str, str]] = [("_typeFilter", f) for f in type_filters or []]
+    for name, value in (("_type", types), ("_since", since), ("_elements", elements)):
+        if value is not None:
+            pairs.append((name, value))
+    if deidentify:
+        pairs.append(("_deidentify", "true"))
     secret = settings.deid_secret
     if deidentify and not secret:
         typer.echo("error: --deidentify needs FHIR_SERVICE_DEID_SECRET", err=True)
         raise typer.Exit(2)
     try:
+        params = export_params("system", pairs, None)
         store = SqlStore.open(database_url or settings.database_url)
     except (SQLAlchemyError, FhirServiceError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        check_type_filters(store, params)
+    except FhirServiceError as exc:
+        store.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     started = datetime.now(UTC)
@@ -71,7 +85,6 @@ def export_command(
             if deidentify and secret
             else None
         )
-        params = ExportParams(types=type_list, since=since_at, deidentify=deidentify)
         result = run_export(
             store.engine, params, output, compartment=compartment, deidentifier=deidentifier
         )

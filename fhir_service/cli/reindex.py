@@ -2,8 +2,9 @@
 (https://hl7.org/fhir/R4/search.html), e.g. after the search parameters changed or for
 data written before the search tables existed.
 
-Works in short transactions of ``--batch`` resources, in id order per type, so the
-server keeps serving reads and writes meanwhile; prints progress; ends with ANALYZE.
+Runs a reindex job (``fhir_service.storage.reindex_run``) in this process: short
+transactions of ``--batch`` resources, in id order per type, so the server keeps serving
+reads and writes meanwhile; prints progress; ends with ANALYZE.
 """
 
 from __future__ import annotations
@@ -18,34 +19,38 @@ from fhir_service.errors import FhirServiceError
 from fhir_service.search import registry as search_registry
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
-from fhir_service.storage.search_index import analyze, reindex_batch
+from fhir_service.storage.reindex_jobs import ReindexJobs
+from fhir_service.storage.reindex_run import run_job
 
 search_app = typer.Typer(help="Search index maintenance.", no_args_is_help=True)
 
 
 def reindex(store: SqlStore, types: list[str] | None, batch: int, echo: bool = True) -> int:
-    """Reindex every resource of ``types`` (default: every stored type); returns the count."""
-    with store.begin(readonly=True) as repo:
-        known = sorted(repo.counts())
-    done = 0
-    for resource_type in types or known:
-        after = ""
-        started = time.monotonic()
-        count = 0
-        while True:
-            with store.engine.begin() as conn:
-                ids = reindex_batch(conn, resource_type, after, batch)
-            if not ids:
-                break
-            after = ids[-1]
-            count += len(ids)
-            if echo:
-                rate = count / max(time.monotonic() - started, 1e-6)
-                typer.echo(f"{resource_type}: {count} reindexed ({rate:,.0f}/s)")
-        done += count
-    with store.engine.begin() as conn:
-        analyze(conn)
-    return done
+    """Reindex every resource of ``types`` (default: every stored type) as a reindex job
+    run in this process (listed by ``GET /fhir/$reindex`` like the server's jobs);
+    returns the count."""
+    jobs = ReindexJobs(store.engine)
+    job = jobs.create(types, "fhir-service search reindex")
+    claimed = jobs.claim(job.id) if job is not None else None
+    if claimed is None:
+        raise FhirServiceError("The reindex job could not be started")
+    per_type: dict[str, int] = {}
+    started = time.monotonic()
+
+    def progress(resource_type: str, count: int) -> None:
+        per_type[resource_type] = per_type.get(resource_type, 0) + count
+        if echo:
+            rate = sum(per_type.values()) / max(time.monotonic() - started, 1e-6)
+            typer.echo(f"{resource_type}: {per_type[resource_type]} reindexed ({rate:,.0f}/s)")
+
+    try:
+        outcome = run_job(jobs, claimed, batch=batch, on_batch=progress)
+    except BaseException as exc:
+        jobs.fail(claimed.id, type(exc).__name__)
+        raise
+    if outcome != "completed":
+        raise FhirServiceError(f"Reindex job {claimed.id} was cancelled")
+    return sum(per_type.values())
 
 
 @search_app.command("reindex")
@@ -69,6 +74,9 @@ def reindex_command(
         raise typer.Exit(2) from None
     try:
         total = reindex(store, resource_type, batch)
+    except FhirServiceError as exc:
+        typer.echo(f"error: {exc.diagnostics}", err=True)
+        raise typer.Exit(1) from None
     finally:
         store.close()
     typer.echo(f"reindexed {total} resources")

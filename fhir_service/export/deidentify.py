@@ -65,6 +65,8 @@ NAMED_TYPES = frozenset(
 )
 _FULL_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _DATE_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(.+)$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}(?:T.+)?$")
+"""A full date or a dateTime/instant with a time: either form of _FULL_DATE, _DATE_TIME."""
 _PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
 _DATE_KEY = re.compile(r"(date|Date|start|end|issued|recorded|authoredOn|time|Time|created|when)")
 _RELATIVE_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/.+)?$")
@@ -88,9 +90,10 @@ class Deidentifier:
         # Bounded caches: references repeat (Patient/x, Encounter/y) but memory must not grow.
         self.pseudonym = functools.lru_cache(maxsize=65536)(self._pseudonym)  # type: ignore[method-assign]
         self.offset_days = functools.lru_cache(maxsize=65536)(self._offset_days)  # type: ignore[method-assign]
+        self._reference = functools.lru_cache(maxsize=16384)(self._reference)  # type: ignore[method-assign]
 
     def _digest(self, text: str) -> bytes:
-        return hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).digest()
+        return hmac.digest(self._key, text.encode("utf-8"), hashlib.sha256)
 
     def pseudonym(self, resource_type: str, id: str) -> str:
         """The stable pseudonymous id of ``resource_type/id``."""
@@ -108,12 +111,13 @@ class Deidentifier:
         return MIN_SHIFT_DAYS + seed % SHIFT_SPAN_DAYS
 
     def apply(self, resource: JSON) -> JSON:
-        """A de-identified copy of ``resource`` (the input is left unchanged)."""
-        patients = sorted(self._patients_of(resource), key=lambda p: self.pseudonym("Patient", p))
-        days = self.offset_days(patients[0] if patients else None)
+        """A de-identified copy of ``resource``. The input is left unchanged; objects the
+        rules leave as they are may be shared between input and output."""
+        patients = self._patients_of(resource)
+        first = min(patients, key=lambda p: self.pseudonym("Patient", p)) if patients else None
+        days = self.offset_days(first)
         rtype = str(resource.get("resourceType", ""))
-        out = self._walk(resource, days, top=True)
-        assert isinstance(out, dict)
+        out = self._object(resource, days, True)
         if rtype in NAMED_TYPES:
             out.pop("name", None)
             out.pop("alias", None)
@@ -135,48 +139,51 @@ class Deidentifier:
             return str(self._reference_year - AGE_CAP)
         return shift_date(value, days)
 
-    def _walk(self, value: Any, days: int, *, top: bool = False, key: str = "") -> Any:
-        if isinstance(value, dict):
-            return self._object(value, days, top=top)
-        if isinstance(value, list):
-            return [self._walk(v, days, key=key) for v in value]
-        if isinstance(value, str):
-            return self._string(value, days, key)
-        return value
-
-    def _object(self, value: JSON, days: int, *, top: bool) -> JSON:
+    def _object(self, value: JSON, days: int, top: bool) -> JSON:
+        """Rules 1, 2, 3 and 5 on one JSON object, by the plan of its shape."""
+        keys = tuple(value)
+        plan = _PLANS.get((top, keys))
+        if plan is None:
+            plan = _plan(top, keys)
+        steps, age, extension, scalars = plan
+        if scalars is not None and _unchanged(value, scalars):
+            return value
         out: JSON = {}
-        is_reference = "reference" in value and "code" not in value
-        for key, item in value.items():
-            if key in DROP_KEYS or key.endswith("Identifier"):
-                continue
-            if key == "text" and (top or isinstance(item, dict)):
-                continue
-            if key == "display" and (is_reference or "code" not in value):
-                continue
-            if key == "data" and "contentType" in value:
-                continue
-            if key in ("url", "title") and "contentType" in value:
-                continue
-            if key == "reference" and isinstance(item, str):
-                rewritten = self._reference(item)
-                if rewritten is not None:
-                    out[key] = rewritten
-                continue
-            if key == "id" and not top:
+        for key, step in steps:
+            item = value[key]
+            if step == _COPY:
                 out[key] = item
-                continue
-            if key in ("system", "code", "url", "version", "unit", "resourceType"):
-                out[key] = item
-                continue
-            out[key] = self._walk(item, days, key=key)
-        if _is_old_age(out):
+            elif type(item) is str:
+                if step == _REFERENCE:
+                    rewritten = self._reference(item)
+                    if rewritten is not None:
+                        out[key] = rewritten
+                elif item and item[0].isdigit():
+                    out[key] = _string(item, days, key)
+                else:
+                    out[key] = item
+            elif step != _TEXT or not isinstance(item, dict):
+                out[key] = self._value(item, days, key)
+        if age and _is_old_age(out):
             out["value"] = AGE_CAP
-        if "extension" in out and isinstance(out["extension"], list):
-            out["extension"] = [e for e in out["extension"] if _extension_kept(e)]
-            if not out["extension"]:
-                del out["extension"]
+        if extension:
+            extensions = out.get("extension")
+            if isinstance(extensions, list):
+                kept = [e for e in extensions if _extension_kept(e)]
+                if kept:
+                    out["extension"] = kept
+                else:
+                    del out["extension"]
         return out
+
+    def _value(self, value: Any, days: int, key: str) -> Any:
+        if isinstance(value, str):
+            return _string(value, days, key) if value and value[0].isdigit() else value
+        if isinstance(value, dict):
+            return self._object(value, days, False)
+        if isinstance(value, list):
+            return [self._value(v, days, key) for v in value]
+        return value
 
     def _reference(self, reference: str) -> str | None:
         if reference.startswith("#"):
@@ -186,12 +193,78 @@ class Deidentifier:
             return None
         return f"{match.group(1)}/{self.pseudonym(match.group(1), match.group(2))}"
 
-    def _string(self, value: str, days: int, key: str) -> str:
-        if _FULL_DATE.match(value) or _DATE_TIME.match(value):
-            return shift_date(value, days)
-        if _PARTIAL_DATE.match(value) and _DATE_KEY.search(key):
-            return shift_date(value, days)
-        return value
+
+def _string(value: str, days: int, key: str) -> str:
+    """Rule 3 on a string that starts with a digit."""
+    if _DAY.match(value):
+        return _shift_day(value[:10], days) + value[10:]
+    if _PARTIAL_DATE.match(value) and _DATE_KEY.search(key):
+        return shift_date(value, days)
+    return value
+
+
+# The steps of a plan: how ``Deidentifier._object`` treats each element it keeps.
+_COPY, _VALUE, _TEXT, _REFERENCE = range(4)
+_COPIED = frozenset({"system", "code", "version", "unit", "resourceType"})
+Plan = tuple[tuple[tuple[str, int], ...], bool, bool, tuple[str, ...] | None]
+"""(steps, age check, extension check, the walked elements when every element is kept)."""
+_SCALARS = (int, float, bool)
+_PLANS: dict[tuple[bool, tuple[str, ...]], Plan] = {}
+_MAX_PLANS = 16384
+
+
+def _unchanged(value: JSON, scalars: tuple[str, ...]) -> bool:
+    """True when the rules leave an object whose plan keeps every element as it is: its
+    walked elements are numbers, booleans or strings that cannot be dates."""
+    for key in scalars:
+        item = value[key]
+        if type(item) is str:
+            if item and item[0].isdigit():
+                return False
+        elif type(item) not in _SCALARS:
+            return False
+    return True
+
+
+def _plan(top: bool, keys: tuple[str, ...]) -> Plan:
+    """Rules 1, 2 and 5 for an object with these element names (at the resource's top or
+    within it): the elements kept and how, and whether the age and extension checks apply.
+    Plans are remembered per shape; resources of a dataset have few shapes."""
+    has_code = "code" in keys
+    attachment = "contentType" in keys
+    steps: list[tuple[str, int]] = []
+    for key in keys:
+        if key in DROP_KEYS or key.endswith("Identifier"):
+            continue
+        if key == "text":
+            if not top:
+                steps.append((key, _TEXT))  # a Narrative (an object) is dropped, a string kept
+        elif key == "display":
+            if has_code:  # Coding.display is terminology; any other display may name a person
+                steps.append((key, _VALUE))
+        elif key in ("data", "title"):
+            if not attachment:
+                steps.append((key, _VALUE))
+        elif key == "url":
+            if not attachment:
+                steps.append((key, _COPY))
+        elif key == "reference":
+            steps.append((key, _REFERENCE))
+        elif key in _COPIED or (key == "id" and not top):
+            steps.append((key, _COPY))
+        else:
+            steps.append((key, _VALUE))
+    age = has_code and "value" in keys and "system" in keys
+    extension = "extension" in keys
+    scalars = None
+    # The resource itself is always copied: ``apply`` changes its copy.
+    kept_as_is = not top and len(steps) == len(keys) and not age and not extension
+    if kept_as_is and all(step in (_COPY, _VALUE) for _, step in steps):
+        scalars = tuple(key for key, step in steps if step == _VALUE)
+    plan = (tuple(steps), age, extension, scalars)
+    if len(_PLANS) < _MAX_PLANS:
+        _PLANS[(top, keys)] = plan
+    return plan
 
 
 def _is_old_age(value: JSON) -> bool:
@@ -207,18 +280,20 @@ def _extension_kept(extension: Any) -> bool:
     return any(k.startswith("value") or k == "extension" for k in extension)
 
 
+@functools.lru_cache(maxsize=16384)
+def _shift_day(day: str, days: int) -> str:
+    return (date.fromisoformat(day) - timedelta(days=days)).isoformat()
+
+
 def shift_date(value: str, days: int) -> str:
     """``value`` (a FHIR date, dateTime or instant) moved back by ``days``, same precision.
 
     https://hl7.org/fhir/R4/datatypes.html#dateTime
     """
-    full = _FULL_DATE.match(value)
-    if full:
-        return (date.fromisoformat(value) - timedelta(days=days)).isoformat()
-    stamped = _DATE_TIME.match(value)
-    if stamped:
-        day = date.fromisoformat(value[:10]) - timedelta(days=days)
-        return day.isoformat() + value[10:]
+    if _FULL_DATE.match(value):
+        return _shift_day(value, days)
+    if _DATE_TIME.match(value):
+        return _shift_day(value[:10], days) + value[10:]
     partial = _PARTIAL_DATE.match(value)
     if partial:
         year = int(partial.group(1))

@@ -17,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from fhir_service.export.tables import export_job
-from fhir_service.storage.engine import BEGIN_OPTION
+from fhir_service.storage.jobs import read_connection, write_connection
 
 Level = Literal["system", "patient", "group"]
 ACTIVE = ("queued", "running")
@@ -36,6 +36,10 @@ class ExportParams:
     patients: list[str] | None = None
     group: str | None = None
     deidentify: bool = False
+    type_filters: dict[str, list[str]] | None = None
+    """``_typeFilter``: resource type -> search queries (a resource matching any is kept)."""
+    elements: list[str] | None = None
+    """``_elements``: ``Type.element`` or ``element`` names."""
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -45,6 +49,8 @@ class ExportParams:
             "patients": self.patients,
             "group": self.group,
             "deidentify": self.deidentify,
+            "type_filters": self.type_filters,
+            "elements": self.elements,
         }
         return json.dumps(data)
 
@@ -59,6 +65,8 @@ class ExportParams:
             patients=data.get("patients"),
             group=data.get("group"),
             deidentify=bool(data.get("deidentify")),
+            type_filters=data.get("type_filters"),
+            elements=data.get("elements"),
         )
 
 
@@ -107,14 +115,16 @@ class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def _read(self) -> Any:
-        return self.engine.connect().execution_options(**{BEGIN_OPTION: "DEFERRED"})
+    def _read(self) -> Connection:
+        return read_connection(self.engine)
 
-    def _write(self) -> Any:
-        return self.engine.connect().execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+    def _write(self) -> Connection:
+        return write_connection(self.engine)
 
-    def create(self, client_id: str, request: str, params: ExportParams) -> Job:
-        """A queued job; its transactionTime is now."""
+    def create(self, client_id: str, request: str, params: ExportParams) -> Job | None:
+        """A queued job whose transactionTime is now; None when the client already has a
+        queued or running job (the unique index ``ux_export_job_active_client`` decides, so
+        concurrent kick-offs cannot both pass)."""
         now = _now()
         row = {
             "id": str(uuid.uuid4()),
@@ -127,8 +137,11 @@ class JobStore:
             "heartbeat": now,
             "progress": "queued",
         }
-        with self._write() as conn, conn.begin():
-            conn.execute(export_job.insert().values(**row))
+        try:
+            with self._write() as conn, conn.begin():
+                conn.execute(export_job.insert().values(**row))
+        except sa.exc.IntegrityError:
+            return None
         job = self.get(str(row["id"]))
         assert job is not None
         return job
@@ -138,18 +151,12 @@ class JobStore:
             row = conn.execute(sa.select(export_job).where(export_job.c.id == job_id)).first()
         return _job(row) if row is not None else None
 
-    def active_for(self, client_id: str) -> Job | None:
-        """The client's queued or running job, if any."""
-        with self._read() as conn:
-            row = conn.execute(
-                sa.select(export_job)
-                .where(export_job.c.client_id == client_id, export_job.c.status.in_(ACTIVE))
-                .limit(1)
-            ).first()
-        return _job(row) if row is not None else None
-
     def claim(self) -> Job | None:
         """Mark the oldest queued job running and return it (None when there is none)."""
+        queued = sa.select(export_job.c.id).where(export_job.c.status == "queued").limit(1)
+        with self._read() as conn, conn.begin():
+            if conn.execute(queued).first() is None:
+                return None  # nothing queued: no write transaction (SQLite's write lock)
         with self._write() as conn, conn.begin():
             row = conn.execute(
                 sa.select(export_job)

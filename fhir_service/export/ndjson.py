@@ -42,7 +42,11 @@ class NdjsonWriter:
 
     def write(self, resource_type: str, resource: dict[str, Any]) -> None:
         """Append one resource as a line of the current file of ``resource_type``."""
-        line = orjson.dumps(resource) + b"\n"
+        self.write_json(resource_type, orjson.dumps(resource))
+
+    def write_json(self, resource_type: str, text: bytes) -> None:
+        """Append one resource given as JSON text on one line (no newline in ``text``)."""
+        line = text + b"\n"
         if self._type != resource_type or (self._count and self._size + len(line) > self.max_bytes):
             self._finish()
             self._open(resource_type)

@@ -10,11 +10,8 @@ the database, so a restart resumes queued jobs and starts interrupted ones over.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import shutil
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,10 +24,9 @@ from fhir_service.export.deidentify import Deidentifier
 from fhir_service.export.jobs import Job, JobStore
 from fhir_service.export.ndjson import DEFAULT_MAX_BYTES, OutputFile
 from fhir_service.export.run import Cancelled, Compartment, run_export
+from fhir_service.storage.jobs import RECOVER_EVERY, poll_forever
 
 log = logging.getLogger(__name__)
-RECOVER_EVERY = 30.0
-"""Seconds between looks for jobs whose worker stopped (heartbeat older than the limit)."""
 
 
 class ExportRunner:
@@ -123,20 +119,15 @@ class ExportRunner:
         return len(expired)
 
     async def serve(self) -> None:
-        """Run jobs until the task is cancelled."""
-        last_recover = -math.inf
-        while True:
-            try:
-                if time.monotonic() - last_recover >= RECOVER_EVERY:
-                    await asyncio.to_thread(self.jobs.recover, self.stale_after)
-                    last_recover = time.monotonic()
-                await asyncio.to_thread(self.run_pending)
-                await asyncio.to_thread(self.sweep)
-            except Exception as exc:
-                log.error("export worker: %s", type(exc).__name__)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        """Run, recover and sweep jobs until the task is cancelled."""
+        await poll_forever(
+            "export",
+            recover=lambda: self.jobs.recover(self.stale_after),
+            steps=[self.run_pending, self.sweep],
+            wake=self._wake,
+            poll_interval=self.poll_interval,
+            recover_every=min(RECOVER_EVERY, self.stale_after.total_seconds() / 2),
+        )
 
 
 class _Lazy:

@@ -2,7 +2,8 @@
 (https://hl7.org/fhir/uv/bulkdata/STU2/export.html).
 
 Created by migration ``0005_export``. ``params`` and ``output`` are JSON text so that
-both databases store them alike.
+both databases store them alike. ``ux_export_job_active_client`` (migration
+``0007_export_active``) lets each client have at most one queued or running job.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 from fhir_service.storage.tables import UtcDateTime
 
 metadata = sa.MetaData()
+ACTIVE_SQL = "status IN ('queued', 'running')"
 
 export_job = sa.Table(
     "export_job",
@@ -30,4 +32,11 @@ export_job = sa.Table(
     sa.Column("expires", UtcDateTime(), nullable=True),
     sa.Index("ix_export_job_status", "status", "created"),
     sa.Index("ix_export_job_client", "client_id", "status"),
+    sa.Index(
+        "ux_export_job_active_client",
+        "client_id",
+        unique=True,
+        sqlite_where=sa.text(ACTIVE_SQL),
+        postgresql_where=sa.text(ACTIVE_SQL),
+    ),
 )

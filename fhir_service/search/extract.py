@@ -17,6 +17,9 @@
   b_canon, b_canon_code, b_low, b_high, b_text): the first component a token
   (system, code) or reference (type, id), the second a token, quantity, date or
   string, both taken from the same element (https://hl7.org/fhir/R4/search.html#composite).
+- composite_part (every other composite, e.g. three components): (param, row_no, part,
+  system, code, value, canon, canon_code, low, high, text), one row per component of
+  each combination of component values of one element; ``row_no`` ties them together.
 """
 
 from __future__ import annotations
@@ -35,7 +38,19 @@ from fhir_service.search.units import canonical
 MAX_VALUE_LENGTH = 512
 """Longer values are cut (strings) or skipped (codes): index keys stay small."""
 
-TABLE_KINDS = ("string", "token", "reference", "date", "number", "quantity", "uri", "composite")
+TABLE_KINDS = (
+    "string",
+    "token",
+    "reference",
+    "date",
+    "number",
+    "quantity",
+    "uri",
+    "composite",
+    "composite_part",
+)
+MAX_COMBINATIONS = 64
+"""Component value combinations indexed per element of a composite_part parameter."""
 Rows = dict[str, list[tuple[Any, ...]]]
 _CONTACT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
 _NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
@@ -236,6 +251,10 @@ def _component_rows(kind: str, nodes: list[Node]) -> list[tuple[Any, ...]]:
         _string_rows("", nodes, out)
     elif kind == "reference":
         _reference_rows("", nodes, {"reference": out, "token": []})
+    elif kind == "number":
+        _number_rows("", nodes, out)
+    elif kind == "uri":
+        _uri_rows("", nodes, out)
     return out
 
 
@@ -265,9 +284,43 @@ def _composite_rows(param: SearchParam, nodes: list[Node], out: list[tuple[Any, 
                 out.append((param.code, *a, *b))
 
 
-def _rows_of(param: SearchParam, nodes: list[Node], rows: Rows) -> None:
+def _part(kind: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """(system, code, value, canon, canon_code, low, high, text) of one component row."""
+    if kind in ("token", "reference"):
+        return (row[1], row[2], None, None, None, None, None, None)
+    if kind == "quantity":
+        return (row[2], row[3], row[1], row[4], row[5], None, None, None)
+    if kind == "number":
+        return (None, None, row[1], None, None, None, None, None)
+    if kind == "date":
+        return (None, None, None, None, None, row[1], row[2], None)
+    if kind == "uri":
+        return (None, row[1], None, None, None, None, None, None)
+    return (None, None, None, None, None, None, None, row[1])
+
+
+def _composite_part_rows(
+    param: SearchParam, nodes: list[Node], resource: dict[str, Any], out: list[tuple[Any, ...]]
+) -> None:
+    row_no = 0
+    for node in nodes:
+        combinations: list[tuple[tuple[Any, ...], ...]] = [()]
+        for component in param.components:
+            start = resource if component.on_resource else node[0]
+            values = _component_rows(component.type, component.evaluate(start))
+            parts = [_part(component.type, r) for r in values]
+            combinations = [(*c, p) for c in combinations for p in parts][:MAX_COMBINATIONS]
+        for combination in combinations:
+            for part, columns in enumerate(combination):
+                out.append((param.code, row_no, part, *columns))
+            row_no += 1
+
+
+def _rows_of(param: SearchParam, nodes: list[Node], resource: dict[str, Any], rows: Rows) -> None:
     kind = param.type
-    if kind == "composite":
+    if kind == "composite" and not param.pair:
+        _composite_part_rows(param, nodes, resource, rows["composite_part"])
+    elif kind == "composite":
         _composite_rows(param, nodes, rows["composite"])
     elif kind == "string":
         _string_rows(param.code, nodes, rows["string"])
@@ -296,5 +349,5 @@ def extract(registry: Registry, resource: dict[str, Any]) -> Rows:
         assert param.evaluate is not None
         nodes = param.evaluate(resource)
         if nodes:
-            _rows_of(param, nodes, rows)
+            _rows_of(param, nodes, resource, rows)
     return {kind: [r for r in dict.fromkeys(found) if _fits(r)] for kind, found in rows.items()}

@@ -26,7 +26,10 @@ INDEXED_TYPES = frozenset(
 """Parameter types with an index table; special ones are not indexed."""
 COMPOSITE_FIRST = frozenset({"token", "reference"})
 COMPOSITE_SECOND = frozenset({"token", "quantity", "string", "date"})
-"""Composites of two components are indexed: (token|reference) then one of these."""
+"""Two-component composites of these types have one row each in ``sp_composite``."""
+COMPONENT_TYPES = frozenset({"token", "reference", "quantity", "date", "string", "number", "uri"})
+"""Component types of the other composites (three or more components, or other pairs),
+indexed one row per component in ``sp_composite_part``."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Component:
 
     type: str
     evaluate: Evaluator = field(compare=False, repr=False)
+    on_resource: bool = False
+    """The expression starts at ``%resource`` (evaluated on the resource, not the element)."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +56,18 @@ class SearchParam:
 
     @property
     def indexed(self) -> bool:
-        if self.type == "composite" and len(self.components) != 2:
+        if self.type == "composite" and len(self.components) < 2:
             return False
         return self.type in INDEXED_TYPES and self.evaluate is not None
+
+    @property
+    def pair(self) -> bool:
+        """A composite indexed in ``sp_composite`` (else in ``sp_composite_part``)."""
+        return (
+            len(self.components) == 2
+            and self.components[0].type in COMPOSITE_FIRST
+            and self.components[1].type in COMPOSITE_SECOND
+        )
 
 
 class Registry:
@@ -92,7 +106,7 @@ class Registry:
                         expression=expression,
                         targets=tuple(sp.get("target") or ()),
                         evaluate=evaluate,
-                        components=self._components(sp),
+                        components=self._components(sp, resource_type),
                     )
             self._compiled[resource_type] = found
         return found
@@ -114,8 +128,9 @@ class Registry:
             self._extended[key] = found
         return found
 
-    def _components(self, sp: dict[str, Any]) -> tuple[Component, ...]:
-        """The two components of a supported composite, else ()."""
+    def _components(self, sp: dict[str, Any], resource_type: str) -> tuple[Component, ...]:
+        """The components of a supported composite (two or more, of ``COMPONENT_TYPES``),
+        else ()."""
         if sp.get("type") != "composite":
             return ()
         if self._by_url is None:
@@ -123,15 +138,19 @@ class Registry:
         found = []
         for component in sp.get("component") or []:
             definition = self._by_url.get(component.get("definition"))
-            evaluate = compile_relative(str(component.get("expression") or ""))
+            expression = str(component.get("expression") or "").strip()
+            on_resource = expression.startswith("%resource.")
+            evaluate = (
+                compile_expression(resource_type + expression[len("%resource") :], resource_type)
+                if on_resource
+                else compile_relative(expression)
+            )
             if definition is None or evaluate is None:
                 return ()
-            found.append(Component(definition["type"], evaluate))
-        if len(found) != 2 or found[0].type not in COMPOSITE_FIRST:
-            return ()
-        if found[1].type not in COMPOSITE_SECOND:
-            return ()
-        return tuple(found)
+            if definition["type"] not in COMPONENT_TYPES:
+                return ()
+            found.append(Component(definition["type"], evaluate, on_resource))
+        return tuple(found) if len(found) >= 2 else ()
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self.for_type(resource_type).get(code)

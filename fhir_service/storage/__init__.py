@@ -16,6 +16,7 @@ from fhir_service.storage.migrate import (
     upgrade,
 )
 from fhir_service.storage.repository import (
+    BeforeWrite,
     HistoryPage,
     Repository,
     Store,
@@ -26,6 +27,7 @@ from fhir_service.storage.sql_repository import SqlRepository, format_instant
 from fhir_service.storage.store import SqlStore
 
 __all__ = [
+    "BeforeWrite",
     "HistoryPage",
     "Repository",
     "SchemaNotCurrent",

@@ -17,7 +17,7 @@ conditional interaction matching several), ``Conflict`` (409),
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +28,11 @@ JSON = dict[str, Any]
 
 SearchParams = Sequence[tuple[str, str]]
 """Query parameters as (name, value) pairs, in request order, values not URL-encoded."""
+
+BeforeWrite = Callable[[dict[str, Any]], None]
+"""Called with each resource version about to be stored (``id`` and ``meta`` set), in
+every write path (create, update, patch, transaction and batch entries); raising
+refuses the write. The REST layer uses it for validation on write."""
 
 Method = Literal["POST", "PUT", "PATCH", "DELETE"]
 """The interaction that wrote a version (kept in history for Bundle.entry.request)."""
@@ -151,11 +156,13 @@ class Repository(Protocol):
         self,
         resource_type: str,
         id: str,
-        operations: list[JSON],
+        operations: list[JSON] | JSON,
         *,
         if_match: int | None = None,
     ) -> StoredResult:
-        """Apply a JSON Patch, RFC 6902 (https://hl7.org/fhir/R4/http.html#patch).
+        """Apply a patch (https://hl7.org/fhir/R4/http.html#patch): a JSON Patch (RFC 6902)
+        given as a list of operations, or a FHIRPath Patch given as a Parameters resource
+        (https://hl7.org/fhir/R4/fhirpatch.html).
 
         A patch that cannot apply raises Unprocessable; one that yields an invalid
         resource raises InvalidResource.
@@ -229,8 +236,12 @@ class Repository(Protocol):
 class Store(Protocol):
     """Opens units of work on one database."""
 
-    def begin(self, *, readonly: bool = False) -> AbstractContextManager[Repository]:
-        """One database transaction: commits when the block ends, rolls back on any exception."""
+    def begin(
+        self, *, readonly: bool = False, before_write: BeforeWrite | None = None
+    ) -> AbstractContextManager[Repository]:
+        """One database transaction: commits when the block ends, rolls back on any exception.
+
+        ``before_write`` sees every resource version this unit of work stores."""
         ...
 
     def close(self) -> None:

@@ -69,12 +69,18 @@ def registry_for(conn: Connection, core: Registry) -> Registry:
     return core.extended(key, bodies)
 
 
-def index_resources(conn: Connection, items: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
-    """Insert the index rows of (type, id, body) items, one INSERT per table."""
-    core = registry_or_none()
-    if core is None:
-        return
-    registry = registry_for(conn, core)
+def index_resources(
+    conn: Connection,
+    items: Iterable[tuple[str, str, dict[str, Any]]],
+    registry: Registry | None = None,
+) -> None:
+    """Insert the index rows of (type, id, body) items, one INSERT per table; ``registry``
+    is the caller's ``registry_for`` (looked up here when not given)."""
+    if registry is None:
+        core = registry_or_none()
+        if core is None:
+            return
+        registry = registry_for(conn, core)
     batches: dict[str, list[dict[str, Any]]] = {kind: [] for kind in SEARCH_TABLES}
     for resource_type, id, body in items:
         for kind, rows in extract(registry, body).items():

@@ -37,6 +37,7 @@ from fhir_service.storage.ids import utc_now
 from fhir_service.storage.search_tables import (
     SEARCH_TABLES,
     sp_composite,
+    sp_composite_part,
     sp_date,
     sp_number,
     sp_quantity,
@@ -123,7 +124,9 @@ def _token(crit: Criterion, registry: Registry) -> Where:
             raise InvalidRequest("No ValueSets are available for :in", expression=crit.name)
         alts = []
         for value in crit.values:
-            for system, codes in expand(registry.definitions, unescape(value.text)).items():
+            for system, codes in expand(
+                registry.definitions, unescape(value.text), crit.name
+            ).items():
                 # Elements of type code carry no system: their codes match by value.
                 system_match = sa.or_(sp_token.c.system == system, sp_token.c.system.is_(None))
                 alts.append(sa.and_(system_match, sp_token.c.code.in_(codes)))
@@ -299,9 +302,71 @@ def _split_dollar(text: str) -> list[str]:
     return parts
 
 
+def _part_match(kind: str, columns: Any, text: str, name: str) -> Where:
+    """One component value (with its prefix for ordered types) on an sp_composite_part row."""
+    prefix = "eq"
+    if kind in _RANGED and (m := PREFIX_PATTERN.match(text)):
+        prefix, text = m.group(1), text[2:]
+    value = Value(prefix, text)
+    if kind == "token":
+        return _token_value(value, columns.system, columns.code)
+    if kind == "reference":
+        path = unescape(text).split("/")
+        match = columns.code == path[-1]
+        return sa.and_(match, columns.system == path[-2]) if len(path) >= 2 else match
+    if kind == "quantity":
+        quantity = (columns.value, columns.system, columns.code, columns.canon, columns.canon_code)
+        return _quantity_match(quantity, value, name)
+    if kind == "number":
+        return _ordered(columns.value, prefix, _decimal(text, name))
+    if kind == "date":
+        return _date_match(columns.low, columns.high, value, name)
+    if kind == "uri":
+        return columns.code == unescape(text)
+    return _prefix_range(columns.text, normalize(unescape(text)))
+
+
+def _composite_parts(crit: Criterion) -> Where:
+    """``a$b$c...`` on a composite indexed one row per component: component 0 on the
+    driving row, each further one an EXISTS on the row of the same combination
+    (https://hl7.org/fhir/R4/search.html#composite)."""
+    assert crit.param is not None
+    components = crit.param.components
+    first = sp_composite_part
+    alts = []
+    for value in crit.values:
+        parts = _split_dollar(value.text)
+        if len(parts) != len(components) or not all(parts):
+            form = "$".join("abcdefgh"[: len(components)])
+            raise InvalidRequest(
+                f"'{value.text[:80]}' is not a composite value {form}", expression=crit.name
+            )
+        clauses = [first.c.part == 0, _part_match(components[0].type, first.c, parts[0], crit.name)]
+        for number, (component, text) in enumerate(zip(components, parts, strict=True)):
+            if number == 0:
+                continue
+            other = sp_composite_part.alias(f"part{number}")
+            clauses.append(
+                sa.select(other.c.row_no)
+                .where(
+                    other.c.res_type == first.c.res_type,
+                    other.c.res_id == first.c.res_id,
+                    other.c.param == first.c.param,
+                    other.c.row_no == first.c.row_no,
+                    other.c.part == number,
+                    _part_match(component.type, other.c, text, crit.name),
+                )
+                .exists()
+            )
+        alts.append(sa.and_(*clauses))
+    return sa.or_(*alts)
+
+
 def _composite(crit: Criterion) -> Where:
     """``a$b`` on the two components (https://hl7.org/fhir/R4/search.html#composite)."""
     assert crit.param is not None
+    if not crit.param.pair:
+        return _composite_parts(crit)
     first, second = crit.param.components
     t = sp_composite.c
     alts = []
@@ -354,10 +419,15 @@ def _uri(crit: Criterion) -> Where:
 # ------------------------------------------------------------ criteria -> SQL
 
 
+_LOOKUP_MAX = 1000
+"""Most driver ids a ``lookup`` query probes as a list; more fall back to a subquery."""
+
+
 @dataclass
 class _Context:
     registry: Registry
     dialect: str = "sqlite"
+    lookup: Connection | None = None
 
     def rows(self, types: list[str], crit: Criterion) -> tuple[sa.Table, Where]:
         """The index table of the criterion and the WHERE selecting its matching rows."""
@@ -386,6 +456,8 @@ class _Context:
             where = sa.and_(_scope(sp_token, types), sp_token.c.param == f"{param.code}:of-type")
             return sp_token, sa.and_(where, sa.or_(*alts))
         table = SEARCH_TABLES[param.type]
+        if param.type == "composite" and not param.pair:
+            table = sp_composite_part
         scope = sa.and_(_scope(table, types), table.c.param == param.code)
         if crit.modifier == "missing":
             return table, scope
@@ -471,10 +543,19 @@ class _Context:
                 .exists()
             )
         ids = self.ids(types, crit)
+        if drive and self.lookup is not None:
+            # Few matches expected (conditional interactions): fetch the driver's ids
+            # first, then probe the primary key with them, whatever the table statistics
+            # say (on a fresh PostgreSQL database there are none, and the planner would
+            # scan every resource of the type for each lookup).
+            rows = list(self.lookup.execute(ids.limit(_LOOKUP_MAX + 1)))
+            if len(rows) <= _LOOKUP_MAX:
+                return key.in_([row[0] if len(types) == 1 else tuple(row) for row in rows])
         if drive and self.dialect == "postgresql":
             # Evaluate the driving criterion first (a materialized CTE): PostgreSQL
             # otherwise may scan the type and hash a large probed criterion.
-            driver = ids.cte("driver").prefix_with("MATERIALIZED", dialect="postgresql")
+            # Unnamed: several searches may be combined in one statement (_typeFilter).
+            driver = ids.cte().prefix_with("MATERIALIZED", dialect="postgresql")
             return key.in_(sa.select(*driver.c))
         return key.in_(ids)
 
@@ -631,9 +712,17 @@ def _filters(request: SearchRequest, ctx: _Context, extra: list[Where]) -> list[
     ]
 
 
-def match_query(registry: Registry, request: SearchRequest) -> sa.Select[Any]:
-    """SELECT resource.id, resource.seq of current resources matching ``request``."""
-    ctx = _Context(registry)
+def match_query(
+    registry: Registry,
+    request: SearchRequest,
+    dialect: str = "sqlite",
+    *,
+    lookup: Connection | None = None,
+) -> sa.Select[Any]:
+    """SELECT resource.id, resource.seq of current resources matching ``request``, as
+    ``run`` builds it for ``dialect``. With ``lookup`` (few matches expected) the driving
+    criterion's ids are read on that connection first and the query probes them."""
+    ctx = _Context(registry, dialect, lookup)
     return sa.select(resource.c.id, resource.c.seq).where(*_filters(request, ctx, []))
 
 

@@ -100,6 +100,30 @@ sp_composite = _table(
     indexes=[["res_type", "param", "a_code", "res_id"]],
 )
 
+composite_part_metadata = sa.MetaData()
+sp_composite_part = sa.Table(
+    "sp_composite_part",
+    composite_part_metadata,
+    sa.Column("res_type", _Key, nullable=False),
+    sa.Column("res_id", _Key, nullable=False),
+    sa.Column("param", sa.String(100), nullable=False),
+    sa.Column("row_no", sa.Integer, nullable=False),
+    sa.Column("part", sa.Integer, nullable=False),
+    sa.Column("system", _Text, nullable=True),
+    sa.Column("code", _Text, nullable=True),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("canon", sa.Float, nullable=True),
+    sa.Column("canon_code", _Text, nullable=True),
+    sa.Column("low", UtcDateTime(), nullable=True),
+    sa.Column("high", UtcDateTime(), nullable=True),
+    sa.Column("text", _Text, nullable=True),
+    sa.Index("ix_sp_composite_part_0", "res_type", "res_id", "param", "row_no", "part"),
+    sa.Index("ix_sp_composite_part_1", "res_type", "param", "part", "code", "res_id"),
+)
+"""Composites other than the (token|reference, token|quantity|date|string) pairs, e.g.
+three components: one row per component (``part`` 0..n-1) of each combination
+(``row_no``), created by migration ``0006_reindex``."""
+
 SEARCH_TABLES: dict[str, sa.Table] = {
     "string": sp_string,
     "token": sp_token,
@@ -109,6 +133,7 @@ SEARCH_TABLES: dict[str, sa.Table] = {
     "quantity": sp_quantity,
     "uri": sp_uri,
     "composite": sp_composite,
+    "composite_part": sp_composite_part,
 }
 """The index table of each parameter type."""
 
@@ -132,6 +157,19 @@ ROW_COLUMNS: dict[str, tuple[str, ...]] = {
         "b_low",
         "b_high",
         "b_text",
+    ),
+    "composite_part": (
+        "param",
+        "row_no",
+        "part",
+        "system",
+        "code",
+        "value",
+        "canon",
+        "canon_code",
+        "low",
+        "high",
+        "text",
     ),
 }
 """Column names of the tuples ``fhir_service.search.extract`` yields."""

@@ -28,13 +28,23 @@ from fhir_service.errors import (
     PreconditionFailed,
     Unprocessable,
 )
+from fhir_service.fhir.fhirpath_patch import apply_fhirpath_patch, is_fhirpath_patch
 from fhir_service.fhir.models import model_class, parse_resource
+from fhir_service.fhir.packages import PackageError
 from fhir_service.search.query import SearchRequest, parse_search
 from fhir_service.search.registry import Registry, get_registry
+from fhir_service.storage.conditional import (
+    CLAIM_HOLDER,
+    CLAIM_TAKEOVER,
+    claim_insert,
+    identifier_criteria,
+    match_identifier,
+)
 from fhir_service.storage.criteria import criteria_hash, parse_criteria
 from fhir_service.storage.ids import check_id, format_instant, new_id, utc_now
 from fhir_service.storage.repository import (
     JSON,
+    BeforeWrite,
     HistoryPage,
     Method,
     SearchParams,
@@ -45,7 +55,6 @@ from fhir_service.storage.search_index import drop_index, index_resources, regis
 from fhir_service.storage.search_sql import SearchPage, match_query
 from fhir_service.storage.search_sql import run as run_search
 from fhir_service.storage.tables import (
-    conditional_claim,
     resource,
     resource_version,
 )
@@ -88,10 +97,18 @@ class _Current:
 class SqlRepository:
     """Repository on one SQLAlchemy connection inside an open transaction."""
 
-    def __init__(self, conn: Connection, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        before_write: BeforeWrite | None = None,
+    ) -> None:
         self._conn = conn
         self._clock = clock
+        self._before_write = before_write
         self._lock_rows = conn.dialect.name == "postgresql"
+        self._registry: Registry | None = None
 
     # ------------------------------------------------------------------ reads
 
@@ -215,20 +232,24 @@ class SqlRepository:
             )
             if not current.deleted:
                 drop_index(self._conn, resource_type, id)
+        if resource_type == "SearchParameter":
+            self._registry = None
         if stored_body is not None:
-            index_resources(self._conn, [(resource_type, id, stored_body)])
+            index_resources(self._conn, [(resource_type, id, stored_body)], self._index_registry())
         return Stored(resource_type, id, version, now, body is None, method, stored_body)
 
-    @staticmethod
     def versioned_body(
-        resource_type: str, id: str, body: JSON, version: int, now: datetime
+        self, resource_type: str, id: str, body: JSON, version: int, now: datetime
     ) -> JSON:
-        """``body`` with id, meta.versionId and meta.lastUpdated set, validated (R4B models)."""
+        """``body`` with id, meta.versionId and meta.lastUpdated set, passed to the unit of
+        work's ``before_write`` and validated (R4B models)."""
         meta = dict(body.get("meta") or {})
         meta["versionId"] = str(version)
         meta["lastUpdated"] = format_instant(now)
         rest = {k: v for k, v in body.items() if k not in ("resourceType", "id", "meta")}
         stored_body = {"resourceType": resource_type, "id": id, "meta": meta, **rest}
+        if self._before_write is not None:
+            self._before_write(stored_body)
         parse_resource(stored_body)
         return stored_body
 
@@ -275,7 +296,13 @@ class SqlRepository:
                         for r, q in zip(rows, seqs, strict=True)
                     ],
                 )
-                index_resources(self._conn, [(rtype, id, body) for rtype, id, body, _ in items])
+                if any(rtype == "SearchParameter" for rtype, _, _, _ in items):
+                    self._registry = None
+                index_resources(
+                    self._conn,
+                    [(rtype, id, body) for rtype, id, body, _ in items],
+                    self._index_registry(),
+                )
         except IntegrityError:
             raise Conflict("A resource id was created concurrently; retry the request") from None
         return [Stored(rtype, id, 1, now, False, "POST", body) for rtype, id, body, now in items]
@@ -319,35 +346,17 @@ class SqlRepository:
             # Read the claim before matching: a holder that committed before this read
             # has its resource visible to the match below, so a holder without a
             # match is stale (its resource was deleted or changed) and may be taken over.
-            holder = self._conn.execute(
-                sa.select(conditional_claim.c.id).where(
-                    conditional_claim.c.type == resource_type,
-                    conditional_claim.c.criteria_hash == key,
-                )
-            ).scalar_one_or_none()
+            claim = {"claim_type": resource_type, "claim_hash": key, "claim_id": id}
+            holder = self._conn.execute(CLAIM_HOLDER, claim).scalar_one_or_none()
             match = self._single_match(resource_type, params, criteria)
             if match is not None:
                 return self.read(resource_type, match)
             if holder is None:
-                try:
-                    with self._conn.begin_nested():
-                        self._conn.execute(
-                            sa.insert(conditional_claim).values(
-                                type=resource_type, criteria_hash=key, id=id
-                            )
-                        )
+                claimed = self._conn.execute(claim_insert(self._conn), claim)
+                if claimed.scalar_one_or_none() is not None:
                     return None
-                except IntegrityError:
-                    continue
-            taken = self._conn.execute(
-                sa.update(conditional_claim)
-                .where(
-                    conditional_claim.c.type == resource_type,
-                    conditional_claim.c.criteria_hash == key,
-                    conditional_claim.c.id == holder,
-                )
-                .values(id=id)
-            )
+                continue
+            taken = self._conn.execute(CLAIM_TAKEOVER, {**claim, "holder": holder})
             if taken.rowcount == 1:
                 return None
         raise Conflict(f"Conditional create '{criteria}' is contended; retry the request")
@@ -441,12 +450,15 @@ class SqlRepository:
         self,
         resource_type: str,
         id: str,
-        operations: list[JSON],
+        operations: list[JSON] | JSON,
         *,
         if_match: int | None = None,
     ) -> StoredResult:
         model_class(resource_type)
-        if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
+        fhirpath = is_fhirpath_patch(operations)
+        if not fhirpath and (
+            not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations)
+        ):
             raise InvalidRequest("A JSON Patch document must be an array of operation objects")
         current = self._current_row(resource_type, id, lock=True)
         if current is None:
@@ -455,16 +467,19 @@ class SqlRepository:
             raise Gone(f"{resource_type}/{id} was deleted (version {current.version})")
         self._check_if_match(resource_type, id, current, if_match)
         previous = self._version_by_seq(current.seq)
-        try:
-            patched = jsonpatch.apply_patch(copy.deepcopy(previous.resource), operations)
-        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
-            raise Unprocessable(f"The JSON Patch cannot be applied: {exc}") from None
-        except (TypeError, ValueError, KeyError) as exc:
-            raise InvalidRequest(f"Malformed JSON Patch: {exc}") from None
+        if isinstance(operations, dict):
+            patched = apply_fhirpath_patch(previous.resource or {}, operations)
+        else:
+            try:
+                patched = jsonpatch.apply_patch(copy.deepcopy(previous.resource), operations)
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+                raise Unprocessable(f"The JSON Patch cannot be applied: {exc}") from None
+            except (TypeError, ValueError, KeyError) as exc:
+                raise InvalidRequest(f"Malformed JSON Patch: {exc}") from None
         if not isinstance(patched, dict):
             raise Unprocessable("The JSON Patch does not yield a resource")
         if patched.get("resourceType") != resource_type or patched.get("id") != id:
-            raise Unprocessable("A JSON Patch may not change resourceType or id")
+            raise Unprocessable("A patch may not change resourceType or id")
         return self._update(
             resource_type, id, patched, if_match=None, method="PATCH", current=current
         )
@@ -534,16 +549,33 @@ class SqlRepository:
 
     # ----------------------------------------------------------------- search
 
-    def _search_query(self, resource_type: str, params: SearchParams) -> sa.Select[Any]:
+    def search_query(
+        self, resource_type: str, params: SearchParams, *, few: bool = False
+    ) -> sa.Select[Any]:
+        """SELECT ``resource.id, resource.seq`` of the current resources matching ``params``
+        (parsed strictly: an unknown parameter is InvalidRequest); ``few`` when the caller
+        expects few matches (conditional interactions)."""
         model_class(resource_type)
         pairs = [(n, v) for n, v in params if n not in _CONTROL_PARAMS]
         registry = self.search_registry()
         request = parse_search(registry, [resource_type], pairs, strict=True)
-        return match_query(registry, request)
+        lookup = self._conn if few else None
+        return match_query(registry, request, self._conn.dialect.name, lookup=lookup)
 
     def search_registry(self) -> Registry:
-        """The SearchParameters in force: the core ones plus those stored here."""
-        return registry_for(self._conn, get_registry())
+        """The SearchParameters in force: the core ones plus those stored here, read once
+        per unit of work (and again after it writes a SearchParameter)."""
+        if self._registry is None:
+            self._registry = registry_for(self._conn, get_registry())
+        return self._registry
+
+    def _index_registry(self) -> Registry | None:
+        """``search_registry``, or None when the core package is missing (the index writer
+        then logs that it writes no rows)."""
+        try:
+            return self.search_registry()
+        except PackageError:
+            return None
 
     def search_page(self, request: SearchRequest, extra: list[Any] | None = None) -> SearchPage:
         """One page of a parsed search, with includes (https://hl7.org/fhir/R4/search.html)."""
@@ -559,8 +591,14 @@ class SqlRepository:
     def match_ids(
         self, resource_type: str, params: SearchParams, *, limit: int | None = None
     ) -> list[str]:
-        """Ids of current resources matching ``params`` (see ``search``)."""
-        query = self._search_query(resource_type, params).order_by(resource.c.id)
+        """Ids of current resources matching ``params`` (see ``search``), sorted; few
+        matches expected (conditional interactions)."""
+        identifier = identifier_criteria(self.search_registry(), resource_type, params)
+        if identifier is not None:
+            found = match_identifier(self._conn, resource_type, *identifier, limit)
+            if found is not None:
+                return found
+        query = self.search_query(resource_type, params, few=True).order_by(resource.c.id)
         if limit is not None:
             query = query.limit(limit)
         return list(self._conn.execute(query).scalars())
@@ -568,7 +606,7 @@ class SqlRepository:
     def search(
         self, resource_type: str, params: SearchParams, *, limit: int | None = None
     ) -> list[Stored]:
-        matched = self._search_query(resource_type, params).subquery()
+        matched = self.search_query(resource_type, params).subquery()
         query = (
             sa.select(resource_version)
             .join(matched, matched.c.seq == resource_version.c.seq)

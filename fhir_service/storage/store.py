@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from fhir_service.storage.engine import BEGIN_OPTION, create_engine
 from fhir_service.storage.migrate import check_schema_current
-from fhir_service.storage.repository import Repository, Store
+from fhir_service.storage.repository import BeforeWrite, Repository, Store
 from fhir_service.storage.sql_repository import SqlRepository, utc_now
 
 
@@ -44,12 +44,22 @@ class SqlStore:
         return self.engine.dialect.name
 
     @contextmanager
-    def begin(self, *, readonly: bool = False) -> Iterator[SqlRepository]:
-        """One database transaction; SQLite write units take the write lock up front."""
+    def begin(
+        self, *, readonly: bool = False, before_write: BeforeWrite | None = None
+    ) -> Iterator[SqlRepository]:
+        """One database transaction; SQLite write units take the write lock up front.
+        ``before_write`` sees every resource version stored (see ``BeforeWrite``).
+
+        A ``readonly`` unit on PostgreSQL runs in autocommit: under READ COMMITTED each
+        statement sees its own snapshot inside a transaction too, so BEGIN and COMMIT
+        would only cost two round trips. On SQLite it is one deferred transaction, whose
+        statements share one snapshot."""
         with self.engine.connect() as conn:
+            if readonly and conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             conn = conn.execution_options(**{BEGIN_OPTION: "DEFERRED" if readonly else "IMMEDIATE"})
             with conn.begin():
-                yield SqlRepository(conn, clock=self._clock)
+                yield SqlRepository(conn, clock=self._clock, before_write=before_write)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -11,7 +11,7 @@ savepoint and reports each entry's status.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from fhir_service.fhir.bundle import (
     response_bundle,
     response_entry,
 )
+from fhir_service.fhir.fhirpath_patch import is_fhirpath_patch
 from fhir_service.fhir.models import model_class
 from fhir_service.fhir.outcome import operation_outcome
 from fhir_service.fhir.references import (
@@ -59,23 +60,29 @@ def _where(index: int) -> str:
     return f"Bundle.entry[{index}]"
 
 
-def _in_entry(exc: FhirServiceError, index: int) -> FhirServiceError:
-    """The same error, its diagnostics and FHIRPath expressions placed inside entry ``index``."""
-    prefix = _where(index)
-    expressions = []
-    for expr in exc.expression or [""]:
+def _placed(expressions: list[str], prefix: str) -> list[str]:
+    """FHIRPath expressions of an entry's resource, placed under ``prefix``."""
+    placed = []
+    for expr in expressions or [""]:
         head, dot, rest = expr.partition(".")
         if head[:1].isupper() and head.isalpha():
-            expressions.append(f"{prefix}.resource{dot}{rest}")
+            placed.append(f"{prefix}.resource{dot}{rest}")
         elif expr:
-            expressions.append(f"{prefix}.{expr}" if not expr.startswith("Bundle") else expr)
+            placed.append(f"{prefix}.{expr}" if not expr.startswith("Bundle") else expr)
         else:
-            expressions.append(prefix)
+            placed.append(prefix)
+    return placed
+
+
+def _in_entry(exc: FhirServiceError, index: int) -> FhirServiceError:
+    """The same error, its diagnostics and FHIRPath expressions (those of the issues it
+    carries too) placed inside entry ``index``."""
+    prefix = _where(index)
     diagnostics = exc.diagnostics
     if not diagnostics.startswith("Bundle.entry["):
         diagnostics = f"{prefix}: {diagnostics}"
-    new = type(exc)(diagnostics, expression=expressions, issues=exc.extra_issues)
-    return new
+    extra = [replace(i, expression=_placed(i.expression, prefix)) for i in exc.extra_issues]
+    return type(exc)(diagnostics, expression=_placed(exc.expression, prefix), issues=extra)
 
 
 def _check_bundle(bundle: Any, expected: str) -> list[JSON]:
@@ -140,10 +147,11 @@ class _Transaction:
                     expression=f"{_where(index)}.resource.resourceType",
                 )
         if method == "PATCH" and not (
-            isinstance(body, dict) and body.get("resourceType") == "Binary"
+            isinstance(body, dict) and body.get("resourceType") in ("Binary", "Parameters")
         ):
             raise InvalidRequest(
-                f"{_where(index)}: PATCH in a Bundle needs a Binary resource holding a JSON Patch",
+                f"{_where(index)}: PATCH in a Bundle needs a Parameters resource (FHIRPath "
+                "Patch) or a Binary resource holding a JSON Patch",
                 expression=f"{_where(index)}.resource",
             )
         if method in ("PUT", "PATCH", "DELETE") and target.id is None and target.query is None:
@@ -309,9 +317,12 @@ class _Transaction:
                     f"Conditional patch '{query}' matches {len(ids)} resources, expected one"
                 )
             id = ids[0]
-        result = self.repo.patch(
-            rtype, id, patch_operations(entry.resource), if_match=_if_match(entry)
+        patch = (
+            self.rewrite(entry.resource)
+            if is_fhirpath_patch(entry.resource)
+            else patch_operations(entry.resource)
         )
+        result = self.repo.patch(rtype, id, patch, if_match=_if_match(entry))
         return self.response(result)
 
     def run_get(self, entry: _Entry) -> JSON:

@@ -94,11 +94,11 @@ class Puller:
         self.patient = patient
         self.progress = progress
 
-    async def run(self, run_id: int | None = None) -> RunReport:
-        if run_id is None:
+    async def run(self, run: state.RunRef | None = None) -> RunReport:
+        if run is None:
             scope = f"everything:{self.patient}" if self.patient else "changed"
-            run_id = state.start_run(self.store, self.remote, "pull", scope)
-        report = RunReport(run_id)
+            run = state.start_run(self.store, self.remote, "pull", scope)
+        report = RunReport(run)
         try:
             caps = await self.client.capabilities()
             if self.patient is not None:
@@ -117,13 +117,9 @@ class Puller:
                     self.progress(index + 1, len(types))
         except BaseException as exc:
             report.errors.append({"error": type(exc).__name__, "message": str(exc)})
-            state.finish_run(
-                self.store, report.run_id, "failed", dict(report.counts), report.errors
-            )
+            state.finish_run(self.store, report.run, "failed", dict(report.counts), report.errors)
             raise
-        state.finish_run(
-            self.store, report.run_id, report.status, dict(report.counts), report.errors
-        )
+        state.finish_run(self.store, report.run, report.status, dict(report.counts), report.errors)
         return report
 
     async def _pull_type(self, rtype: str, report: RunReport) -> None:
@@ -196,7 +192,7 @@ class Puller:
                 previous = state.get_checkpoint(conn, self.remote, name)
                 if newest and (previous is None or _instant(newest) > _instant(previous)):
                     state.set_checkpoint(conn, self.remote, name, newest)
-                state.record_progress(conn, report.run_id, dict(report.counts), report.errors)
+                state.record_progress(conn, report.run, dict(report.counts), report.errors)
             link = next(
                 (lk for lk in bundle.get("link") or [] if lk.get("relation") == "next"), None
             )
@@ -248,7 +244,7 @@ class Puller:
                 previous = state.get_checkpoint(conn, self.remote, name)
                 if newest and (previous is None or _instant(newest) > _instant(previous)):
                     state.set_checkpoint(conn, self.remote, name, newest)
-                state.record_progress(conn, report.run_id, dict(report.counts), report.errors)
+                state.record_progress(conn, report.run, dict(report.counts), report.errors)
 
     def _apply(self, rtype: str, resources: list[dict[str, Any]], report: RunReport) -> None:
         """Write one search page, its id-map rows and the type's checkpoint in one transaction."""
@@ -259,7 +255,7 @@ class Puller:
                 previous = state.get_checkpoint(conn, self.remote, name)
                 if previous is None or _instant(newest) > _instant(previous):
                     state.set_checkpoint(conn, self.remote, name, newest)
-            state.record_progress(conn, report.run_id, dict(report.counts), report.errors)
+            state.record_progress(conn, report.run, dict(report.counts), report.errors)
 
     def _apply_in(
         self,
@@ -396,7 +392,7 @@ class Puller:
                 continue
             with state.unit(self.store) as (conn, repo):
                 self._delete_in(conn, repo, gone, report)
-                state.record_progress(conn, report.run_id, dict(report.counts), report.errors)
+                state.record_progress(conn, report.run, dict(report.counts), report.errors)
 
     def _delete_in(
         self, conn: Connection, repo: SqlRepository, gone: list[MapRow], report: RunReport
@@ -434,11 +430,12 @@ async def pull(
     history: bool = True,
     patient: str | None = None,
     progress: Progress | None = None,
-    run_id: int | None = None,
+    run: state.RunRef | None = None,
 ) -> RunReport:
     """Pull what changed on the remote since the last pull; see the module doc.
 
-    ``run_id`` continues a run already recorded with ``state.start_run``.
+    ``run`` carries out a run a worker claimed (``jobs.SyncJobs.claim``); without it a
+    new run is recorded with ``state.start_run``.
     """
     puller = Puller(
         store,
@@ -450,4 +447,4 @@ async def pull(
         patient=patient,
         progress=progress,
     )
-    return await puller.run(run_id)
+    return await puller.run(run)

@@ -45,12 +45,16 @@ URN_NAMESPACE = uuid.UUID("2f3f3c64-3a8e-4bb0-9a57-5d3a3f7d5c11")
 
 @dataclass
 class RunReport:
-    """What one run did: its id, counts by outcome and the errors (conflicts included)."""
+    """What one run did: the run, counts by outcome and the errors (conflicts included)."""
 
-    run_id: int
+    run: state.RunRef
     counts: Counter[str] = field(default_factory=Counter)
     errors: list[dict[str, str]] = field(default_factory=list)
     modes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def run_id(self) -> int:
+        return self.run.id
 
     @property
     def status(self) -> str:
@@ -103,11 +107,13 @@ class Pusher:
         self.progress = progress
         self.allowed_modes = modes
 
-    async def run(self, *, patient: str | None = None, run_id: int | None = None) -> RunReport:
+    async def run(
+        self, *, patient: str | None = None, run: state.RunRef | None = None
+    ) -> RunReport:
         scope = f"patient:{patient}" if patient else "changed"
-        if run_id is None:
-            run_id = state.start_run(self.store, self.remote, "push", scope)
-        report = RunReport(run_id)
+        if run is None:
+            run = state.start_run(self.store, self.remote, "push", scope)
+        report = RunReport(run)
         try:
             caps = await self.client.capabilities()
             with self.store.engine.connect() as conn:
@@ -135,13 +141,9 @@ class Pusher:
                         state.set_checkpoint(conn, self.remote, "push", str(last))
         except BaseException as exc:
             report.errors.append({"error": type(exc).__name__, "message": str(exc)})
-            state.finish_run(
-                self.store, report.run_id, "failed", dict(report.counts), report.errors
-            )
+            state.finish_run(self.store, report.run, "failed", dict(report.counts), report.errors)
             raise
-        state.finish_run(
-            self.store, report.run_id, report.status, dict(report.counts), report.errors
-        )
+        state.finish_run(self.store, report.run, report.status, dict(report.counts), report.errors)
         return report
 
     # ------------------------------------------------------------ requests
@@ -334,7 +336,7 @@ class Pusher:
                 previous = int(state.get_checkpoint(conn, self.remote, "push") or 0)
                 if checkpoint > previous:
                     state.set_checkpoint(conn, self.remote, "push", str(checkpoint))
-            state.record_progress(conn, report.run_id, dict(report.counts), report.errors)
+            state.record_progress(conn, report.run, dict(report.counts), report.errors)
 
 
 def _success(item: _Item) -> str:
@@ -376,16 +378,17 @@ async def push(
     chunk_size: int = 50,
     progress: Progress | None = None,
     modes: tuple[str, ...] = ("transaction", "batch", "single"),
-    run_id: int | None = None,
+    run: state.RunRef | None = None,
     client_ids: bool = True,
 ) -> RunReport:
     """Push what changed since the last push (or one patient's compartment); see the module doc.
 
-    ``run_id`` continues a run already recorded with ``state.start_run``. With
+    ``run`` carries out a run a worker claimed (``jobs.SyncJobs.claim``); without it a
+    new run is recorded with ``state.start_run``. With
     ``client_ids=False`` new resources are always POSTed and get remote-assigned ids
     (for servers that declare updateCreate but should not receive our ids).
     """
     pusher = Pusher(
         store, client, chunk_size=chunk_size, progress=progress, modes=modes, client_ids=client_ids
     )
-    return await pusher.run(patient=patient, run_id=run_id)
+    return await pusher.run(patient=patient, run=run)

@@ -136,8 +136,31 @@ def set_checkpoint(conn: Connection, remote: str, name: str, value: str) -> None
     )
 
 
-def start_run(store: SqlStore, remote: str, direction: str, scope: str) -> int:
-    """Record a new run; earlier runs of the same kind left 'running' become 'interrupted'."""
+@dataclass(frozen=True)
+class RunRef:
+    """A run as one process holds it: its id and the attempt (claim) that process made.
+
+    Progress and the end of a run are written only while the run is ``running`` under
+    that attempt, a fencing token: a process that lost the run (its heartbeat went stale
+    and another worker took it over, or it gave it back on shutdown) changes nothing.
+    """
+
+    id: int
+    attempt: int
+
+
+def _held(run: RunRef) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        sync_run.c.id == run.id,
+        sync_run.c.attempts == run.attempt,
+        sync_run.c.status == "running",
+    )
+
+
+def start_run(store: SqlStore, remote: str, direction: str, scope: str) -> RunRef:
+    """Record a run that the calling process carries out itself (the ``sync`` command).
+    Earlier such runs of the same kind left ``running`` (their process died) become
+    ``interrupted``; runs queued over HTTP belong to the workers (``jobs``)."""
     with unit(store) as (conn, _):
         conn.execute(
             sa.update(sync_run)
@@ -145,48 +168,54 @@ def start_run(store: SqlStore, remote: str, direction: str, scope: str) -> int:
                 sync_run.c.remote == remote,
                 sync_run.c.direction == direction,
                 sync_run.c.status == "running",
+                sync_run.c.params.is_(None),
             )
             .values(status="interrupted")
         )
-        return int(
-            conn.execute(
-                sa.insert(sync_run)
-                .values(
-                    remote=remote,
-                    direction=direction,
-                    scope=scope,
-                    status="running",
-                    started_at=now(),
-                    counts={},
-                    errors=[],
-                )
-                .returning(sync_run.c.id)
-            ).scalar_one()
-        )
+        started = now()
+        run_id = conn.execute(
+            sa.insert(sync_run)
+            .values(
+                remote=remote,
+                direction=direction,
+                scope=scope,
+                status="running",
+                started_at=started,
+                heartbeat=started,
+                attempts=1,
+                counts={},
+                errors=[],
+            )
+            .returning(sync_run.c.id)
+        ).scalar_one()
+    return RunRef(int(run_id), 1)
 
 
 def record_progress(
-    conn: Connection, run_id: int, counts: dict[str, int], errors: list[dict[str, str]]
+    conn: Connection, run: RunRef, counts: dict[str, int], errors: list[dict[str, str]]
 ) -> None:
-    """Write the run's counts and errors so far (in the page's transaction)."""
+    """Write the run's counts and errors so far and beat its heartbeat (in the page's
+    transaction)."""
     conn.execute(
-        sa.update(sync_run).where(sync_run.c.id == run_id).values(counts=counts, errors=errors)
+        sa.update(sync_run).where(_held(run)).values(counts=counts, errors=errors, heartbeat=now())
     )
 
 
 def finish_run(
     store: SqlStore,
-    run_id: int,
+    run: RunRef,
     status: str,
     counts: dict[str, int],
     errors: list[dict[str, str]],
-) -> None:
+) -> bool:
+    """End the run; False when this process no longer holds it (nothing written)."""
     with unit(store) as (conn, _):
-        conn.execute(
+        result = conn.execute(
             sa.update(sync_run)
-            .where(sync_run.c.id == run_id)
+            .where(_held(run))
             .values(status=status, ended_at=now(), counts=counts, errors=errors)
         )
+    return bool(result.rowcount)
 
 
 def runs(store: SqlStore, remote: str | None = None, limit: int = 20) -> list[dict[str, Any]]:

@@ -1,15 +1,20 @@
 """Sync state in the database (https://hl7.org/fhir/R4/http.html#versioning).
 
-- ``sync_run``: one row per push or pull run: start, end, status (``running``,
-  ``succeeded``, ``partial`` = some conflicts or failed entries, ``failed``,
-  ``interrupted``), counts, errors.
+- ``sync_run``: one row per push or pull run: start, end, status (``queued``,
+  ``running``, ``succeeded``, ``partial`` = some conflicts or failed entries, ``failed``,
+  ``interrupted``), counts, errors. Runs started over HTTP are jobs: ``params``
+  (``{"patient", "types"}``) tells a worker how to carry them out, ``heartbeat`` is the
+  carrying process's last sign of life, ``attempts`` how many times a worker claimed the
+  run (see ``fhir_service.sync.jobs``). Runs of the ``fhir-service sync`` command have
+  no ``params``: their process carries them out and no worker takes them.
 - ``sync_id_map``: local (type, id) <-> remote id on one remote, with the local
   version and the remote version (ETag) last exchanged; it makes a second push an
   update, detects remote conflicts with If-Match, and skips unchanged resources.
 - ``sync_checkpoint``: named positions per remote (``push`` = last pushed local
   ``seq``; ``pull:<Type>`` = remote ``_lastUpdated`` reached).
 
-The alembic revision ``0003_sync`` creates exactly these tables.
+The alembic revision ``0003_sync`` creates these tables, ``0008_sync_jobs`` adds the job
+columns of ``sync_run``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ sync_run = sa.Table(
     sa.Column("ended_at", UtcDateTime(), nullable=True),
     sa.Column("counts", sa.JSON, nullable=False),
     sa.Column("errors", sa.JSON, nullable=False),
+    sa.Column("params", sa.JSON, nullable=True),
+    sa.Column("heartbeat", UtcDateTime(), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Index("ix_sync_run_remote", "remote", "direction", "status"),
+    sa.Index("ix_sync_run_status", "status", "id"),
 )
 
 sync_id_map = sa.Table(

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_service.errors import Issue
+from fhir_service.fhir.expansion import Expander
 from fhir_service.fhir.package_cache import Definitions
-from fhir_service.validation.expansion import Expander
 
 _GRAMMARS = ("urn:ietf:bcp:13", "urn:ietf:bcp:47", "http://unitsofmeasure.org")
 CODED_TYPES = frozenset({"code", "Coding", "CodeableConcept", "Quantity", "string", "uri"})

@@ -3,7 +3,8 @@
 Runs the checks of https://hl7.org/fhir/R4/validation.html in order on one
 resource (a Bundle validates its entries too) and returns OperationOutcome
 issues with FHIRPath locations, plus line and column when the input was text.
-Profiles come from ``meta.profile`` of every resource and from the caller;
+Profiles come from ``meta.profile`` of every resource, from the caller, and for
+Observations with a vital-sign code from the R4 vital signs profiles (``vital_signs.py``);
 a profile that is not installed is reported (a warning for ``meta.profile``,
 as the HL7 validator does; an error for one the caller asked for).
 """
@@ -26,6 +27,7 @@ from fhir_service.validation.options import Options
 from fhir_service.validation.profile import check_profile
 from fhir_service.validation.references import ReferenceChecker
 from fhir_service.validation.structure import ResourceSite, StructureWalker
+from fhir_service.validation.vital_signs import required_profile
 
 DEFAULT_PACKAGE_CACHE = Path("~/.fhir/packages")
 _SEVERITY_ORDER = {"fatal": 0, "error": 1, "warning": 2, "information": 3}
@@ -40,24 +42,33 @@ class Validator:
         self.index = ModelIndex(definitions)
         self.bindings = BindingChecker(definitions)
 
-    def validate_text(self, text: str, options: Options | None = None) -> list[Issue]:
-        """Issues of a JSON text, each with line and column where it can be placed."""
+    def validate_text(
+        self, text: str, options: Options | None = None, *, at: Pointer = ()
+    ) -> list[Issue]:
+        """Issues of a JSON text, each with line and column where it can be placed.
+
+        ``at`` is the JSON pointer of the resource to validate when it is not the whole
+        text (the ``resource`` of a Parameters); its FHIRPath locations start at it.
+        """
         options = options or Options()
         parsed = parse_json(text, allow_comments=options.allow_comments)
         if parsed.fatal:
             return [f.issue for f in parsed.findings]
-        findings = list(parsed.findings) + self._findings(parsed.value, options)
+        value = parsed.value
+        for part in at:
+            value = value[part]
+        own = self._findings(value, options)
         locate = Locator(text)
-        for finding in findings:
+        for finding in own:
             if finding.issue.line is not None:
                 continue
             pointer = finding.pointer
             if pointer is None and finding.issue.expression:
                 pointer = pointer_of(finding.issue.expression[0])
-            where = locate(pointer)
+            where = locate(None if pointer is None else at + pointer)
             if where is not None:
                 finding.issue.line, finding.issue.column = where
-        return _ordered(findings)
+        return _ordered(list(parsed.findings) + own)
 
     def validate_resource(self, resource: Any, options: Options | None = None) -> list[Issue]:
         """Issues of a resource already read from JSON (no line and column)."""
@@ -74,14 +85,15 @@ class Validator:
         )
         for site in walked.resources:
             explicit = options.profiles if site.path == site.rtype else ()
-            findings.extend(self._profiles(site, explicit, options.declared_profiles))
+            findings.extend(self._profiles(site, explicit, options))
         return _unique(findings)
 
     def _profiles(
-        self, site: ResourceSite, explicit: Iterable[str], use_declared: bool
+        self, site: ResourceSite, explicit: Iterable[str], options: Options
     ) -> list[Finding]:
         out: list[Finding] = []
         meta = site.value.get("meta")
+        use_declared = options.declared_profiles
         declared = meta.get("profile") if isinstance(meta, dict) and use_declared else None
         wanted: list[tuple[str, str | None]] = [(p, None) for p in explicit]
         if isinstance(declared, list):
@@ -91,6 +103,17 @@ class Validator:
                 if isinstance(p, str)
             ]
         done: set[str] = set()
+        vital = None
+        if options.vital_signs and site.rtype == "Observation":
+            vital = required_profile(site.value)
+        if vital is not None:
+            text = (
+                f"Validate Observation against the {vital.name} profile ({vital.profile}) which "
+                f"is required by the FHIR specification because the {vital.system_name} code "
+                f"{vital.code} was found"
+            )
+            out.append(Finding(Issue("information", "informational", text, [site.path]), None))
+            wanted.append((vital.profile, None))
         for url, where in wanted:
             plain = url.split("|", 1)[0]
             if plain in done or plain == CORE + site.rtype:

@@ -97,6 +97,9 @@ class Locator:
     def __init__(self, text: str) -> None:
         self._text = text
         self._map: dict[Pointer, tuple[int, int]] | None = None
+        # Offsets of the elements of each array met so far, so that locating many
+        # issues in a large Bundle skips each entry once rather than once per issue.
+        self._elements: dict[Pointer, list[int]] = {}
 
     def __call__(self, pointer: Pointer | None) -> tuple[int, int] | None:
         if pointer is None:
@@ -112,17 +115,21 @@ class Locator:
         s = self._text
         try:
             pos = _SPACE.match(s, 0).end()  # type: ignore[union-attr]
-            for part in pointer:
+            for depth, part in enumerate(pointer):
                 if isinstance(part, int):
                     if s[pos] != "[":
                         return pos
-                    pos = _SPACE.match(s, pos + 1).end()  # type: ignore[union-attr]
-                    for _ in range(part):
-                        _, pos = _DECODER.raw_decode(s, pos)
+                    known = self._elements.setdefault(
+                        pointer[:depth],
+                        [_SPACE.match(s, pos + 1).end()],  # type: ignore[union-attr]
+                    )
+                    while len(known) <= part:
+                        _, pos = _DECODER.raw_decode(s, known[-1])
                         pos = _SPACE.match(s, pos).end()  # type: ignore[union-attr]
                         if s[pos] != ",":
                             return None
-                        pos = _SPACE.match(s, pos + 1).end()  # type: ignore[union-attr]
+                        known.append(_SPACE.match(s, pos + 1).end())  # type: ignore[union-attr]
+                    pos = known[part]
                     continue
                 if s[pos] != "{":
                     return pos

@@ -12,8 +12,9 @@ class Options:
     ``check_references`` makes a relative reference that does not resolve inside the
     Bundle an error (the HL7 validator's ``validateReference``); ``validate_contained``
     checks that contained resources are referenced (dom-3); ``declared_profiles`` checks
-    each resource against the profiles of its ``meta.profile``; ``profiles`` are checked
-    on the top-level resource as well.
+    each resource against the profiles of its ``meta.profile``; ``vital_signs`` checks an
+    Observation with a vital-sign code against its R4 vital signs profile
+    (``vital_signs.py``); ``profiles`` are checked on the top-level resource as well.
     """
 
     invariants: bool = True
@@ -25,4 +26,5 @@ class Options:
     check_references: bool = False
     validate_contained: bool = True
     declared_profiles: bool = True
+    vital_signs: bool = True
     profiles: tuple[str, ...] = ()

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from fhir_service.errors import Issue
+from fhir_service.fhir.expansion import Expander, Expansion
 from fhir_service.fhir.package_cache import Definitions, load_definitions
-from fhir_service.validation.expansion import Expander, Expansion
 from fhir_service.validation.fixed_pattern import contains_pattern, describe, equals_fixed
 from fhir_service.validation.slicing import matches
 from fhir_service.validation.snapshot import PRIMITIVE_PREFIX, ElementNode, Snapshot, build_snapshot
@@ -43,6 +43,40 @@ _CODED = (
     "Distance",
     "Count",
 )
+
+
+_VITAL_SIGNS = CORE_SD + "vitalsigns"
+_VITALS_UNITS = "http://hl7.org/fhir/ValueSet/ucum-vitals-common|4.0.1"
+
+
+def corrected(sd: dict[str, Any]) -> dict[str, Any]:
+    """``sd`` with the correction the HL7 validator applies when it loads R4 4.0.1.
+
+    The R4 vital signs profiles (``vitalsigns`` and those derived from it) bind
+    ``Observation.component.value[x]``, of every type, to the UCUM vital-sign units as
+    *required*; the validator's package loader backs that binding off to *extensible*,
+    so a component unit outside the list is a warning. Other definitions are returned
+    unchanged.
+    """
+    url = str(sd.get("url", ""))
+    if not (
+        url.startswith(CORE_SD)
+        and sd.get("version") == "4.0.1"
+        and sd.get("type") == "Observation"
+        and _VITAL_SIGNS in (url, sd.get("baseDefinition"))
+    ):
+        return sd
+    snapshot = sd.get("snapshot")
+    if not isinstance(snapshot, dict):
+        return sd
+    elements = [
+        {**ed, "binding": {**ed["binding"], "strength": "extensible"}}
+        if ed.get("path") == "Observation.component.value[x]"
+        and (ed.get("binding") or {}).get("valueSet") == _VITALS_UNITS
+        else ed
+        for ed in snapshot.get("element") or []
+    ]
+    return {**sd, "snapshot": {**snapshot, "element": elements}}
 
 
 def definitions_from_cache(root: Path) -> Definitions:
@@ -80,7 +114,7 @@ class ProfileChecker:
         """The element tree of a StructureDefinition, or None when it is not installed."""
         if url not in self._snapshots:
             sd = self.definitions.structure_definition(url)
-            self._snapshots[url] = build_snapshot(sd) if sd is not None else None
+            self._snapshots[url] = build_snapshot(corrected(sd)) if sd is not None else None
         return self._snapshots[url]
 
     def expand(self, url: str) -> Expansion:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fhir_service.validation.expansion import Expansion
+from fhir_service.fhir.expansion import Expansion
 from fhir_service.validation.fixed_pattern import contains_pattern, equals_fixed
 from fhir_service.validation.snapshot import ElementNode, Snapshot
 

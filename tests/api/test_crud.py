@@ -149,9 +149,14 @@ def test_patch_with_json_patch(client: TestClient) -> None:
     )
     assert_outcome(bad, 422, "patch")
     wrong_type = client.patch(
-        f"/fhir/Patient/{pid}", content=ops, headers={"Content-Type": "application/fhir+json"}
+        f"/fhir/Patient/{pid}", content=ops, headers={"Content-Type": "text/plain"}
     )
     assert_outcome(wrong_type, 415, "application/json-patch+json")
+    # FHIR JSON carries a FHIRPath Patch, which is a Parameters resource, not an array.
+    as_fhir_json = client.patch(
+        f"/fhir/Patient/{pid}", content=ops, headers={"Content-Type": "application/fhir+json"}
+    )
+    assert_outcome(as_fhir_json, 400, "Parameters")
 
 
 def test_delete_then_read_is_410(client: TestClient) -> None:

@@ -163,8 +163,7 @@ def test_bad_requests_are_400_outcomes(client: TestClient) -> None:
         ("/fhir/$export?_type=NoSuchType", ASYNC),
         ("/fhir/$export?_since=yesterday", ASYNC),
         ("/fhir/$export?_since=2024-01-01T00:00:00", ASYNC),
-        ("/fhir/$export?_typeFilter=Observation%3Fstatus%3Dfinal", ASYNC),
-        ("/fhir/$export?_elements=id", ASYNC),
+        ("/fhir/$export?includeAssociatedData=LatestProvenanceResources", ASYNC),
         ("/fhir/$export", {}),
     ]
     for path, headers in bad:

@@ -75,3 +75,33 @@ def test_export_command(database_url: str, tmp_path: Path, monkeypatch: pytest.M
 
     bad = runner.invoke(app, ["export", "-o", str(tmp_path / "x"), "--since", "noon"])
     assert bad.exit_code == 2
+
+
+def test_export_command_filters_and_elements(database_url: str, tmp_path: Path) -> None:
+    patient_id = _seed(database_url)
+    runner = CliRunner()
+    out = tmp_path / "subset"
+    args = ["export", "-o", str(out), "--database-url", database_url]
+    result = runner.invoke(
+        app,
+        [
+            *args,
+            "--type-filter",
+            "Observation?status=amended",
+            "--type-filter",
+            "Patient?family=Okonkwo",
+            "--elements",
+            "Patient.birthDate",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [(o["type"], o["count"]) for o in manifest["output"]] == [("Patient", 1)]
+    patient = json.loads((out / manifest["output"][0]["url"]).read_text())
+    assert patient["id"] == patient_id and patient["birthDate"] == "1961-04-09"
+    assert "name" not in patient and patient["meta"]["tag"][0]["code"] == "SUBSETTED"
+
+    for wrong in (["--type-filter", "Observation?nope=1"], ["--elements", "Patient.nope"]):
+        bad = runner.invoke(app, [*args, *wrong])
+        assert bad.exit_code == 2, wrong
+        assert "error:" in bad.output

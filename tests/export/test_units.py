@@ -73,6 +73,8 @@ def test_claim_runs_each_job_once_and_recover_requeues_stale(database_url: str) 
         jobs = JobStore(engine)
         first = jobs.create("a", "r1", ExportParams())
         second = jobs.create("b", "r2", ExportParams(types=["Patient"]))
+        assert first is not None and second is not None
+        assert jobs.create("a", "r3", ExportParams()) is None
         claimed = [jobs.claim(), jobs.claim(), jobs.claim()]
         assert [j.id if j else None for j in claimed] == [first.id, second.id, None]
         assert jobs.get(second.id).params.types == ["Patient"]  # type: ignore[union-attr]
@@ -119,6 +121,7 @@ def test_runner_runs_then_sweeps_expired_files(database_url: str, tmp_path: Path
             engine, tmp_path, compartment=lambda: PatientCompartment.load(PACKAGES)
         )
         job = runner.jobs.create("a", "r", ExportParams())
+        assert job is not None
         assert runner.run_pending() == 1
         done = runner.jobs.get(job.id)
         assert done is not None and done.status == "completed"

@@ -90,15 +90,19 @@ def _free_port() -> int:
         return port
 
 
-def start_fhir_service(database_url: str, timeout: float = 60.0) -> Peer:
-    """A second instance of this service (`fhir-service serve`) on its own database: a remote
-    that declares system history, for the history-based pull."""
+def start_fhir_service(
+    database_url: str, timeout: float = 60.0, settings: dict[str, str] | None = None
+) -> Peer:
+    """An instance of this service (`fhir-service serve`) in its own process on
+    ``database_url``, with extra ``FHIR_SERVICE_*`` ``settings``: a remote that declares
+    system history (for the history-based pull), or a replica whose sync worker is tested."""
     port = _free_port()
     env = {
         **os.environ,
         "FHIR_SERVICE_DATABASE_URL": database_url,
         "FHIR_SERVICE_AUTH_MODE": "open",
         "FHIR_SERVICE_LOG_LEVEL": "WARNING",
+        **(settings or {}),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "fhir_service", "serve", "--host", "127.0.0.1", "--port", str(port)],

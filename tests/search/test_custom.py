@@ -48,3 +48,40 @@ def test_custom_search_parameter(client: TestClient, post: Post, database_url: s
     finally:
         store.close()
     assert ids(search(client, "/fhir/Patient?eye-colour=blue")) == {before, after}
+
+
+def _patient_params(client: TestClient) -> dict[str, dict[str, Any]]:
+    response = client.get("/fhir/metadata")
+    assert response.status_code == 200
+    (patient,) = [r for r in response.json()["rest"][0]["resource"] if r["type"] == "Patient"]
+    return {p["name"]: p for p in patient["searchParam"]}
+
+
+def test_capability_statement_lists_custom_parameters(client: TestClient, post: Post) -> None:
+    before = _patient_params(client)
+    assert before["family"] == {
+        "name": "family",
+        "definition": "http://hl7.org/fhir/SearchParameter/individual-family",
+        "type": "string",
+    }
+    assert "eye-colour" not in before
+    created = post(
+        {
+            "resourceType": "SearchParameter",
+            "url": "http://example.org/fhir/SearchParameter/eye-colour",
+            "name": "EyeColour",
+            "status": "active",
+            "description": "Eye colour of the patient",
+            "code": "eye-colour",
+            "base": ["Patient"],
+            "type": "token",
+            "expression": f"Patient.extension('{EYE}').value",
+        }
+    )
+    assert _patient_params(client)["eye-colour"] == {
+        "name": "eye-colour",
+        "definition": "http://example.org/fhir/SearchParameter/eye-colour",
+        "type": "token",
+    }
+    assert client.delete(f"/fhir/SearchParameter/{created['id']}").status_code in (200, 204)
+    assert "eye-colour" not in _patient_params(client)

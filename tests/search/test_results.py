@@ -234,5 +234,5 @@ def test_capability_statement_lists_search_params(client: TestClient) -> None:
     assert {"code-value-quantity", "component-code-value-quantity"} <= observation
     sequence = {p["name"] for p in resources["MolecularSequence"]["searchParam"]}
     assert "chromosome" in sequence
-    assert "chromosome-variant-coordinate" not in sequence, "three-part composites"
+    assert "chromosome-variant-coordinate" in sequence, "three-part composites"
     assert "Observation:subject" in resources["Observation"]["searchInclude"]

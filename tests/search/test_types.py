@@ -349,3 +349,32 @@ def test_composite(client: TestClient, post: Post) -> None:
     )["id"]
     cvq = "/fhir/Observation?code-value-quantity="
     assert ids(search(client, cvq + f"{LOINC}|29463-7$72000|{UCUM}|g")) == {weight}
+
+
+def test_in_with_filtered_value_sets(client: TestClient, post: Post) -> None:
+    role = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+
+    def related(code: str) -> str:
+        return post(
+            {
+                "resourceType": "RelatedPerson",
+                "patient": {"reference": "Patient/p"},
+                "relationship": [{"coding": [{"system": role, "code": code}]}],
+            }
+        )["id"]
+
+    brother, mother, friend = related("BRO"), related("MTH"), related("FRND")
+    family = "http://terminology.hl7.org/ValueSet/v3-FamilyMember"  # RoleCode is-a FAMMEMB
+    siblings = "http://hl7.org/fhir/ValueSet/sibling-relationship-codes"
+    url = "/fhir/RelatedPerson?relationship"
+    assert ids(search(client, f"{url}:in={family}")) == {brother, mother}
+    assert ids(search(client, f"{url}:in={siblings}")) == {brother}
+    assert ids(search(client, f"{url}:not-in={family}")) == {friend}
+    # SNOMED CT is not in the package cache: a 400 that says so, not an empty result.
+    response = client.get("/fhir/Condition?code:in=http://hl7.org/fhir/ValueSet/condition-code")
+    assert response.status_code == 400
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "http://snomed.info/sct" in outcome["issue"][0]["diagnostics"]
+    unknown = client.get("/fhir/Condition?code:in=http://example.org/ValueSet/none")
+    assert unknown.status_code == 400

@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from fhir_service.api import create_app
+from fhir_service.settings import Settings
 from fhir_service.storage import create_engine
 from tests.api.helpers import assert_outcome
 from tests.security.conftest import ADMIN, Smart, World
@@ -52,6 +55,7 @@ def test_reads_writes_and_refusals_are_audited(smart: Smart, world: World) -> No
 def test_audit_holds_no_resource_content(smart: Smart, world: World, database_url: str) -> None:
     as_admin = smart.headers(ADMIN)
     smart.client.get("/fhir/Patient?family=Alpha", headers=as_admin)
+    smart.client.app.state.security.audit.flush()  # records are stored by a writer thread
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
@@ -97,3 +101,20 @@ def test_audit_paging(smart: Smart, world: World) -> None:
     assert_outcome(
         smart.client.get("/fhir/AuditEvent?name=x", headers=smart.headers(ADMIN)), 400, "name"
     )
+
+
+def test_queued_records_are_stored_at_shutdown(database_url: str) -> None:
+    """The writer thread batches records; shutting the application down stores every
+    record still queued, one per request."""
+    app = create_app(Settings(database_url=database_url))
+    with TestClient(app) as client:
+        app.state.security.audit.FLUSH_SECONDS = 3600.0  # only shutdown may store them
+        for i in range(30):
+            assert client.get(f"/fhir/Patient/missing-{i}").status_code == 404
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            paths = conn.execute(sa.text("SELECT path FROM audit_event")).scalars().all()
+    finally:
+        engine.dispose()
+    assert sorted(paths) == sorted(f"/fhir/Patient/missing-{i}" for i in range(30))

@@ -1,7 +1,12 @@
-"""Reading both sides of a sync for comparison (direct HTTP to the peer, repository locally)."""
+"""Reading both sides of a sync for comparison (direct HTTP to the peer, repository locally),
+filling a store, and killing a process mid-run."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from typing import Any
 
 import httpx
@@ -49,3 +54,30 @@ def local_all(store: SqlStore) -> dict[tuple[str, str], dict[str, Any]]:
             assert body is not None
             out[(rtype, id)] = body
     return out
+
+
+def fill(store: SqlStore, count: int) -> None:
+    with store.begin() as repo:
+        patient = repo.create({"resourceType": "Patient", "name": [{"family": "Resume"}]})
+        for i in range(count - 1):
+            repo.create(
+                {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": f"measurement {i}"},
+                    "subject": {"reference": f"Patient/{patient.stored.id}"},
+                    "valueInteger": i,
+                }
+            )
+
+
+def kill_when(process: subprocess.Popen[bytes], reached: object) -> None:
+    """SIGKILL ``process`` as soon as ``reached()`` is true; fail if it ended first."""
+    deadline = time.monotonic() + 300
+    while not reached():  # type: ignore[operator]
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL

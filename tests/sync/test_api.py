@@ -1,43 +1,123 @@
-"""The sync endpoints: start a push over HTTP against the real peer and read its status."""
+"""The sync endpoints: queue a push over HTTP against the real peer, follow it through the
+sync worker, and read its status."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from fhir_service.api import create_app
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
+from fhir_service.sync import state
 from tests.peer.process import Peer
 from tests.sync.conftest import case_bundle, load_example
+from tests.sync.fault_proxy import FaultProxy
 from tests.sync.helpers import remote_all
 
 
-def test_start_push_and_read_its_status(sqlite_url: str, peer: Peer) -> None:
-    store = SqlStore.open(sqlite_url)
+def wait_for_end(
+    client: TestClient, location: str, first: str = "queued"
+) -> tuple[dict[str, Any], list[str]]:
+    """Poll a run until it has ended; the run and the statuses seen on the way (from
+    ``first``, the status the run was last seen in)."""
+    seen = [first]
+    deadline = time.monotonic() + 180
+    while True:
+        run: dict[str, Any] = client.get(location).json()
+        if seen[-1] != run["status"]:
+            seen.append(run["status"])
+        if run["status"] not in ("queued", "running") or time.monotonic() > deadline:
+            return run, seen
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def slow_peer(peer: Peer) -> Iterator[str]:
+    """The peer behind a proxy that holds every request 0.5 s, so a run stays visibly
+    ``running``; yields the proxy's FHIR base URL."""
+    proxy = FaultProxy(peer.base_url.rsplit("/fhir", 1)[0], "delay", every=1, delay=0.5)
+    proxy.start()
+    try:
+        yield f"http://127.0.0.1:{proxy.port}/fhir"
+    finally:
+        proxy.stop()
+
+
+def test_a_push_goes_queued_running_succeeded(
+    database_url: str, peer: Peer, slow_peer: str
+) -> None:
+    store = SqlStore.open(database_url)
     try:
         load_example(store)
     finally:
         store.close()
-    settings = Settings(database_url=sqlite_url, remote_url=peer.base_url, auth_mode="open")
+    settings = Settings(database_url=database_url, remote_url=slow_peer, auth_mode="open")
     with TestClient(create_app(settings)) as client:
         started = client.post("/sync/runs", json={"direction": "push"})
         assert started.status_code == 202
         location = started.headers["content-location"]
-        assert started.json()["status"] == "running"
-        deadline = time.monotonic() + 120
-        run = client.get(location).json()
-        while run["status"] == "running" and time.monotonic() < deadline:
-            time.sleep(0.1)
-            run = client.get(location).json()
+        assert started.json()["status"] == "queued"
+        assert started.json()["attempts"] == 0
+        run, seen = wait_for_end(client, location)
         listed = client.get("/sync/runs").json()["runs"]
 
+    assert seen == ["queued", "running", "succeeded"]
     assert [r["id"] for r in listed] == [run["id"]]
-    assert run["status"] == "succeeded"
+    assert run["attempts"] == 1
     assert run["counts"]["created"] == len(case_bundle()["entry"])
     assert run["ended"] is not None
     assert len(remote_all(peer.base_url, "Patient")) == 1
+
+
+def test_a_run_that_cannot_reach_its_remote_fails_with_its_error(
+    database_url: str, peer: Peer
+) -> None:
+    settings = Settings(database_url=database_url, auth_mode="open")
+    missing = peer.base_url.rsplit("/fhir", 1)[0] + "/no-fhir-here"
+    with TestClient(create_app(settings)) as client:
+        started = client.post("/sync/runs", json={"direction": "pull", "remote": missing})
+        assert started.status_code == 202
+        run, _ = wait_for_end(client, started.headers["content-location"])
+
+    assert run["status"] == "failed"
+    assert run["ended"] is not None
+    assert [e["error"] for e in run["errors"]] == ["RemoteNotFound"]
+
+
+def test_a_stopping_service_gives_its_run_back_and_the_next_one_ends_it(
+    database_url: str, peer: Peer, slow_peer: str
+) -> None:
+    store = SqlStore.open(database_url)
+    try:
+        load_example(store)
+        settings = Settings(database_url=database_url, remote_url=slow_peer, auth_mode="open")
+        with TestClient(create_app(settings)) as client:
+            location = client.post("/sync/runs", json={"direction": "push"}).headers[
+                "content-location"
+            ]
+            deadline = time.monotonic() + 60
+            while client.get(location).json()["status"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        run_id = int(location.rsplit("/", 1)[1])
+        given_back = state.run(store, run_id)
+        assert given_back is not None
+        assert (given_back["status"], given_back["attempts"]) == ("queued", 1)
+
+        with TestClient(create_app(settings)) as client:
+            run, _ = wait_for_end(client, location)
+    finally:
+        store.close()
+
+    assert (run["status"], run["attempts"]) == ("succeeded", 2)
+    case_types = {e["resource"]["resourceType"] for e in case_bundle()["entry"]}
+    on_remote = sum(len(remote_all(peer.base_url, t)) for t in case_types)
+    assert on_remote == len(case_bundle()["entry"])
 
 
 def test_bad_requests_are_4xx_outcomes(sqlite_url: str) -> None:

@@ -3,11 +3,8 @@ then run again, leaves every resource on both sides exactly once with equal cont
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,24 +13,9 @@ from fhir_service.storage import SqlStore, upgrade
 from fhir_service.sync import state
 from fhir_service.sync.tables import sync_run
 from tests.peer.process import Peer
-from tests.sync.helpers import content, local_all, remote_all, remote_total
+from tests.sync.helpers import content, fill, kill_when, local_all, remote_all, remote_total
 
 COUNT = 1500
-
-
-def fill(store: SqlStore, count: int) -> None:
-    with store.begin() as repo:
-        patient = repo.create({"resourceType": "Patient", "name": [{"family": "Resume"}]})
-        for i in range(count - 1):
-            repo.create(
-                {
-                    "resourceType": "Observation",
-                    "status": "final",
-                    "code": {"text": f"measurement {i}"},
-                    "subject": {"reference": f"Patient/{patient.stored.id}"},
-                    "valueInteger": i,
-                }
-            )
 
 
 def sync_command(direction: str, remote: str, database_url: str, *extra: str) -> list[str]:
@@ -49,18 +31,6 @@ def sync_command(direction: str, remote: str, database_url: str, *extra: str) ->
         database_url,
         *extra,
     ]
-
-
-def kill_when(process: subprocess.Popen[bytes], reached: object) -> None:
-    """SIGKILL ``process`` as soon as ``reached()`` is true; fail if it ended first."""
-    deadline = time.monotonic() + 300
-    while not reached():  # type: ignore[operator]
-        assert process.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
 
 
 def test_push_killed_half_way_then_resumed(database_url: str, peer: Peer) -> None:

@@ -14,6 +14,7 @@ from fhir_service.settings import Settings
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
 MCODE_PATIENT = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-cancer-patient"
+VALIDATE_DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 
 
 @pytest.fixture
@@ -115,3 +116,73 @@ def test_instance_level_validates_the_stored_resource(client: TestClient) -> Non
     profiled = client.get(f"/fhir/Patient/{pid}/$validate", params={"profile": MCODE_PATIENT})
     assert len(errors(profiled.json())) == 2
     assert client.get("/fhir/Patient/nobody/$validate").status_code == 404
+
+
+def test_capability_statement_declares_validate(client: TestClient) -> None:
+    statement = client.get("/fhir/metadata").json()
+    declared = {"name": "validate", "definition": VALIDATE_DEFINITION}
+    rest = statement["rest"][0]
+    assert declared in rest["operation"]
+    by_type = {r["type"]: r for r in rest["resource"]}
+    assert declared in by_type["Patient"]["operation"]
+    assert declared in by_type["Observation"]["operation"]
+
+
+def _place(outcome: dict[str, Any], expression: str) -> tuple[int, int]:
+    """(line, col) extensions of the first issue at ``expression``."""
+    issue = next(i for i in outcome["issue"] if i.get("expression") == [expression])
+    values = {e["url"].rsplit("-", 1)[1]: e["valueInteger"] for e in issue["extension"]}
+    return values["line"], values["col"]
+
+
+def _position(text: str, fragment: str) -> tuple[int, int]:
+    """1-based line and column where ``fragment`` starts in ``text``."""
+    offset = text.index(fragment)
+    return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+
+
+def test_posted_resource_issues_carry_line_and_column(client: TestClient) -> None:
+    text = '{\n  "resourceType": "Patient",\n  "active": true,\n  "gender": "mail"\n}\n'
+    response = client.post("/fhir/Patient/$validate", content=text, headers=FHIR_JSON)
+    assert response.status_code == 200
+    assert _place(response.json(), "Patient.gender") == _position(text, '"mail"')
+
+
+def test_parameters_resource_issues_are_placed_in_the_posted_text(client: TestClient) -> None:
+    text = (
+        """{
+  "resourceType": "Parameters",
+  "parameter": [
+    {"name": "mode", "valueCode": "create"},
+    {"name": "profile", "valueUri": "PROFILE"},
+    {
+      "name": "resource",
+      "resource": {
+        "resourceType": "Patient",
+        "gender": "mail"
+      }
+    }
+  ]
+}"""
+    ).replace("PROFILE", MCODE_PATIENT)
+    response = client.post("/fhir/$validate", content=text, headers=FHIR_JSON)
+    outcome = response.json()
+    assert _place(outcome, "Patient.gender") == _position(text, '"mail"')
+    # The profile's missing elements are located at the resource itself.
+    assert _place(outcome, "Patient") == _position(text, '{\n        "resourceType": "Patient"')
+
+
+def test_duplicate_properties_are_reported_not_a_server_error(client: TestClient) -> None:
+    # The second "parameter" repeats the first property name; the validator keeps the
+    # first one (as the HL7 validator's JSON reader does) and reports the duplicate.
+    text = (
+        '{"resourceType": "Parameters", '
+        '"parameter": [{"name": "resource", "resource": {"resourceType": "Patient", '
+        '"gender": "mail"}}], '
+        '"parameter": [{"name": "mode", "valueCode": "create"}]}'
+    )
+    response = client.post("/fhir/$validate", content=text, headers=FHIR_JSON)
+    assert response.status_code == 200
+    found = errors(response.json())
+    assert ("code-invalid", ["Patient.gender"]) in found
+    assert any("duplicate" in i.get("diagnostics", "") for i in response.json()["issue"])

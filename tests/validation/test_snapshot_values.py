@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fhir_service.validation.expansion import Expander
+from fhir_service.fhir.expansion import Expander
 from fhir_service.validation.fixed_pattern import contains_pattern, equals_fixed
 from fhir_service.validation.profile import definitions_from_cache
 from fhir_service.validation.snapshot import build_snapshot

@@ -40,7 +40,7 @@ OPEN_MODE_BANNER = """
 __all__ = ["AccessContext", "GuardedStore", "Security", "guard", "install"]
 
 
-async def guarded_store(request: Request) -> Store:
+def guarded_store(request: Request) -> Store:
     """The application's store seen through the request's AccessContext."""
     store: Store = request.app.state.store
     context = getattr(request.state, "access", None)
@@ -59,7 +59,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         log.warning("%s", OPEN_MODE_BANNER)
     else:
         log.info("auth mode smart: bearer tokens required on /fhir")
-    app.dependency_overrides[deps.get_store] = guarded_store
+    app.state.store_view = guarded_store
     app.include_router(token_endpoint.router, tags=["Security"])
     app.include_router(well_known.router, prefix=deps.BASE_PATH, tags=["Security"])
     app.include_router(audit.router, prefix=deps.BASE_PATH, tags=["FHIR"])

@@ -42,6 +42,7 @@ from fhir_service.search.registry import get_registry
 from fhir_service.storage.criteria import parse_criteria
 from fhir_service.storage.repository import (
     JSON,
+    BeforeWrite,
     HistoryPage,
     Outcome,
     Repository,
@@ -250,7 +251,7 @@ class GuardedRepository:
         self,
         resource_type: str,
         id: str,
-        operations: list[JSON],
+        operations: list[JSON] | JSON,
         *,
         if_match: int | None = None,
     ) -> StoredResult:
@@ -531,8 +532,10 @@ class GuardedStore:
         self.context = context
 
     @contextmanager
-    def begin(self, *, readonly: bool = False) -> Iterator[GuardedRepository]:
-        with self._inner.begin(readonly=readonly) as repo:
+    def begin(
+        self, *, readonly: bool = False, before_write: BeforeWrite | None = None
+    ) -> Iterator[GuardedRepository]:
+        with self._inner.begin(readonly=readonly, before_write=before_write) as repo:
             yield GuardedRepository(repo, self.context)
 
     def close(self) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -108,32 +110,73 @@ def _default_subtype(method: str, path: str) -> str:
 
 
 class AuditLog:
-    """Writes and reads the ``audit_event`` table."""
+    """Writes and reads the ``audit_event`` table.
+
+    ``write`` only queues the record: one writer thread stores what is queued every
+    ``FLUSH_SECONDS`` (or as soon as ``BATCH`` records wait) in one transaction, so
+    requests neither wait for nor contend on a database write of their own. Reading the
+    trail (``search``, ``get``) flushes first, and ``close`` (application shutdown)
+    stores what is left; a process killed outright loses at most the last
+    ``FLUSH_SECONDS`` of records.
+    """
+
+    FLUSH_SECONDS = 0.05
+    BATCH = 500
+    MAX_PENDING = 100_000
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._pending: deque[AuditRecord] = deque()
+        self._wake = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
     def write(self, record: AuditRecord) -> None:
-        """Store one record; a failure is logged (without the record) and not raised."""
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    audit_event.insert().values(
-                        recorded=record.recorded,
-                        client_id=record.client_id[:128],
-                        patient=record.patient,
-                        source=(record.source or "")[:100] or None,
-                        action=record.action,
-                        subtype=record.subtype[:40],
-                        method=record.method[:10],
-                        path=record.path,
-                        status=record.status,
-                        outcome=record.outcome,
-                        entities=json.dumps(record.entities),
-                    )
-                )
-        except sa.exc.SQLAlchemyError as exc:
-            log.error("audit record not stored: %s", type(exc).__name__)
+        """Queue one record for the writer thread (records beyond ``MAX_PENDING`` are
+        dropped and logged: the database has been failing for a long time)."""
+        if len(self._pending) >= self.MAX_PENDING:
+            log.error("audit record dropped: %d records wait to be stored", len(self._pending))
+            return
+        self._pending.append(record)
+        if self._thread is None and not self._closed:
+            self._start()
+        if len(self._pending) >= self.BATCH:
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Store every queued record now, in one transaction per ``BATCH``; a failure is
+        logged (without the records) and not raised."""
+        with self._flush_lock:
+            while self._pending:
+                size = min(self.BATCH, len(self._pending))
+                batch = [self._pending.popleft() for _ in range(size)]
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(audit_event.insert(), [_row(record) for record in batch])
+                except sa.exc.SQLAlchemyError as exc:
+                    log.error("%d audit records not stored: %s", len(batch), type(exc).__name__)
+
+    def close(self) -> None:
+        """Stop the writer thread and store what is queued."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.FLUSH_SECONDS)
+            self._wake.clear()
+            self.flush()
 
     def search(
         self,
@@ -153,12 +196,31 @@ class AuditLog:
             query = query.where(audit_event.c.outcome == outcome)
         if before is not None:
             query = query.where(audit_event.c.seq < before)
+        self.flush()
         with self.engine.connect() as conn:
             return list(conn.execute(query))
 
     def get(self, seq: int) -> Any:
+        self.flush()
         with self.engine.connect() as conn:
             return conn.execute(sa.select(audit_event).where(audit_event.c.seq == seq)).first()
+
+
+def _row(record: AuditRecord) -> dict[str, Any]:
+    """The ``audit_event`` row of one record."""
+    return {
+        "recorded": record.recorded,
+        "client_id": record.client_id[:128],
+        "patient": record.patient,
+        "source": (record.source or "")[:100] or None,
+        "action": record.action,
+        "subtype": record.subtype[:40],
+        "method": record.method[:10],
+        "path": record.path,
+        "status": record.status,
+        "outcome": record.outcome,
+        "entities": json.dumps(record.entities),
+    }
 
 
 _EVENT_TYPE = {

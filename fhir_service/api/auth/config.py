@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from threading import Lock
 from urllib.parse import urlsplit
@@ -136,9 +137,15 @@ class Security:
             )
         return self._engine
 
-    @property
+    @cached_property
     def audit(self) -> AuditLog | None:
         return AuditLog(self.engine) if self.settings.audit_enabled else None
+
+    def close(self) -> None:
+        """Store the audit records still queued (application shutdown)."""
+        audit: AuditLog | None = self.__dict__.get("audit")
+        if audit is not None:
+            audit.close()
 
     # ----------------------------------------------------------------- tokens
 

@@ -175,4 +175,4 @@ class AuthMiddleware:
             return
         host = request.client.host if request.client else None
         record = record_for(context, request.method, request.url.path, status, host)
-        await anyio.to_thread.run_sync(audit.write, record)
+        audit.write(record)

@@ -6,6 +6,9 @@ from typing import Any
 
 INTERACTION = "x-fhir-interaction"
 CAPABILITY = "x-fhir-capability"
+OPERATION = "x-fhir-operation"
+ALL_TYPES = "*"
+"""``resource`` of an operation declared on every resource type."""
 
 
 def interaction(code: str, **capabilities: Any) -> dict[str, Any]:
@@ -15,3 +18,10 @@ def interaction(code: str, **capabilities: Any) -> dict[str, Any]:
     if capabilities:
         extra[CAPABILITY] = capabilities
     return extra
+
+
+def operation(name: str, definition: str, *, resource: str | None = None) -> dict[str, Any]:
+    """Route metadata naming the ``$name`` operation it implements (its OperationDefinition
+    canonical; ``resource`` for type- or instance-level operations, ``ALL_TYPES`` for those
+    of every type), for the CapabilityStatement's ``operation`` entries."""
+    return {OPERATION: {"name": name, "definition": definition, "resource": resource}}

@@ -2,7 +2,8 @@
 
 A transaction runs in one database transaction: any failing entry rolls everything
 back and the response is that entry's OperationOutcome. Batch entries are
-independent, each answered with its own status.
+independent, each answered with its own status. Validation on write
+(``fhir_service.api.write_validation``) checks every entry written.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from fhir_service.api.deps import FormatDep, ResourceBody, StoreDep
+from fhir_service.api.deps import FormatDep, ResourceBody, StoreDep, WriteCheckDep
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes import interaction
 from fhir_service.errors import InvalidRequest
@@ -20,7 +21,9 @@ router = APIRouter()
 
 @router.post("/", include_in_schema=False, openapi_extra=interaction("transaction", batch=True))
 @router.post("", openapi_extra=interaction("transaction", batch=True))
-def transaction_or_batch(body: ResourceBody, store: StoreDep, fmt: FormatDep) -> Response:
+def transaction_or_batch(
+    body: ResourceBody, store: StoreDep, fmt: FormatDep, check: WriteCheckDep
+) -> Response:
     """POST [base] (with or without a trailing slash) with a ``transaction`` or ``batch`` Bundle."""
     if body.get("resourceType") != "Bundle":
         raise InvalidRequest(
@@ -32,6 +35,8 @@ def transaction_or_batch(body: ResourceBody, store: StoreDep, fmt: FormatDep) ->
         raise InvalidRequest(
             f"Bundle.type must be transaction or batch, not '{kind}'", expression="Bundle.type"
         )
-    with store.begin() as repo:
+    with store.begin(before_write=check) as repo:
         result = repo.transaction(body) if kind == "transaction" else repo.batch(body)
+    if check is not None:
+        result = check.annotate(result)
     return fhir_response(result, 200, fmt)

@@ -1,5 +1,8 @@
 """Instance and type interactions: read, vread, create, update, patch, delete and their
 conditional forms (https://hl7.org/fhir/R4/http.html#read to #delete).
+
+Writes go through validation on write when it is configured
+(``fhir_service.api.write_validation``).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from fhir_service.api.deps import (
     ResourceBody,
     StoreDep,
     TypeDep,
+    WriteCheckDep,
 )
 from fhir_service.api.negotiation import Format
 from fhir_service.api.preconditions import not_modified
+from fhir_service.api.prefer import Return
 from fhir_service.api.responses import (
     fhir_response,
     outcome_response,
@@ -31,8 +36,9 @@ from fhir_service.api.responses import (
 )
 from fhir_service.api.routes import interaction
 from fhir_service.api.shaping import parse_shape
+from fhir_service.api.write_validation import WriteCheck
 from fhir_service.errors import InvalidRequest, Issue, NotFound
-from fhir_service.storage import Stored
+from fhir_service.storage import Stored, StoredResult
 
 router = APIRouter()
 
@@ -57,6 +63,14 @@ def _check_body_type(body: dict[str, object], resource_type: str) -> None:
             f"The body's resourceType '{actual}' does not match the URL type '{resource_type}'",
             expression="resourceType",
         )
+
+
+def _written(
+    result: StoredResult, prefer: Return, fmt: Format, base: str, check: WriteCheck | None
+) -> Response:
+    """The write's response, with the issues of validation on write when there are any."""
+    issues = check.issues_of(result.stored.location) if check is not None else []
+    return write_response(result, prefer, fmt, base, issues)
 
 
 def _read_response(stored: Stored, request: Request, fmt: Format, type: str) -> Response:
@@ -100,6 +114,7 @@ def create(
     fmt: FormatDep,
     base: BaseDep,
     prefer: PreferDep,
+    check: WriteCheckDep,
     if_none_exist: Annotated[str | None, Header(alias="if-none-exist")] = None,
 ) -> Response:
     """https://hl7.org/fhir/R4/http.html#create and conditional create (#ccreate).
@@ -108,9 +123,9 @@ def create(
     """
     _check_body_type(body, type)
     criteria = if_none_exist.strip() if if_none_exist and if_none_exist.strip() else None
-    with store.begin() as repo:
+    with store.begin(before_write=check) as repo:
         result = repo.create({k: v for k, v in body.items() if k != "id"}, if_none_exist=criteria)
-    return write_response(result, prefer, fmt, base)
+    return _written(result, prefer, fmt, base, check)
 
 
 @router.put("/{type}/{id}", openapi_extra=interaction("update", updateCreate=True))
@@ -122,6 +137,7 @@ def update(
     fmt: FormatDep,
     base: BaseDep,
     prefer: PreferDep,
+    check: WriteCheckDep,
     if_match: IfMatchDep,
 ) -> Response:
     """https://hl7.org/fhir/R4/http.html#update; an unknown id creates the resource (201)."""
@@ -131,9 +147,9 @@ def update(
             f"The body's id '{body.get('id')}' does not match the URL id '{id}'",
             expression="id",
         )
-    with store.begin() as repo:
+    with store.begin(before_write=check) as repo:
         result = repo.update(type, id, body, if_match=if_match)
-    return write_response(result, prefer, fmt, base)
+    return _written(result, prefer, fmt, base, check)
 
 
 @router.put("/{type}", openapi_extra=interaction("update", conditionalUpdate=True))
@@ -145,14 +161,15 @@ def conditional_update(
     fmt: FormatDep,
     base: BaseDep,
     prefer: PreferDep,
+    check: WriteCheckDep,
     if_match: IfMatchDep,
 ) -> Response:
     """https://hl7.org/fhir/R4/http.html#cond-update: PUT /Type?criteria."""
     _check_body_type(body, type)
     criteria = _criteria(request)
-    with store.begin() as repo:
+    with store.begin(before_write=check) as repo:
         result = repo.conditional_update(type, criteria, body, if_match=if_match)
-    return write_response(result, prefer, fmt, base)
+    return _written(result, prefer, fmt, base, check)
 
 
 @router.patch("/{type}/{id}", openapi_extra=interaction("patch"))
@@ -164,14 +181,16 @@ def patch(
     fmt: FormatDep,
     base: BaseDep,
     prefer: PreferDep,
+    check: WriteCheckDep,
     if_match: IfMatchDep,
 ) -> Response:
-    """https://hl7.org/fhir/R4/http.html#patch with JSON Patch (RFC 6902)."""
-    if not all(isinstance(op, dict) for op in operations):
+    """https://hl7.org/fhir/R4/http.html#patch with JSON Patch (RFC 6902) or FHIRPath Patch
+    (https://hl7.org/fhir/R4/fhirpatch.html)."""
+    if isinstance(operations, list) and not all(isinstance(op, dict) for op in operations):
         raise InvalidRequest("Every JSON Patch operation must be a JSON object")
-    with store.begin() as repo:
+    with store.begin(before_write=check) as repo:
         result = repo.patch(type, id, operations, if_match=if_match)
-    return write_response(result, prefer, fmt, base)
+    return _written(result, prefer, fmt, base, check)
 
 
 def _deleted_response(markers: list[Stored], what: str, prefer: str, fmt: Format) -> Response:

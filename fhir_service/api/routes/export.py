@@ -6,9 +6,10 @@
   while running, then 200 with the manifest; ``DELETE`` cancels (202).
 - Files: ``GET /fhir/$export-file/{job}/{name}`` as ``application/fhir+ndjson``.
 
-Parameters: ``_outputFormat``, ``_type``, ``_since``, ``patient`` (POST) and the service's
-``_deidentify=true``. ``_typeFilter`` and ``_elements`` are answered with 400.
-A client with an export still queued or running gets 429 with ``Retry-After``.
+Parameters (``fhir_service.api.export_params``): ``_outputFormat``, ``_type``, ``_since``,
+``_typeFilter``, ``_elements``, ``patient`` (POST) and the service's ``_deidentify=true``;
+``includeAssociatedData`` is answered with 400. A client with an export still queued or
+running gets 429 with ``Retry-After`` (one active job per client is a unique index).
 """
 
 from __future__ import annotations
@@ -18,28 +19,27 @@ import contextlib
 import functools
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import timedelta
 from email.utils import format_datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
 from fhir_service.api.auth.compartment import PatientCompartment
-from fhir_service.api.body import json_object, parse_json, read_body
+from fhir_service.api.background import running
 from fhir_service.api.deps import BaseDep, IdDep, SettingsDep, StoreDep
+from fhir_service.api.export_params import check_type_filters, export_params, parameter_pairs
 from fhir_service.api.responses import fhir_response, outcome_response
-from fhir_service.errors import InvalidRequest, Issue, NotFound, UnknownResourceType
-from fhir_service.export.jobs import ExportParams, Job, Level
+from fhir_service.api.routes import operation
+from fhir_service.errors import InvalidRequest, Issue, NotFound
+from fhir_service.export.jobs import Job, Level
 from fhir_service.export.runner import ExportRunner
-from fhir_service.fhir.models import model_class
-from fhir_service.fhir.references import parse_reference
 from fhir_service.storage import format_instant
 
-NDJSON_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
-UNSUPPORTED = ("_typeFilter", "_elements", "includeAssociatedData")
 RETRY_AFTER = "2"
+DEFINITIONS = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
 _FILE_NAME = re.compile(r"^[A-Za-z-]+-\d+\.ndjson$")
 
 
@@ -56,15 +56,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.export_dir.resolve(),
         compartment=functools.cache(lambda: PatientCompartment.load(settings.package_cache)),
         deid_secret=settings.deid_secret,
+        stale_after=timedelta(seconds=settings.worker_stale_seconds),
     )
     app.state.export_runner = runner
-    task = asyncio.create_task(runner.serve())
-    try:
+    async with running(runner.serve()):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 router = APIRouter(lifespan=lifespan)
@@ -82,99 +78,23 @@ def _client(request: Request) -> str:
     return str(getattr(access, "client_id", "anonymous"))
 
 
-def _since(value: str) -> datetime:
-    try:
-        since = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidRequest(
-            f"_since '{value[:40]}' is not a FHIR instant", expression="_since"
-        ) from None
-    if since.tzinfo is None:
-        raise InvalidRequest("_since needs a timezone", expression="_since")
-    return since
-
-
-def _types(value: str) -> list[str]:
-    types = [t.strip() for t in value.split(",") if t.strip()]
-    for name in types:
-        try:
-            model_class(name)
-        except UnknownResourceType:
-            raise InvalidRequest(
-                f"_type: unknown resource type '{name[:64]}'", expression="_type"
-            ) from None
-    return types
-
-
-async def _parameters(request: Request) -> list[tuple[str, Any]]:
-    """(name, value) pairs from the query string (GET) or a Parameters body (POST)."""
-    pairs: list[tuple[str, Any]] = list(request.query_params.multi_items())
-    if request.method != "POST":
-        return pairs
-    raw = await read_body(request, request.app.state.settings.max_body_bytes)
-    if not raw.strip():
-        return pairs
-    body = json_object(parse_json(raw))
-    if body.get("resourceType") != "Parameters":
-        raise InvalidRequest("The $export POST body must be a Parameters resource")
-    for parameter in body.get("parameter") or []:
-        name = parameter.get("name")
-        values = [v for k, v in parameter.items() if k.startswith("value")]
-        if isinstance(name, str) and values:
-            pairs.append((name, values[0]))
-    return pairs
-
-
-def _params(level: Level, pairs: list[tuple[str, Any]], group: str | None) -> ExportParams:
-    types: list[str] | None = None
-    since: datetime | None = None
-    patients: list[str] | None = None
-    deidentify = False
-    for name, value in pairs:
-        if name in UNSUPPORTED:
-            raise InvalidRequest(f"{name} is not supported by this server", expression=name)
-        if name == "_outputFormat":
-            if value not in NDJSON_FORMATS:
-                raise InvalidRequest(
-                    f"_outputFormat '{str(value)[:60]}' is not supported; use "
-                    "application/fhir+ndjson",
-                    expression="_outputFormat",
-                )
-        elif name == "_type":
-            types = (types or []) + _types(str(value))
-        elif name == "_since":
-            since = _since(str(value))
-        elif name == "_deidentify":
-            deidentify = str(value).lower() == "true"
-        elif name == "patient":
-            reference = value.get("reference") if isinstance(value, dict) else None
-            parsed = parse_reference(reference) if isinstance(reference, str) else None
-            if parsed is None or parsed.resource_type != "Patient" or level == "system":
-                raise InvalidRequest(
-                    "patient needs a Patient reference on Patient or Group $export",
-                    expression="patient",
-                )
-            patients = (patients or []) + [parsed.id]
-    return ExportParams(level, types, since, patients, group, deidentify)
-
-
 async def _kick_off(
     request: Request, level: Level, base: str, prefer: str | None, group: str | None = None
 ) -> Response:
     if "respond-async" not in (prefer or ""):
         raise InvalidRequest("$export needs the header Prefer: respond-async", expression="Prefer")
-    params = _params(level, await _parameters(request), group)
+    params = export_params(level, await parameter_pairs(request), group)
     if params.deidentify and not request.app.state.settings.deid_secret:
         raise InvalidRequest("De-identified export is not configured (deid_secret)")
+    await asyncio.to_thread(check_type_filters, request.app.state.store, params)
     runner = _runner(request)
-    client = _client(request)
-    if await asyncio.to_thread(runner.jobs.active_for, client) is not None:
+    job = await asyncio.to_thread(runner.jobs.create, _client(request), str(request.url), params)
+    if job is None:
         return outcome_response(
             [Issue("error", "throttled", "An export of this client is still in progress")],
             429,
             headers={"Retry-After": RETRY_AFTER},
         )
-    job = await asyncio.to_thread(runner.jobs.create, client, str(request.url), params)
     runner.wake()
     return outcome_response(
         [Issue("information", "informational", "Export accepted")],
@@ -183,7 +103,9 @@ async def _kick_off(
     )
 
 
-@router.api_route("/$export", methods=["GET", "POST"])
+@router.api_route(
+    "/$export", methods=["GET", "POST"], openapi_extra=operation("export", f"{DEFINITIONS}/export")
+)
 async def export_system(
     request: Request, base: BaseDep, prefer: Annotated[str | None, Header()] = None
 ) -> Response:
@@ -191,7 +113,11 @@ async def export_system(
     return await _kick_off(request, "system", base, prefer)
 
 
-@router.api_route("/Patient/$export", methods=["GET", "POST"])
+@router.api_route(
+    "/Patient/$export",
+    methods=["GET", "POST"],
+    openapi_extra=operation("export", f"{DEFINITIONS}/patient-export", resource="Patient"),
+)
 async def export_patients(
     request: Request, base: BaseDep, prefer: Annotated[str | None, Header()] = None
 ) -> Response:
@@ -199,7 +125,11 @@ async def export_patients(
     return await _kick_off(request, "patient", base, prefer)
 
 
-@router.api_route("/Group/{id}/$export", methods=["GET", "POST"])
+@router.api_route(
+    "/Group/{id}/$export",
+    methods=["GET", "POST"],
+    openapi_extra=operation("export", f"{DEFINITIONS}/group-export", resource="Group"),
+)
 async def export_group(
     request: Request,
     id: IdDep,

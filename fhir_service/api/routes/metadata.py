@@ -17,11 +17,11 @@ from starlette.responses import Response
 
 from fhir_service import __version__
 from fhir_service.api.auth.well_known import capability_security
-from fhir_service.api.deps import BaseDep, FormatDep
+from fhir_service.api.deps import BaseDep, FormatDep, StoreDep
 from fhir_service.api.responses import fhir_response
-from fhir_service.api.routes import CAPABILITY, INTERACTION, interaction
+from fhir_service.api.routes import ALL_TYPES, CAPABILITY, INTERACTION, OPERATION, interaction
 from fhir_service.fhir.models import is_resource_type
-from fhir_service.search.registry import get_registry
+from fhir_service.search.registry import Registry, get_registry
 from fhir_service.storage import format_instant
 
 router = APIRouter()
@@ -40,6 +40,8 @@ _TYPE_CODES = {
     "search-type",
 }
 _ABSTRACT = {"Resource", "DomainResource"}
+BULK_DATA = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+_BULK_OPERATIONS = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
 
 
 @cache
@@ -73,10 +75,34 @@ def registered(app: FastAPI) -> tuple[list[str], list[str], dict[str, Any]]:
     return type_codes, system_codes, flags
 
 
-def search_capabilities(resource_type: str) -> dict[str, Any]:
-    """``searchParam``, ``searchInclude`` and ``searchRevInclude`` the search engine really
-    supports for a type (https://hl7.org/fhir/R4/capabilitystatement-definitions.html)."""
-    params = [p for p in get_registry().for_type(resource_type).values() if p.indexed]
+def operations(app: FastAPI) -> dict[str | None, list[dict[str, str]]]:
+    """``operation`` entries of the routes that declare one, by resource type (None: system)."""
+    found: dict[str | None, list[dict[str, str]]] = {}
+    for router in app.state.fhir_routers:
+        for route in router.routes:
+            extra = route.openapi_extra if isinstance(route, APIRoute) else None
+            if not extra or OPERATION not in extra:
+                continue
+            spec = extra[OPERATION]
+            entry = {"name": spec["name"], "definition": spec["definition"]}
+            entries = found.setdefault(spec["resource"], [])
+            if entry not in entries:
+                entries.append(entry)
+    return found
+
+
+def _operations_of(declared: dict[str | None, list[dict[str, str]]], rtype: str) -> dict[str, Any]:
+    """The ``operation`` entry of one resource type: its own and those of every type (``*``)."""
+    found = declared.get(rtype, []) + declared.get(ALL_TYPES, [])
+    return {"operation": found} if found else {}
+
+
+def search_capabilities(resource_type: str, registry: Registry | None = None) -> dict[str, Any]:
+    """``searchParam`` and ``searchInclude`` the search engine really supports for a type
+    (https://hl7.org/fhir/R4/capabilitystatement-definitions.html): the core parameters and
+    the active SearchParameters stored on the server (``registry``)."""
+    registry = registry or get_registry()
+    params = [p for p in registry.for_type(resource_type).values() if p.indexed]
     references = sorted(p.code for p in params if p.type == "reference")
     return {
         "searchInclude": ["*", *(f"{resource_type}:{code}" for code in references)],
@@ -87,9 +113,16 @@ def search_capabilities(resource_type: str) -> dict[str, Any]:
     }
 
 
-def capability_statement(app: FastAPI, base: str) -> dict[str, Any]:
-    """The CapabilityStatement of ``app`` served at ``base``."""
+def capability_statement(
+    app: FastAPI, base: str, registry: Registry | None = None
+) -> dict[str, Any]:
+    """The CapabilityStatement of ``app`` served at ``base`` (search parameters of
+    ``registry``, default the core ones)."""
     type_codes, system_codes, flags = registered(app)
+    declared = operations(app)
+    bulk = any(
+        o["definition"].startswith(_BULK_OPERATIONS) for ops in declared.values() for o in ops
+    )
     started = format_instant(app.state.started)
     resource_entry: dict[str, Any] = {
         "interaction": [{"code": c} for c in type_codes],
@@ -101,7 +134,7 @@ def capability_statement(app: FastAPI, base: str) -> dict[str, Any]:
         "conditionalUpdate": bool(flags.get("conditionalUpdate")),
         "conditionalDelete": flags.get("conditionalDelete", "not-supported"),
     }
-    return {
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": started,
@@ -111,25 +144,38 @@ def capability_statement(app: FastAPI, base: str) -> dict[str, Any]:
         "implementation": {"description": "fhir-service FHIR R4 server", "url": base},
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "application/json", "json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [
             {
                 "mode": "server",
                 "security": capability_security(app, base),
                 "resource": [
-                    {"type": t, **resource_entry, **search_capabilities(t)}
+                    {
+                        "type": t,
+                        **resource_entry,
+                        **search_capabilities(t, registry),
+                        **_operations_of(declared, t),
+                    }
                     for t in resource_types()
                 ],
                 "interaction": [{"code": c} for c in system_codes],
+                **({"operation": declared[None]} if None in declared else {}),
             }
         ],
     }
+    if bulk:
+        statement["instantiates"] = [BULK_DATA]
+    return statement
 
 
 @router.get("/metadata", openapi_extra=interaction("capabilities"))
-def metadata(request: Request, fmt: FormatDep, base: BaseDep) -> Response:
-    """The CapabilityStatement; computed once per application and base."""
-    cached: dict[str, dict[str, Any]] = request.app.state.capabilities
-    if base not in cached:
-        cached[base] = capability_statement(request.app, base)
-    return fhir_response(cached[base], 200, fmt)
+def metadata(request: Request, fmt: FormatDep, base: BaseDep, store: StoreDep) -> Response:
+    """The CapabilityStatement; computed once per application, base and set of stored
+    SearchParameters (a custom one POSTed is listed from then on)."""
+    with store.begin(readonly=True) as repo:
+        stored = getattr(repo, "search_registry", None)
+        registry = stored() if callable(stored) else get_registry()
+    cached: dict[str, tuple[Registry, dict[str, Any]]] = request.app.state.capabilities
+    if base not in cached or cached[base][0] is not registry:
+        cached[base] = (registry, capability_statement(request.app, base, registry))
+    return fhir_response(cached[base][1], 200, fmt)

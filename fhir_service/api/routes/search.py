@@ -7,6 +7,7 @@ ignored parameters (``Prefer: handling=strict`` makes those a 400).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, urlencode
 
@@ -85,8 +86,10 @@ def searchset(
     pairs: list[tuple[str, str]],
     base: str,
     path: str,
+    warnings: Sequence[Issue] = (),
 ) -> dict[str, Any]:
-    """The searchset Bundle of one page (https://hl7.org/fhir/R4/bundle.html#searchset)."""
+    """The searchset Bundle of one page (https://hl7.org/fhir/R4/bundle.html#searchset);
+    ignored parameters and ``warnings`` go into an OperationOutcome entry."""
     kept = [(k, v) for k, v in pairs if k != CURSOR]
 
     def link(relation: str, cursor: str | None) -> dict[str, str]:
@@ -100,8 +103,9 @@ def searchset(
         links.append(link("previous", page.previous_cursor))
     entries = [_entry(s, base, "match", search) for s in page.matches]
     entries += [_entry(s, base, "include", search) for s in page.included]
-    if search.ignored:
-        issues = [Issue("warning", "not-supported", text) for text in search.ignored]
+    issues = [Issue("warning", "not-supported", text) for text in search.ignored]
+    issues += warnings
+    if issues:
         entries.append({"resource": operation_outcome(issues), "search": {"mode": "outcome"}})
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if page.total is not None:
@@ -142,7 +146,26 @@ def run_search(
             members = patient_compartment(registry)
             extra.append(compartment_filter(members, types, compartment[1]))
         page = searching(repo).search_page(search, extra)
-    return fhir_response(searchset(page, search, pairs, base, path), 200, fmt)
+    warnings = reindex_warnings(request, search)
+    return fhir_response(searchset(page, search, pairs, base, path, warnings), 200, fmt)
+
+
+def reindex_warnings(request: Request, search: SearchRequest) -> list[Issue]:
+    """One warning per queued or running reindex job of a searched type: until it ends,
+    parameters changed since the resources were written may miss some of them."""
+    runner = getattr(request.app.state, "reindex_runner", None)
+    if runner is None or not (search.criteria or search.sort):
+        return []
+    warnings = []
+    for job in runner.jobs.active():
+        if job.types is None or set(job.types) & set(search.types):
+            progress = f"{job.done} of {job.total}" if job.status == "running" else "queued"
+            text = (
+                f"Reindex job {job.id} ({job.reason}; {progress}) is not finished: results "
+                "for SearchParameters changed since resources were stored may be incomplete"
+            )
+            warnings.append(Issue("warning", "incomplete", text))
+    return warnings
 
 
 @router.get("/{type}", openapi_extra=interaction("search-type"))

@@ -1,31 +1,49 @@
-"""Sync runs over HTTP: ``POST /sync/runs`` starts a push or pull, ``GET /sync/runs/{id}`` reads it.
+"""Sync runs over HTTP: ``POST /sync/runs`` queues a push or pull, ``GET /sync/runs/{id}`` reads it.
 
-The run is recorded in the database before the answer (202 Accepted with
+The run is recorded in the database as ``queued`` before the answer (202 Accepted with
 ``Content-Location``, like FHIR's asynchronous pattern,
-https://hl7.org/fhir/R4/async.html) and carried out in the background on this
-process's event loop; its counts and errors are written as it goes, so any
-replica can answer the status request.
+https://hl7.org/fhir/R4/async.html). The sync worker of any replica claims it
+(``fhir_service.sync.runner``; started here for the application's lifetime), writes its
+counts and errors as it goes, and a run whose replica died is taken over by another, so
+any replica can answer the status request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import JSONResponse, Response
 
+from fhir_service.api.background import running
 from fhir_service.api.body import read_body
 from fhir_service.api.deps import SettingsDep
 from fhir_service.errors import InvalidRequest, NotFound
 from fhir_service.storage import SqlStore
 from fhir_service.sync import state
-from fhir_service.sync.client import FhirClient
-from fhir_service.sync.pull import pull
-from fhir_service.sync.push import push
+from fhir_service.sync.runner import SyncRunner
 
-router = APIRouter(prefix="/sync", tags=["sync"])
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the sync worker on the application's SQL store for the app's lifetime."""
+    store = getattr(app.state, "store", None)
+    if not isinstance(store, SqlStore):
+        yield
+        return
+    stale = timedelta(seconds=app.state.settings.worker_stale_seconds)
+    runner = SyncRunner(store, stale_after=stale)
+    app.state.sync_runner = runner
+    async with running(runner.serve()):
+        yield
+
+
+router = APIRouter(prefix="/sync", tags=["sync"], lifespan=lifespan)
 
 
 def _json(run: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +57,7 @@ def _json(run: dict[str, Any]) -> dict[str, Any]:
         "ended": run["ended_at"].isoformat() if run["ended_at"] else None,
         "counts": run["counts"],
         "errors": run["errors"],
+        "attempts": run["attempts"],
     }
 
 
@@ -49,19 +68,16 @@ def _store(request: Request) -> SqlStore:
     return store
 
 
-async def _carry_out(store: SqlStore, remote: str, body: dict[str, Any], run_id: int) -> None:
-    async with FhirClient(remote) as client:
-        if body["direction"] == "push":
-            await push(store, client, patient=body.get("patient"), run_id=run_id)
-        else:
-            await pull(
-                store, client, types=body.get("types"), patient=body.get("patient"), run_id=run_id
-            )
+def _runner(request: Request) -> SyncRunner:
+    runner: SyncRunner | None = getattr(request.app.state, "sync_runner", None)
+    if runner is None:
+        raise InvalidRequest("Sync needs the SQL store")
+    return runner
 
 
 @router.post("/runs", status_code=202)
 async def start_run(request: Request, settings: SettingsDep) -> Response:
-    """Start a sync run: body ``{"direction": "push"|"pull", "remote"?, "patient"?, "types"?}``."""
+    """Queue a sync run: body ``{"direction": "push"|"pull", "remote"?, "patient"?, "types"?}``."""
     raw = await read_body(request, settings.max_body_bytes)
     try:
         body = orjson.loads(raw) if raw else {}
@@ -77,18 +93,15 @@ async def start_run(request: Request, settings: SettingsDep) -> Response:
     remote = body.get("remote") or settings.remote_url
     if not isinstance(remote, str) or not remote.startswith(("http://", "https://")):
         raise InvalidRequest('No remote: give "remote" or set FHIR_SERVICE_REMOTE_URL')
-    store = _store(request)
+    runner = _runner(request)
     patient = body.get("patient")
     if patient is not None and not isinstance(patient, str):
         raise InvalidRequest('"patient" must be a Patient id', expression="patient")
-    kind = "patient" if body["direction"] == "push" else "everything"
-    scope = f"{kind}:{patient}" if patient else "changed"
-    run_id = state.start_run(store, state.remote_key(remote), body["direction"], scope)
-    task = asyncio.create_task(_carry_out(store, remote, body, run_id))
-    tasks: set[asyncio.Task[None]] = request.app.state.__dict__.setdefault("sync_tasks", set())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-    run = state.run(store, run_id)
+    run_id = await asyncio.to_thread(
+        runner.jobs.queue, remote, body["direction"], patient or None, types
+    )
+    runner.wake()
+    run = await asyncio.to_thread(state.run, runner.store, run_id)
     assert run is not None
     return JSONResponse(
         _json(run), status_code=202, headers={"content-location": f"/sync/runs/{run_id}"}

@@ -4,12 +4,15 @@
 resource (``resource``, ``mode``, ``profile``) or the bare resource, with ``mode``
 and ``profile`` also accepted in the query; ``GET /fhir/{type}/{id}/$validate``
 validates the stored resource. The answer is 200 with an OperationOutcome of every
-issue, errors included: the operation succeeded in validating. A body that is
-not JSON, or a request that cannot be validated, is a 400 with an OperationOutcome.
+issue, errors included: the operation succeeded in validating. Issues of a posted
+body carry its line and column (extensions operationoutcome-issue-line and -col). A
+body that is not JSON, or a request that cannot be validated, is a 400 with an
+OperationOutcome.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,15 +24,15 @@ from fhir_service.api.body import check_json, read_body
 from fhir_service.api.deps import FormatDep, IdDep, StoreDep, TypeDep
 from fhir_service.api.negotiation import RESOURCE_BODY_TYPES, check_content_type
 from fhir_service.api.responses import outcome_response
+from fhir_service.api.routes import ALL_TYPES, operation
 from fhir_service.errors import InvalidRequest, Issue
-from fhir_service.fhir.package_cache import load_definitions
-from fhir_service.validation.engine import validator_for
-from fhir_service.validation.json_syntax import parse_json
+from fhir_service.validation.json_syntax import Pointer, parse_json
 from fhir_service.validation.options import Options
 
 router = APIRouter()
 
 MODES = ("create", "update", "delete", "profile")
+DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 
 
 def _param_value(param: dict[str, Any]) -> Any:
@@ -39,21 +42,32 @@ def _param_value(param: dict[str, Any]) -> Any:
     return None
 
 
-def _split(
-    body: dict[str, Any], query: dict[str, list[str]]
-) -> tuple[dict[str, Any] | None, str | None, list[str]]:
-    """(resource, mode, profiles) from a Parameters body or a bare resource, plus the query."""
+@dataclass
+class _Request:
+    """What to validate: the resource, where it sits in the body text, mode and profiles."""
+
+    resource: dict[str, Any] | None
+    at: Pointer
+    mode: str | None
+    profiles: list[str]
+
+
+def _split(body: dict[str, Any], query: dict[str, list[str]]) -> _Request:
+    """The resource (a Parameters' ``resource`` or the bare body), mode and profiles, from
+    the body and the query."""
     modes = list(query.get("mode", []))
     profiles = list(query.get("profile", []))
     resource: dict[str, Any] | None = body
+    at: Pointer = ()
     if body.get("resourceType") == "Parameters":
         resource = None
-        for param in body.get("parameter") or []:
+        for index, param in enumerate(body.get("parameter") or []):
             if not isinstance(param, dict):
                 raise InvalidRequest("Parameters.parameter must hold objects")
             name = param.get("name")
             if name == "resource":
                 resource = param.get("resource")
+                at = ("parameter", index, "resource")
                 if not isinstance(resource, dict):
                     raise InvalidRequest("The 'resource' parameter holds no resource")
             elif name == "mode":
@@ -67,17 +81,19 @@ def _split(
         raise InvalidRequest(
             f"mode must be one of {', '.join(MODES)}, not {mode!r}", expression="mode"
         )
-    return resource, mode, profiles
+    return _Request(resource, at, mode, profiles)
 
 
 def _validate(
     request: Request,
-    resource: dict[str, Any] | None,
-    mode: str | None,
-    profiles: list[str],
+    asked: _Request,
     type_: str | None,
     id_: str | None = None,
+    text: str | None = None,
 ) -> list[Issue]:
+    """The issues of the asked resource; with the body ``text``, each carries its line
+    and column (as ``fhir-service validate`` reports them)."""
+    resource, mode = asked.resource, asked.mode
     if mode == "delete":
         return [
             Issue(
@@ -93,9 +109,12 @@ def _validate(
             f"The resource is a {resource.get('resourceType')}, not a {type_}",
             expression="resourceType",
         )
-    definitions = load_definitions(request.app.state.settings.package_cache)
-    options = Options(profiles=tuple(profiles))
-    issues = validator_for(definitions).validate_resource(resource, options)
+    options = Options(profiles=tuple(asked.profiles))
+    validator = request.app.state.validator.get()
+    if text is None:
+        issues = validator.validate_resource(resource, options)
+    else:
+        issues = validator.validate_text(text, options, at=asked.at)
     rtype = str(resource.get("resourceType"))
     if mode == "update" and not resource.get("id"):
         issues.append(
@@ -115,7 +134,7 @@ def _query(request: Request) -> dict[str, list[str]]:
     return found
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def _body(request: Request) -> tuple[dict[str, Any], str]:
     check_content_type(request.headers.get("content-type"), RESOURCE_BODY_TYPES)
     raw = await read_body(request, request.app.state.settings.max_body_bytes)
     if not raw.strip():
@@ -131,38 +150,46 @@ async def _body(request: Request) -> dict[str, Any]:
     check_json(value)
     if not isinstance(value, dict):
         raise InvalidRequest("The body must be a JSON object: a resource or Parameters")
-    return value
+    return value, raw.decode("utf-8")
 
 
-async def _answer(request: Request, fmt: Any, body: dict[str, Any], type_: str | None) -> Response:
-    resource, mode, profiles = _split(body, _query(request))
-    issues = await run_in_threadpool(_validate, request, resource, mode, profiles, type_)
+async def _answer(request: Request, fmt: Any, type_: str | None) -> Response:
+    body, text = await _body(request)
+    # Split the body as the validator reads the text: with a duplicate property the
+    # validator keeps the first value where orjson keeps the last.
+    read = parse_json(text).value
+    asked = _split(read if isinstance(read, dict) else body, _query(request))
+    issues = await run_in_threadpool(_validate, request, asked, type_, None, text)
     return outcome_response(issues, 200, fmt)
 
 
-@router.post("/$validate")
+@router.post("/$validate", openapi_extra=operation("validate", DEFINITION))
 async def validate_system(request: Request, fmt: FormatDep) -> Response:
     """Validate the resource of the body, whatever its type."""
-    return await _answer(request, fmt, await _body(request), None)
+    return await _answer(request, fmt, None)
 
 
-@router.post("/{type}/$validate")
+@router.post(
+    "/{type}/$validate", openapi_extra=operation("validate", DEFINITION, resource=ALL_TYPES)
+)
 async def validate_type(type: TypeDep, request: Request, fmt: FormatDep) -> Response:
     """Validate a resource of the URL's type."""
-    return await _answer(request, fmt, await _body(request), type)
+    return await _answer(request, fmt, type)
 
 
-@router.get("/{type}/{id}/$validate")
+@router.get(
+    "/{type}/{id}/$validate", openapi_extra=operation("validate", DEFINITION, resource=ALL_TYPES)
+)
 async def validate_instance(
     type: TypeDep, id: IdDep, request: Request, fmt: FormatDep, store: StoreDep
 ) -> Response:
     """Validate the current version of a stored resource (``mode`` and ``profile`` in the query)."""
-    _, mode, profiles = _split({}, _query(request))
+    asked = _split({}, _query(request))
 
     def read() -> dict[str, Any]:
         with store.begin(readonly=True) as repo:
             return repo.read(type, id).resource or {}
 
-    resource = await run_in_threadpool(read)
-    issues = await run_in_threadpool(_validate, request, resource, mode, profiles, type, id)
+    asked.resource = await run_in_threadpool(read)
+    issues = await run_in_threadpool(_validate, request, asked, type, id)
     return outcome_response(issues, 200, fmt)

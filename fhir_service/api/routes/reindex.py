@@ -1,0 +1,200 @@
+"""``$reindex``: rebuild the search index of stored resources in the background
+(https://hl7.org/fhir/R4/searchparameter.html, asynchronous pattern of
+https://hl7.org/fhir/R4/async.html).
+
+- ``POST /fhir/$reindex`` (query or Parameters body: ``type``, repeatable or
+  comma-separated; ``url`` of a SearchParameter, whose ``base`` types are reindexed;
+  neither: every stored type) -> 202, ``Content-Location`` of the job, the job as
+  Parameters.
+- ``GET /fhir/$reindex/{job}`` -> the job as Parameters (``status``, ``total``, ``done``,
+  ``progress``): 202 with ``X-Progress`` while queued or running, then 200.
+- ``GET /fhir/$reindex`` -> the 50 newest jobs; ``DELETE /fhir/$reindex/{job}`` cancels.
+
+Jobs are also made by the worker for every SearchParameter created, updated or deleted.
+Starting and cancelling needs an unrestricted client (``system/*.cruds``) in smart mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from starlette.responses import Response
+
+from fhir_service.api.background import running
+from fhir_service.api.body import json_object, parse_json, read_body
+from fhir_service.api.deps import BaseDep, FormatDep
+from fhir_service.api.responses import fhir_response
+from fhir_service.errors import Conflict, Forbidden, InvalidRequest, NotFound, UnknownResourceType
+from fhir_service.fhir.models import model_class
+from fhir_service.search.registry import get_registry
+from fhir_service.storage import format_instant
+from fhir_service.storage.reindex_jobs import ReindexJob
+from fhir_service.storage.reindex_run import ALL_TYPES
+from fhir_service.storage.reindex_runner import ReindexRunner
+from fhir_service.storage.search_index import registry_for
+
+RETRY_AFTER = "2"
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the reindex worker on the application's database for the app's lifetime."""
+    engine = getattr(app.state.store, "engine", None)
+    if engine is None:
+        yield
+        return
+    stale = timedelta(seconds=app.state.settings.worker_stale_seconds)
+    runner = ReindexRunner(engine, stale_after=stale)
+    app.state.reindex_runner = runner
+    async with running(runner.serve()):
+        yield
+
+
+router = APIRouter(lifespan=lifespan)
+
+
+def _runner(request: Request) -> ReindexRunner:
+    runner: ReindexRunner | None = getattr(request.app.state, "reindex_runner", None)
+    if runner is None:
+        raise NotFound("Reindexing is not available on this store")
+    return runner
+
+
+def _admin(request: Request, what: str) -> None:
+    access = getattr(request.state, "access", None)
+    if access is not None and not access.unrestricted():
+        raise Forbidden(f"{what} needs the scope system/*.cruds")
+
+
+async def _pairs(request: Request) -> list[tuple[str, str]]:
+    """(name, value) pairs from the query string and a Parameters body."""
+    pairs = list(request.query_params.multi_items())
+    raw = await read_body(request, request.app.state.settings.max_body_bytes)
+    if not raw.strip():
+        return pairs
+    body = json_object(parse_json(raw))
+    if body.get("resourceType") != "Parameters":
+        raise InvalidRequest("The $reindex POST body must be a Parameters resource")
+    for parameter in body.get("parameter") or []:
+        values = [v for k, v in parameter.items() if k.startswith("value")]
+        if isinstance(parameter.get("name"), str) and values and isinstance(values[0], str):
+            pairs.append((parameter["name"], values[0]))
+    return pairs
+
+
+def _bases_of(runner: ReindexRunner, url: str) -> list[str] | None:
+    """The ``base`` types of the core or stored SearchParameter ``url`` (None: all)."""
+    with runner.jobs.read() as conn:
+        registry = registry_for(conn, get_registry())
+    for sp in registry.parameters:
+        if sp.get("url") == url:
+            bases = [b for b in sp.get("base") or [] if isinstance(b, str)]
+            return None if set(bases) & ALL_TYPES else bases
+    raise InvalidRequest(f"No active SearchParameter with url '{url[:200]}'", expression="url")
+
+
+def _request(runner: ReindexRunner, pairs: list[tuple[str, str]]) -> tuple[list[str] | None, str]:
+    types: list[str] | None = None
+    urls: list[str] = []
+    for name, value in pairs:
+        if name == "type":
+            for item in (t.strip() for t in value.split(",")):
+                try:
+                    model_class(item)
+                except UnknownResourceType:
+                    raise InvalidRequest(
+                        f"type: unknown resource type '{item[:64]}'", expression="type"
+                    ) from None
+                types = [*(types or []), item]
+        elif name == "url":
+            urls.append(value)
+        elif not name.startswith("_"):
+            raise InvalidRequest(f"Unknown $reindex parameter '{name[:64]}'", expression=name)
+    for url in urls:
+        bases = _bases_of(runner, url)
+        if bases is None:
+            return None, f"$reindex of {url}"
+        types = [*(types or []), *bases]
+    reason = "$reindex" + (f" of {', '.join(urls)}" if urls else "")
+    return types, reason
+
+
+def _parameters(job: ReindexJob, base: str) -> dict[str, Any]:
+    parameter: list[dict[str, Any]] = [
+        {"name": "id", "valueString": job.id},
+        {"name": "location", "valueUri": f"{base}/$reindex/{job.id}"},
+        {"name": "status", "valueCode": job.status},
+        {"name": "reason", "valueString": job.reason},
+        *({"name": "type", "valueCode": t} for t in job.types or []),
+        {"name": "total", "valueInteger": job.total},
+        {"name": "done", "valueInteger": job.done},
+        {"name": "progress", "valueString": _progress(job)},
+        {"name": "created", "valueInstant": format_instant(job.created)},
+    ]
+    if job.finished is not None:
+        parameter.append({"name": "finished", "valueInstant": format_instant(job.finished)})
+    if job.error:
+        parameter.append({"name": "error", "valueString": job.error})
+    return {"resourceType": "Parameters", "parameter": parameter}
+
+
+def _progress(job: ReindexJob) -> str:
+    if job.status == "queued" and not job.done:
+        return "queued"
+    share = f" ({100 * job.done // job.total}%)" if job.total else ""
+    return f"{job.done} of {job.total} resources{share}"
+
+
+@router.post("/$reindex")
+async def reindex_start(request: Request, base: BaseDep, fmt: FormatDep) -> Response:
+    """Queue a reindex job; 202 with the job's status URL."""
+    _admin(request, "$reindex")
+    runner = _runner(request)
+    types, reason = await asyncio.to_thread(_request, runner, await _pairs(request))
+    job = await asyncio.to_thread(runner.jobs.create, types, reason)
+    assert job is not None
+    runner.wake()
+    location = f"{base}/$reindex/{job.id}"
+    return fhir_response(_parameters(job, base), 202, fmt, headers={"Content-Location": location})
+
+
+@router.get("/$reindex")
+async def reindex_list(request: Request, base: BaseDep, fmt: FormatDep) -> Response:
+    """The newest jobs, newest first, each as a ``job`` parameter with parts."""
+    jobs = await asyncio.to_thread(_runner(request).jobs.recent)
+    parameter = [{"name": "job", "part": _parameters(job, base)["parameter"]} for job in jobs]
+    return fhir_response({"resourceType": "Parameters", "parameter": parameter}, 200, fmt)
+
+
+async def _job(request: Request, job_id: str) -> ReindexJob:
+    job = await asyncio.to_thread(_runner(request).jobs.get, job_id[:36])
+    if job is None:
+        raise NotFound(f"No reindex job '{job_id[:40]}'")
+    return job
+
+
+@router.get("/$reindex/{job_id}")
+async def reindex_status(request: Request, job_id: str, base: BaseDep, fmt: FormatDep) -> Response:
+    """The job: 202 with ``X-Progress`` while queued or running, 200 when it ended."""
+    job = await _job(request, job_id)
+    body = _parameters(job, base)
+    if job.status in ("queued", "running"):
+        headers = {"X-Progress": _progress(job), "Retry-After": RETRY_AFTER}
+        return fhir_response(body, 202, fmt, headers=headers)
+    return fhir_response(body, 200, fmt)
+
+
+@router.delete("/$reindex/{job_id}")
+async def reindex_cancel(request: Request, job_id: str, base: BaseDep, fmt: FormatDep) -> Response:
+    """Cancel a queued or running job (a running one stops after its current batch)."""
+    _admin(request, "Cancelling a reindex job")
+    job = await _job(request, job_id)
+    if not await asyncio.to_thread(_runner(request).jobs.cancel, job.id):
+        raise Conflict(f"Reindex job {job.id} has already ended ({job.status})")
+    cancelled = await _job(request, job.id)
+    return fhir_response(_parameters(cancelled, base), 202, fmt)

@@ -1,0 +1,105 @@
+"""Validation on write, the ``FHIR_SERVICE_VALIDATE_ON_WRITE`` setting
+(https://hl7.org/fhir/R4/validation.html, status codes of https://hl7.org/fhir/R4/http.html#update).
+
+Every resource version a request stores (create, update, conditional create and
+update, the result of a PATCH, each entry of a batch or transaction) is checked by
+the application's one ``Validator`` through the unit of work's ``before_write``:
+
+- ``off``: nothing is checked;
+- ``warn``: the write happens; the issues are kept for the response (see
+  ``WriteCheck.issues_of``) and logged without diagnostics, which may quote content;
+- ``reject``: a resource with an error or fatal issue raises ``Unprocessable`` (422)
+  carrying every issue, so the unit of work rolls back: a transaction fails as a
+  whole, a batch entry fails alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from fhir_service.errors import Issue, Unprocessable
+from fhir_service.fhir.outcome import operation_outcome
+from fhir_service.fhir.package_cache import load_definitions
+from fhir_service.validation.engine import Validator, has_errors, validator_for
+
+Mode = Literal["off", "warn", "reject"]
+
+log = logging.getLogger("fhir_service.api.validation")
+
+
+class AppValidator:
+    """The application's Validator, built once from the package cache on first use."""
+
+    def __init__(self, package_cache: Path) -> None:
+        self._package_cache = package_cache
+        self._validator: Validator | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Validator:
+        """The Validator (PackageError when the cache holds no FHIR package)."""
+        if self._validator is None:
+            with self._lock:
+                if self._validator is None:
+                    self._validator = validator_for(load_definitions(self._package_cache))
+        return self._validator
+
+
+class WriteCheck:
+    """The ``before_write`` of one request in ``warn`` or ``reject`` mode."""
+
+    def __init__(self, validator: Validator, mode: Mode) -> None:
+        self._validator = validator
+        self._mode = mode
+        self._issues: dict[str, list[Issue]] = {}
+
+    def __call__(self, body: dict[str, Any]) -> None:
+        issues = self._validator.validate_resource(body)
+        rtype, id = body.get("resourceType"), body.get("id")
+        version = (body.get("meta") or {}).get("versionId")
+        self._issues[f"{rtype}/{id}/_history/{version}"] = issues
+        if not any(i.severity in ("fatal", "error", "warning") for i in issues):
+            return
+        _log(f"{rtype}/{id}", issues, self._mode)
+        if self._mode == "reject" and has_errors(issues):
+            errors = sum(i.severity in ("error", "fatal") for i in issues)
+            raise Unprocessable(
+                f"{rtype} is not valid: {errors} error(s); nothing was written",
+                expression=str(rtype),
+                issues=issues,
+            )
+
+    def issues_of(self, location: str) -> list[Issue]:
+        """The issues of the version written at ``Type/id/_history/n`` (none if unchecked)."""
+        return self._issues.get(location, [])
+
+    def annotate(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """A batch- or transaction-response with each written entry's issues in
+        ``response.outcome`` (an entry that failed keeps its own outcome)."""
+        for entry in bundle.get("entry") or []:
+            response = entry.get("response") or {}
+            issues = self.issues_of(str(response.get("location")))
+            if issues and "outcome" not in response:
+                response["outcome"] = operation_outcome(issues)
+        return bundle
+
+
+def write_check(validator: AppValidator, mode: Mode) -> WriteCheck | None:
+    """A fresh ``WriteCheck`` for one request, or None when validation on write is off."""
+    return None if mode == "off" else WriteCheck(validator.get(), mode)
+
+
+def _log(where: str, issues: list[Issue], mode: Mode) -> None:
+    counts = {s: sum(i.severity == s for i in issues) for s in ("fatal", "error", "warning")}
+    places = "; ".join(f"{i.severity} {i.code} at {','.join(i.expression)}" for i in issues[:20])
+    log.warning(
+        "validation on write (%s): %s has %d fatal, %d error, %d warning issue(s): %s",
+        mode,
+        where,
+        counts["fatal"],
+        counts["error"],
+        counts["warning"],
+        places,
+    )
