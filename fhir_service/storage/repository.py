@@ -177,6 +177,18 @@ class Repository(Protocol):
         """
         ...
 
+    def conditional_patch(
+        self,
+        resource_type: str,
+        criteria: str,
+        operations: list[JSON] | JSON,
+        *,
+        if_match: int | None = None,
+    ) -> StoredResult:
+        """Conditional patch (https://hl7.org/fhir/R4/http.html#patch): patch the one match of
+        ``criteria``; none raises NotFound, several raise PreconditionFailed."""
+        ...
+
     def conditional_delete(self, resource_type: str, criteria: str) -> list[Stored]:
         """Conditional delete, single mode (https://hl7.org/fhir/R4/http.html#3.1.0.7.1).
 

@@ -492,6 +492,21 @@ class SqlRepository:
             return None
         return self._write(resource_type, id, None, "DELETE", current)
 
+    def conditional_patch(
+        self,
+        resource_type: str,
+        criteria: str,
+        operations: list[JSON] | JSON,
+        *,
+        if_match: int | None = None,
+    ) -> StoredResult:
+        model_class(resource_type)
+        params = parse_criteria(criteria, resource_type)
+        match = self._single_match(resource_type, params, criteria)
+        if match is None:
+            raise NotFound(f"No {resource_type} matches '{criteria}'")
+        return self.patch(resource_type, match, operations, if_match=if_match)
+
     def conditional_delete(self, resource_type: str, criteria: str) -> list[Stored]:
         model_class(resource_type)
         params = parse_criteria(criteria, resource_type)

@@ -189,6 +189,59 @@ def test_conditional_delete(client: TestClient) -> None:
     assert_outcome(client.delete("/fhir/Patient"), 400, "criteria")
 
 
+def test_conditional_patch(client: TestClient) -> None:
+    """PATCH /Type?criteria patches the one match, with JSON Patch or FHIRPath Patch;
+    no match is 404, several are 412, and neither writes anything."""
+    ident = {"system": "http://example.org/mrn", "value": "cpatch"}
+    url = "/fhir/Patient?identifier=http://example.org/mrn|cpatch"
+    pid = create(client, patient(identifier=[ident], gender="male"))["id"]
+    json_patch = [{"op": "replace", "path": "/gender", "value": "female"}]
+    patched = client.patch(
+        url, json=json_patch, headers={"Content-Type": "application/json-patch+json"}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["id"] == pid and patched.json()["gender"] == "female"
+    fhirpath_patch = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "add"},
+                    {"name": "path", "valueString": "Patient"},
+                    {"name": "name", "valueString": "birthDate"},
+                    {"name": "value", "valueDate": "1960-05-04"},
+                ],
+            }
+        ],
+    }
+    stale = client.patch(
+        url, json=fhirpath_patch, headers={"Content-Type": FHIR_JSON, "If-Match": 'W/"1"'}
+    )
+    assert_outcome(stale, 412, "If-Match")
+    added = client.patch(url, json=fhirpath_patch, headers={"Content-Type": FHIR_JSON})
+    assert added.status_code == 200, added.text
+    current = client.get(f"/fhir/Patient/{pid}").json()
+    assert (current["meta"]["versionId"], current["birthDate"]) == ("3", "1960-05-04")
+
+    none = client.patch(
+        "/fhir/Patient?identifier=http://example.org/mrn|nobody",
+        json=json_patch,
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert_outcome(none, 404, "nobody")
+    create(client, patient(identifier=[ident]))
+    several = client.patch(
+        url, json=json_patch, headers={"Content-Type": "application/json-patch+json"}
+    )
+    assert_outcome(several, 412, "more than one")
+    assert client.get(f"/fhir/Patient/{pid}").json()["meta"]["versionId"] == "3"
+    no_criteria = client.patch(
+        "/fhir/Patient", json=json_patch, headers={"Content-Type": "application/json-patch+json"}
+    )
+    assert_outcome(no_criteria, 400, "criteria")
+
+
 def test_prefer_return(client: TestClient) -> None:
     minimal = client.post("/fhir/Patient", json=patient(), headers={"Prefer": "return=minimal"})
     assert minimal.status_code == 201

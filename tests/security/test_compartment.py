@@ -187,6 +187,15 @@ def test_writes_outside_the_compartment_are_403(
         smart.client.put(f"/fhir/Observation/{world.obs_b}", json=stolen, headers=as_a), 403
     )
     assert_outcome(smart.client.delete(f"/fhir/Observation/{world.obs_b}", headers=as_a), 403)
+    json_patch = {**as_a, "Content-Type": "application/json-patch+json"}
+    for operations in (
+        [{"op": "replace", "path": "/status", "value": "amended"}],
+        [{"op": "replace", "path": "/subject/reference", "value": f"Patient/{world.a}"}],
+    ):
+        conditional = smart.client.patch(
+            f"/fhir/Observation?_id={world.obs_b}", json=operations, headers=json_patch
+        )
+        assert_outcome(conditional, 403)
     admin = smart.client.get(f"/fhir/Observation/{world.obs_b}", headers=smart.headers(ADMIN))
     assert admin.json()["meta"]["versionId"] == "1"
     assert admin.json()["subject"]["reference"] == f"Patient/{world.b}"

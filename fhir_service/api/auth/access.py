@@ -278,6 +278,22 @@ class GuardedRepository:
         self._ctx.note.record("delete", _refs([marker]) if marker else [])
         return marker
 
+    def conditional_patch(
+        self,
+        resource_type: str,
+        criteria: str,
+        operations: list[JSON] | JSON,
+        *,
+        if_match: int | None = None,
+    ) -> StoredResult:
+        reach = self._ctx.require(resource_type, "u")
+        result = self._inner.conditional_patch(
+            resource_type, criteria, operations, if_match=if_match
+        )
+        self._check_write(result, reach, f"The {resource_type} matching the criteria")
+        self._ctx.note.record("patch", _refs([result.stored]))
+        return result
+
     def conditional_delete(self, resource_type: str, criteria: str) -> list[Stored]:
         reach = self._ctx.require(resource_type, "d")
         markers = self._inner.conditional_delete(resource_type, criteria)

@@ -193,6 +193,28 @@ def patch(
     return _written(result, prefer, fmt, base, check)
 
 
+@router.patch("/{type}", openapi_extra=interaction("patch"))
+def conditional_patch(
+    type: TypeDep,
+    operations: PatchBody,
+    request: Request,
+    store: StoreDep,
+    fmt: FormatDep,
+    base: BaseDep,
+    prefer: PreferDep,
+    check: WriteCheckDep,
+    if_match: IfMatchDep,
+) -> Response:
+    """https://hl7.org/fhir/R4/http.html#patch, conditional: PATCH /Type?criteria patches the
+    one match (404 when none, 412 when several)."""
+    if isinstance(operations, list) and not all(isinstance(op, dict) for op in operations):
+        raise InvalidRequest("Every JSON Patch operation must be a JSON object")
+    criteria = _criteria(request)
+    with store.begin(before_write=check) as repo:
+        result = repo.conditional_patch(type, criteria, operations, if_match=if_match)
+    return _written(result, prefer, fmt, base, check)
+
+
 def _deleted_response(markers: list[Stored], what: str, prefer: str, fmt: Format) -> Response:
     headers = version_headers(markers[0], "") if markers else {}
     headers.pop("Last-Modified", None)
