@@ -4,6 +4,7 @@
 - request validation and JSON decode errors: 400;
 - unknown routes 404, wrong methods 405, other HTTP errors their status;
 - database rejections of a value: 400;
+- an unreachable database or a transient database failure: 503 with Retry-After;
 - anything unexpected: 500 with a generic OperationOutcome. The log names the
   exception type and the code location only, never the message (which may quote
   request data) nor the body.
@@ -16,7 +17,7 @@ import traceback
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -83,6 +84,19 @@ async def _data_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database could not be reached or answered with a transient failure (a
+    connection the server closed, a lock wait that ran out): 503 with Retry-After."""
+    log.error(
+        "%s %s: database unavailable (%s)", request.method, request.url.path, type(exc).__name__
+    )
+    return outcome_response(
+        [Issue("error", "transient", "The database is unavailable; retry the request")],
+        503,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     frames = "".join(traceback.format_tb(exc.__traceback__))
     log.error("%s %s raised %s\n%s", request.method, request.url.path, type(exc).__name__, frames)
@@ -97,4 +111,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -11,6 +11,7 @@ Bodies are (de)serialized with orjson on both.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 
 from fhir_service.errors import InvalidRequest
 
@@ -62,14 +64,44 @@ def create_engine(url: str, *, pool_size: int = 20) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
-        pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=pool_size,
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+IDLE_PING_SECONDS = 1.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before use."""
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Pessimistic disconnect handling without a round trip per checkout
+    (https://docs.sqlalchemy.org/en/20/core/pooling.html#custom-legacy-pessimistic-ping):
+    a connection back in use within ``IDLE_PING_SECONDS`` was alive then; one idle
+    longer (the server may have restarted or closed it) answers ``SELECT 1`` first, and
+    a dead one is replaced by a new connection."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get("checked_in")
+        if checked_in is not None and time.monotonic() - checked_in < IDLE_PING_SECONDS:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            if not dbapi_connection.autocommit:
+                dbapi_connection.rollback()
+        except Exception as exc:
+            raise DisconnectionError(type(exc).__name__) from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -108,7 +108,8 @@ def test_if_match_on_missing_resource_is_412(client: TestClient) -> None:
 def test_unknown_route_and_wrong_method(client: TestClient) -> None:
     assert_outcome(client.get("/nowhere"), 404, "/nowhere")
     assert_outcome(client.get("/fhir/Patient/a/b/c/d"), 404, "/fhir/Patient/a/b/c/d")
-    assert_outcome(client.patch("/fhir/Patient", content=b"[]"), 405, "PATCH")
+    assert_outcome(client.patch("/fhir/Patient/a/_history/1", content=b"[]"), 405, "PATCH")
+    assert_outcome(client.put("/fhir/Patient/a/_history/1", content=b"{}"), 405, "PUT")
 
 
 def test_bad_query_parameters_are_400(client: TestClient) -> None:
