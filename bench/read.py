@@ -8,9 +8,11 @@ For each database (a fresh SQLite file; a fresh PostgreSQL database created from
 N Patients, starts ``uvicorn`` with one worker in a subprocess serving
 ``create_app``, and reads random Patients by id (GET /fhir/Patient/{id},
 https://hl7.org/fhir/R4/http.html#read) from ``--concurrency`` keep-alive HTTP/1.1
-connections for ``--seconds``. The load generator is a minimal asyncio client
-in this process, so client and server share the machine. Prints a table and
-rewrites its section of bench/RESULTS.md.
+connections for ``--seconds``. The load generator is ``wrk`` when it is on the
+PATH (Debian package ``wrk``; a Lua script picks the ids, ``--generator`` chooses),
+otherwise a minimal asyncio client in this process, which takes a good part of one of
+the two cores itself; either way client and server share the machine. Prints a table
+and rewrites its section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import argparse
 import asyncio
 import os
 import random
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -148,21 +152,78 @@ async def _load(
     return latencies, errors[0], time.perf_counter() - began
 
 
+WRK_SCRIPT = """
+local count = COUNT
+request = function()
+  return wrk.format("GET", "/fhir/Patient/bench-" .. math.random(0, count - 1),
+                    {["Accept"] = "application/fhir+json"})
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %f %f %f\\n", summary.requests,
+    summary.errors.status + summary.errors.connect + summary.errors.read
+      + summary.errors.write + summary.errors.timeout,
+    summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(95) / 1e3))
+end
+"""
+
+
+def _wrk(
+    port: int, count: int, seconds: float, concurrency: int
+) -> tuple[int, int, float, float, float]:
+    """(requests, errors, seconds, p50 ms, p95 ms) of one wrk run."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT.replace("COUNT", str(count)))
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{concurrency}",
+                f"-d{max(1, round(seconds))}s",
+                "-s",
+                script.name,
+                f"http://127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    found = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
+    if found is None:
+        raise RuntimeError(f"wrk printed no result: {out[-500:]}")
+    requests, errors = int(found[1]), int(found[2])
+    return requests, errors, float(found[3]), float(found[4]), float(found[5])
+
+
 def measure(database: str, url: str, args: argparse.Namespace) -> Run:
     ids = seed(url, args.resources)
     port = free_port()
     server = start_server(url, port)
     try:
+        if args.generator == "wrk":
+            _wrk(port, len(ids), 1.0, args.concurrency)  # warm-up
+            requests, errors, elapsed, p50, p95 = _wrk(
+                port, len(ids), args.seconds, args.concurrency
+            )
+            return Run(database, requests, errors, elapsed, p50, p95)
         asyncio.run(_load(port, ids, 1.0, args.concurrency))  # warm-up
         latencies, errors, elapsed = asyncio.run(_load(port, ids, args.seconds, args.concurrency))
     finally:
         server.terminate()
         server.wait(timeout=30)
     latencies.sort()
-    p95 = latencies[int(len(latencies) * 0.95)]
+    p95_s = latencies[int(len(latencies) * 0.95)]
     return Run(
-        database, len(latencies), errors, elapsed, statistics.median(latencies) * 1000, p95 * 1000
+        database, len(latencies), errors, elapsed, statistics.median(latencies) * 1000, p95_s * 1000
     )
+
+
+GENERATORS = {
+    "wrk": "wrk (1 thread)",
+    "python": "the asyncio load generator of this script",
+}
 
 
 def table(runs: list[Run]) -> str:
@@ -188,8 +249,8 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> None:
             "",
             f"Run {date.today().isoformat()} on {machine()}.",
             f"GET /fhir/Patient/{{id}} on {args.resources} stored Patients, one uvicorn worker,",
-            f"{args.concurrency} keep-alive connections for {args.seconds:g} s from a load",
-            "generator on the same machine. Target: >= 1,000 requests/s.",
+            f"{args.concurrency} keep-alive connections for {args.seconds:g} s from "
+            f"{GENERATORS[args.generator]} on the same machine. Target: >= 1,000 requests/s.",
             "",
             table(runs),
         ],
@@ -211,6 +272,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--postgres-url", default=os.environ.get("FHIR_SERVICE_TEST_POSTGRES_URL"))
+    parser.add_argument(
+        "--generator",
+        choices=sorted(GENERATORS),
+        default="wrk" if shutil.which("wrk") else "python",
+    )
     parser.add_argument("--no-write", action="store_true", help="Do not update RESULTS.md.")
     args = parser.parse_args()
     runs = []
