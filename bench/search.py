@@ -278,8 +278,6 @@ def write_results(rows: list[dict[str, Any]]) -> None:
             "  was its 3.1x ratio. `--explain` prints the plans: at 100k all are index",
             "  searches on both databases (at 10k PostgreSQL prefers a sequential scan of the",
             "  few thousand Observation rows for the patient queries).",
-            "- The machine was shared with other test runs: PostgreSQL's 10k row ran under",
-            "  more load than its 100k row (hence ratios below 1); compare with care.",
         ],
     )
 
