@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from fhirpy import SyncFHIRClient
 
 from tests.api.helpers import FHIR_JSON, assert_outcome, patient
-from tests.fhir.test_fhirpath_patch import operation, patch
+from tests.fhir.patch_helpers import operation, patch
 
 MRN = {"system": "http://example.org/mrn", "value": "fp-1"}
 SSN = {"system": "http://example.org/ssn", "value": "fp-2"}

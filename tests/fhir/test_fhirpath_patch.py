@@ -8,28 +8,7 @@ import pytest
 
 from fhir_service.errors import InvalidRequest, Unprocessable
 from fhir_service.fhir.fhirpath_patch import apply_fhirpath_patch
-
-_INTEGER_PARTS = ("index", "source", "destination")
-
-
-def operation(type: str, path: str, **parts: Any) -> dict[str, Any]:
-    """One ``operation`` parameter; ``value`` is given as the part's value[x]/part keys."""
-    built: list[dict[str, Any]] = [
-        {"name": "type", "valueCode": type},
-        {"name": "path", "valueString": path},
-    ]
-    for name, given in parts.items():
-        if name == "value":
-            built.append({"name": "value", **given})
-        elif name in _INTEGER_PARTS:
-            built.append({"name": name, "valueInteger": given})
-        else:
-            built.append({"name": name, "valueString": given})
-    return {"name": "operation", "part": built}
-
-
-def patch(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"resourceType": "Parameters", "parameter": list(operations)}
+from tests.fhir.patch_helpers import operation, patch
 
 
 def patient() -> dict[str, Any]:
