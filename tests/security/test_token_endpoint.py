@@ -139,6 +139,8 @@ def test_malformed_requests_are_oauth_errors(smart: Smart) -> None:
 def test_cli_lists_and_disables_clients(smart: Smart, database_url: str, tmp_path: Path) -> None:
     key = ECKey.generate_key("P-384", parameters={"kid": "k2"})
     client_id = register(database_url, tmp_path, key, "system/*.rs")
+    # generated ids are hex: one starting with "-" would read as an option on the CLI
+    assert len(client_id) == 32 and int(client_id, 16) >= 0
     runner = CliRunner()
     listed = runner.invoke(app, ["auth", "list-clients", "--database-url", database_url])
     assert client_id in listed.output and "active" in listed.output

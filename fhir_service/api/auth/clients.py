@@ -68,7 +68,7 @@ def register_client(
     if unknown or not scope.split():
         raise ValueError(f"not SMART clinical scopes: {' '.join(unknown) or '(none)'}")
     client = Client(
-        client_id=client_id or secrets.token_urlsafe(16),
+        client_id=client_id or secrets.token_hex(16),  # never starts with "-" (CLI option)
         name=name,
         jwks=jwks,
         jwks_url=jwks_url,
