@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime
+
+import uuid6
 
 from fhir_service.errors import InvalidRequest
 
@@ -24,8 +25,15 @@ def format_instant(moment: datetime) -> str:
 
 
 def new_id() -> str:
-    """A server-assigned logical id."""
-    return str(uuid.uuid4())
+    """A server-assigned logical id: a UUID version 7 (RFC 9562 section 5.7).
+
+    Its first 48 bits are the creation time in milliseconds, the rest random, so ids
+    created one after another sort together. Every index keyed by id (the resource
+    and version tables, the search index, reference targets) then grows at its end
+    instead of at random pages, which keeps ingest time linear in the size of the
+    database; random (version 4) ids made each commit touch ever more pages.
+    """
+    return str(uuid6.uuid7())
 
 
 def check_id(id: str, *, expression: str = "id") -> None:

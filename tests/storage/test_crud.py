@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -218,3 +219,17 @@ def test_unit_of_work_rolls_back_on_error(store: SqlStore) -> None:
     with store.begin(readonly=True) as repo:
         assert repo.search("Patient", []) == []
         assert repo.history().total == 0
+
+
+def test_server_ids_are_uuid7_in_creation_order(store: SqlStore) -> None:
+    """Server ids sort in creation order (docs/storage.md#server-assigned-ids): the
+    indexes keyed by id then grow at their end, which keeps ingest linear."""
+    ids = []
+    for n in range(20):
+        with store.begin() as repo:
+            ids.append(repo.create(patient(gender="female" if n % 2 else "male")).stored.id)
+    parsed = [uuid.UUID(id) for id in ids]
+    assert {u.version for u in parsed} == {7}
+    assert [str(u) for u in parsed] == ids
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)

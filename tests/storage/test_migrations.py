@@ -15,6 +15,7 @@ from fhir_service.storage import (
     head_revision,
     upgrade,
 )
+from fhir_service.storage.engine import BEGIN_OPTION
 from fhir_service.storage.migrate import current_revision, downgrade_engine, upgrade_engine
 
 
@@ -43,6 +44,28 @@ def test_upgrade_reaches_head_and_is_idempotent(tmp_path: Path) -> None:
         engine.dispose()
     assert {"resource", "resource_version", "conditional_claim"} <= tables
     assert journal == "wal"
+
+
+def test_sqlite_connections_get_the_store_pragmas(tmp_path: Path) -> None:
+    """Every pooled SQLite connection: WAL, synchronous NORMAL, 60 s busy timeout, a
+    64 MiB page cache and a 10,000-page checkpoint interval (docs/storage.md)."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'fhir.sqlite3'}")
+    names = ("journal_mode", "synchronous", "busy_timeout", "cache_size", "wal_autocheckpoint")
+    try:
+        readers = [engine.connect().execution_options(**{BEGIN_OPTION: "DEFERRED"}) for _ in "ab"]
+        for conn in readers:
+            pragmas = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in names}
+            assert pragmas == {
+                "journal_mode": "wal",
+                "synchronous": 1,
+                "busy_timeout": 60_000,
+                "cache_size": -65_536,
+                "wal_autocheckpoint": 10_000,
+            }
+        for conn in readers:
+            conn.close()
+    finally:
+        engine.dispose()
 
 
 def test_database_behind_head_is_refused(database_url: str) -> None:
