@@ -1,14 +1,15 @@
 """Transaction ingest benchmark: resources/s loading the Synthea set and copies of the case.
 
     .venv/bin/python bench/ingest.py [--patients 300] [--small 30] [--source synthea|case|both]
-                                     [--repeat-small 3] [--postgres-url URL] [--no-write]
+                                     [--repeat 3] [--postgres-url URL] [--no-write]
 
 For each database (a fresh SQLite file; a fresh PostgreSQL database created from
 --postgres-url or FHIR_SERVICE_TEST_POSTGRES_URL and dropped afterwards) it loads
 the hospital and practitioner Bundles, then N patient transaction Bundles, one
 database transaction per Bundle, with the loader's provider deduplication
 (``fhir-service load`` does the same). Two sizes (small = 1x, full = 10x) show
-whether time grows linearly; the small size runs ``--repeat-small`` times (median).
+whether time grows linearly. Each size runs ``--repeat`` times, small and large in
+turn (so a slow minute of the machine falls on both), and the median run of each counts.
 ``--source case`` loads the IVC leiomyosarcoma case
 mapped N times under distinct case ids (so N distinct patients, every id and
 identifier different; about 100 resources each). The clock covers ``load_bundle`` only (validation,
@@ -23,9 +24,10 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +167,8 @@ def write_results(runs: list[Run]) -> None:
             "Bundles, then patient transaction Bundles, one database transaction each, provider",
             "POSTs deduplicated by identifier. case: the IVC case mapped under distinct case ids",
             "(distinct patients, about 100 resources each, conditional creates). Target:",
-            ">= 1,000 resources/s on SQLite; 10x the data in <= 11x the time. The small",
-            "size is the median of three runs, the large one a single run.",
+            ">= 1,000 resources/s on SQLite; 10x the data in <= 11x the time. Each row is",
+            "the median of several runs (small and large in turn).",
             "",
             table(runs),
             "",
@@ -182,11 +184,10 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=os.environ.get("FHIR_SERVICE_TEST_POSTGRES_URL"))
     parser.add_argument("--source", choices=["synthea", "case", "both"], default="both")
     parser.add_argument(
-        "--repeat-small",
+        "--repeat",
         type=int,
         default=3,
-        help="Runs of the small size; the median counts (a few seconds each, so one run "
-        "is at the mercy of whatever else the machine does).",
+        help="Runs of each size, in turn; the median counts.",
     )
     parser.add_argument("--no-write", action="store_true", help="Do not update RESULTS.md.")
     args = parser.parse_args()
@@ -195,14 +196,16 @@ def main() -> None:
         raise SystemExit(f"{ARCHIVE} is absent")
     runs: list[Run] = []
     for source in sources:
-        for patients in (args.small, args.patients):
-            repeat = args.repeat_small if patients == args.small else 1
-            runs.append(median_run([run_sqlite(patients, source) for _ in range(repeat)]))
-            print(table(runs[-1:]).splitlines()[-1], flush=True)
-            if args.postgres_url:
-                pg = [run_postgres(args.postgres_url, patients, source) for _ in range(repeat)]
-                runs.append(median_run(pg))
-                print(table(runs[-1:]).splitlines()[-1], flush=True)
+        databases: list[Callable[[int, str], Run]] = [run_sqlite]
+        if args.postgres_url:
+            databases.append(partial(run_postgres, args.postgres_url))
+        for run in databases:
+            done: dict[int, list[Run]] = {args.small: [], args.patients: []}
+            for _ in range(args.repeat):
+                for patients in done:
+                    done[patients].append(run(patients, source))
+                    print(table(done[patients][-1:]).splitlines()[-1], flush=True)
+            runs += [median_run(done[patients]) for patients in done]
     print(table(runs))
     print("\n".join(linearity(runs)))
     if not args.no_write:

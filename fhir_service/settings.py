@@ -25,6 +25,12 @@ class Settings(BaseSettings):
 
     database_url: str = Field(default_factory=_default_database_url)
     remote_url: str | None = None
+    remote_token: str | None = None
+    remote_token_url: str | None = None
+    remote_client_id: str | None = None
+    remote_private_key: Path | None = None
+    """Authentication to ``remote_url`` (a bearer token, or SMART Backend Services with
+    token URL, client id and PEM key), for the CLI and for runs queued over HTTP."""
     auth_mode: Literal["open", "smart"] = "open"
     base_url: str | None = None
     anchor_date: date = date(2022, 3, 1)

@@ -8,6 +8,7 @@ never starts on parameters it cannot run.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl
@@ -46,6 +47,20 @@ def _types(value: str) -> list[str]:
         if not is_resource_type(name):
             raise InvalidRequest(f"_type: unknown resource type '{name[:64]}'", expression="_type")
     return types
+
+
+_NEXT_QUERY = re.compile(r",([A-Z][A-Za-z]*)\?")
+"""A comma and ``Name?``: where the next ``Type?query`` of a ``_typeFilter`` may start."""
+
+
+def _type_filters(value: str) -> list[tuple[str, str]]:
+    """A ``_typeFilter`` value is a comma-delimited list of ``Type?query``
+    (https://hl7.org/fhir/uv/bulkdata/STU2/export.html#_typefilter-experimental-query-parameter).
+    A comma followed by ``ResourceType?`` starts the next query; any other comma belongs
+    to the query (a search OR, ``status=final,amended``)."""
+    starts = [m.start() for m in _NEXT_QUERY.finditer(value) if is_resource_type(m.group(1))]
+    bounds = zip([-1, *starts], [*starts, len(value)], strict=True)
+    return [_type_filter(value[begin + 1 : end]) for begin, end in bounds]
 
 
 def _type_filter(value: str) -> tuple[str, str]:
@@ -141,8 +156,8 @@ def export_params(level: Level, pairs: list[tuple[str, Any]], group: str | None)
         elif name == "_since":
             since = _since(str(value))
         elif name == "_typeFilter":
-            rtype, query = _type_filter(str(value))
-            filters.setdefault(rtype, []).append(query)
+            for rtype, query in _type_filters(str(value)):
+                filters.setdefault(rtype, []).append(query)
         elif name == "_elements":
             elements += _elements(str(value))
         elif name == "_deidentify":

@@ -24,7 +24,7 @@ from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 from fhir_service.sync import state
-from fhir_service.sync.auth import Auth, BearerToken, SmartBackendAuth
+from fhir_service.sync.auth import Auth, remote_auth
 from fhir_service.sync.client import FhirClient
 from fhir_service.sync.pull import pull
 from fhir_service.sync.push import RunReport, push
@@ -63,11 +63,10 @@ PrivateKey = Annotated[
 def _auth(
     token: str | None, token_url: str | None, client_id: str | None, key: Path | None
 ) -> Auth | None:
-    if token_url or client_id or key:
-        if not (token_url and client_id and key):
-            raise typer.BadParameter("SMART needs --token-url, --client-id and --private-key")
-        return SmartBackendAuth(token_url, client_id, key.read_bytes())
-    return BearerToken(token) if token else None
+    try:
+        return remote_auth(token, token_url, client_id, key.read_bytes() if key else None)
+    except ValueError:
+        raise typer.BadParameter("SMART needs --token-url, --client-id and --private-key") from None
 
 
 def _open(remote: str | None, database_url: str | None) -> tuple[str, SqlStore]:

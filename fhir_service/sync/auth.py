@@ -116,3 +116,26 @@ class SmartBackendAuth:
 
     def invalidate(self) -> None:
         self._token = None
+
+
+def remote_auth(
+    token: str | None,
+    token_url: str | None,
+    client_id: str | None,
+    private_key_pem: bytes | None,
+) -> Auth | None:
+    """The authentication these settings describe: SMART Backend Services when any of
+    its three settings is given (then all three must be), else a bearer token, else none.
+    A ValueError names what is missing."""
+    if token_url or client_id or private_key_pem:
+        if not (token_url and client_id and private_key_pem):
+            raise ValueError(
+                "SMART Backend Services needs the token URL, the client id and the private key"
+            )
+        return SmartBackendAuth(token_url, client_id, private_key_pem)
+    return BearerToken(token) if token else None
+
+
+def same_remote(a: str, b: str) -> bool:
+    """Whether two base URLs name the same server endpoint (trailing slashes aside)."""
+    return a.rstrip("/") == b.rstrip("/")

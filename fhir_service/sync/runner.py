@@ -16,12 +16,14 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from fhir_service.errors import FhirServiceError
 from fhir_service.storage import SqlStore
 from fhir_service.storage.jobs import RECOVER_EVERY, poll_forever
 from fhir_service.sync import state
+from fhir_service.sync.auth import Auth
 from fhir_service.sync.client import FhirClient
 from fhir_service.sync.jobs import ClaimedRun, SyncJobs
 from fhir_service.sync.pull import pull
@@ -44,8 +46,12 @@ class SyncRunner:
         *,
         poll_interval: float = 1.0,
         stale_after: timedelta = timedelta(minutes=2),
+        auth_for: Callable[[str], Auth | None] = lambda remote: None,
     ) -> None:
+        """``auth_for(remote)`` gives each run the authentication for its remote (a new
+        object per run: each run has its own event loop)."""
         self.store = store
+        self.auth_for = auth_for
         self.jobs = SyncJobs(store.engine)
         self.poll_interval = poll_interval
         self.stale_after = stale_after
@@ -92,7 +98,7 @@ class SyncRunner:
 
     async def _work(self, claimed: ClaimedRun) -> None:
         try:
-            async with FhirClient(claimed.remote) as client:
+            async with FhirClient(claimed.remote, auth=self.auth_for(claimed.remote)) as client:
                 if claimed.direction == "push":
                     await push(self.store, client, patient=claimed.patient, run=claimed.ref)
                 else:

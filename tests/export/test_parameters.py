@@ -74,6 +74,13 @@ def test_type_filter_keeps_resources_matching_any_filter(client: TestClient) -> 
     only = download(client, _export(client, "/fhir/$export", typed))
     assert [(r["resourceType"], r["id"]) for r in only] == [("Observation", heart_rate)]
 
+    # One value may list several queries, comma-delimited; a comma inside a query is a
+    # search OR (status amended or preliminary), not the start of another query.
+    listed = [("_typeFilter", "Patient?family=Adams,Observation?status=amended,preliminary")]
+    one_value = download(client, _export(client, "/fhir/$export", listed))
+    assert _ids(one_value, "Patient") == {adams}
+    assert _ids(one_value, "Observation") == {amended}
+
     compartments = download(
         client,
         _export(client, "/fhir/Patient/$export", [("_typeFilter", "Observation?status=final")]),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -24,8 +24,10 @@ from fhir_service.api.background import running
 from fhir_service.api.body import read_body
 from fhir_service.api.deps import SettingsDep
 from fhir_service.errors import InvalidRequest, NotFound
+from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 from fhir_service.sync import state
+from fhir_service.sync.auth import Auth, remote_auth, same_remote
 from fhir_service.sync.runner import SyncRunner
 
 
@@ -36,11 +38,31 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not isinstance(store, SqlStore):
         yield
         return
-    stale = timedelta(seconds=app.state.settings.worker_stale_seconds)
-    runner = SyncRunner(store, stale_after=stale)
+    settings = app.state.settings
+    stale = timedelta(seconds=settings.worker_stale_seconds)
+    runner = SyncRunner(store, stale_after=stale, auth_for=_credentials(settings))
     app.state.sync_runner = runner
     async with running(runner.serve()):
         yield
+
+
+def _credentials(settings: Settings) -> Callable[[str], Auth | None]:
+    """The configured authentication, for runs to the configured remote
+    (``FHIR_SERVICE_REMOTE_URL``) only: a run to another remote named in its request goes
+    without credentials, so they never reach a server the operator did not name.
+    Incomplete SMART settings stop the start-up with the reason."""
+    key_path = settings.remote_private_key
+    key = key_path.read_bytes() if key_path is not None else None
+    args = (settings.remote_token, settings.remote_token_url, settings.remote_client_id, key)
+    remote_auth(*args)
+    configured = settings.remote_url
+
+    def auth_for(remote: str) -> Auth | None:
+        if configured is None or not same_remote(remote, configured):
+            return None
+        return remote_auth(*args)
+
+    return auth_for
 
 
 router = APIRouter(prefix="/sync", tags=["sync"], lifespan=lifespan)
