@@ -1,14 +1,17 @@
-"""`fhir-service auth generate-key|register-client|list-clients|disable-client`: keys and
-registered clients of the token endpoint
-(https://hl7.org/fhir/smart-app-launch/backend-services.html#registering-a-client-communicating-public-keys).
+"""`fhir-service auth generate-key|register-client|list-clients|disable-client|token`: keys
+and registered clients of the token endpoint
+(https://hl7.org/fhir/smart-app-launch/backend-services.html#registering-a-client-communicating-public-keys),
+and an access token asked of a token endpoint as such a client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -16,6 +19,8 @@ from fhir_service.api.auth.clients import list_clients, register_client, set_act
 from fhir_service.api.auth.keys import generate_signing_key
 from fhir_service.settings import Settings
 from fhir_service.storage import create_engine
+from fhir_service.sync.auth import SmartBackendAuth
+from fhir_service.sync.errors import RemoteError
 
 auth_app = typer.Typer(
     help="Access tokens: signing key and registered clients.", no_args_is_help=True
@@ -124,6 +129,31 @@ def disable_client_command(client_id: str, database_url: DatabaseUrl = None) -> 
         typer.echo(f"error: no client {client_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"client {client_id} disabled")
+
+
+@auth_app.command("token")
+def token_command(
+    token_url: Annotated[str, typer.Option("--token-url", help="The token endpoint's URL.")],
+    client_id: Annotated[str, typer.Option("--client-id", help="The registered client id.")],
+    private_key: Annotated[
+        Path, typer.Option("--private-key", help="The client's private key (PEM).")
+    ],
+    scope: Annotated[str, typer.Option("--scope", help="Scopes to ask for.")] = "system/*.rs",
+) -> None:
+    """Print an access token from a SMART token endpoint (client credentials with a signed
+    assertion), e.g. for curl or the /ui pages of a server in smart mode."""
+    auth = SmartBackendAuth(token_url, client_id, private_key.read_bytes(), scope=scope)
+
+    async def fetch() -> str | None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await auth.header(http)
+
+    try:
+        header = asyncio.run(fetch())
+    except (RemoteError, httpx.HTTPError, ValueError) as exc:
+        typer.echo(f"error: no token: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo((header or "").removeprefix("Bearer "))
 
 
 def register(app: typer.Typer) -> None:

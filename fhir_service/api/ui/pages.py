@@ -35,7 +35,13 @@ def _page(request: Request, template: str, active: str, **context: Any) -> HTMLR
     response = TEMPLATES.TemplateResponse(
         request,
         template,
-        {"fhir_base": BASE_PATH, "navigation": NAVIGATION, "active": active, **context},
+        {
+            "fhir_base": BASE_PATH,
+            "navigation": NAVIGATION,
+            "active": active,
+            "smart": request.app.state.settings.auth_mode == "smart",
+            **context,
+        },
     )
     response.headers["content-security-policy"] = PAGE_POLICY
     response.headers["cache-control"] = "no-store"

@@ -3,11 +3,44 @@
 
 window.FS = (function () {
   const base = document.body.dataset.fhirBase || "/fhir";
+  const TOKEN_KEY = "fhir-service.access-token";
+
+  /** The access token entered in the header form (smart mode), kept for this tab only. */
+  function accessToken() {
+    try { return window.sessionStorage.getItem(TOKEN_KEY) || ""; } catch (err) { return ""; }
+  }
+
+  /** `headers` plus the bearer token, when one was entered. */
+  function authHeaders(headers) {
+    const token = accessToken();
+    return token ? Object.assign({}, headers, { Authorization: "Bearer " + token }) : headers;
+  }
+
+  /** The header form of smart mode: use or forget a token, then load the page again. */
+  function tokenForm() {
+    const form = document.getElementById("token-form");
+    if (!form) return;
+    const input = document.getElementById("token-input");
+    const state = document.getElementById("token-state");
+    state.textContent = accessToken() ? "token in use" : "no token";
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const token = input.value.trim();
+      if (!token) return;
+      window.sessionStorage.setItem(TOKEN_KEY, token);
+      window.location.reload();
+    });
+    document.getElementById("token-forget").addEventListener("click", () => {
+      window.sessionStorage.removeItem(TOKEN_KEY);
+      window.location.reload();
+    });
+  }
+  tokenForm();
 
   /** GET a FHIR URL (relative to the base unless absolute); resolves {status, body}. */
   async function fhirGet(path) {
     const url = path.startsWith("http") || path.startsWith("/") ? path : base + "/" + path;
-    const response = await fetch(url, { headers: { Accept: "application/fhir+json" } });
+    const response = await fetch(url, { headers: authHeaders({ Accept: "application/fhir+json" }) });
     let body = null;
     const text = await response.text();
     if (text) {
@@ -97,5 +130,5 @@ window.FS = (function () {
     return coding ? coding.display || coding.code || "" : "";
   }
 
-  return { base, fhirGet, allEntries, outcomeText, el, systemName, conceptText, sameOrigin };
+  return { base, fhirGet, allEntries, outcomeText, el, systemName, conceptText, sameOrigin, authHeaders };
 })();

@@ -2,7 +2,7 @@
 "use strict";
 
 (function () {
-  const { base, el } = window.FS;
+  const { base, el, authHeaders } = window.FS;
   const LINE = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line";
   const COLUMN = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-col";
   const form = document.getElementById("validate-form");
@@ -155,7 +155,7 @@
     try {
       const response = await fetch(base + "/$validate", {
         method: "POST",
-        headers: { "Content-Type": "application/fhir+json", Accept: "application/fhir+json" },
+        headers: authHeaders({ "Content-Type": "application/fhir+json", Accept: "application/fhir+json" }),
         body: text,
       });
       let outcome = null;
