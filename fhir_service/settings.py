@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     remote_private_key: Path | None = None
     """Authentication to ``remote_url`` (a bearer token, or SMART Backend Services with
     token URL, client id and PEM key), for the CLI and for runs queued over HTTP."""
+    sync_remotes: list[str] = Field(default_factory=list)
+    """Base URLs a sync run queued over HTTP may name besides ``remote_url``."""
     auth_mode: Literal["open", "smart"] = "open"
     base_url: str | None = None
     anchor_date: date = date(2022, 3, 1)

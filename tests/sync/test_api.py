@@ -77,8 +77,8 @@ def test_a_push_goes_queued_running_succeeded(
 def test_a_run_that_cannot_reach_its_remote_fails_with_its_error(
     database_url: str, peer: Peer
 ) -> None:
-    settings = Settings(database_url=database_url, auth_mode="open")
     missing = peer.base_url.rsplit("/fhir", 1)[0] + "/no-fhir-here"
+    settings = Settings(database_url=database_url, auth_mode="open", sync_remotes=[missing])
     with TestClient(create_app(settings)) as client:
         started = client.post("/sync/runs", json={"direction": "pull", "remote": missing})
         assert started.status_code == 202
@@ -131,6 +131,11 @@ def test_bad_requests_are_4xx_outcomes(sqlite_url: str) -> None:
             response = client.post("/sync/runs", json=body)
             assert response.status_code == status
             assert response.json()["resourceType"] == "OperationOutcome"
+        # A remote the operator did not configure is refused, so the service never
+        # connects to a server a client names.
+        unlisted = client.post("/sync/runs", json={"direction": "pull", "remote": "http://x/fhir"})
+        assert unlisted.status_code == 400
+        assert "FHIR_SERVICE_SYNC_REMOTES" in unlisted.json()["issue"][0]["diagnostics"]
         missing = client.get("/sync/runs/999")
         assert missing.status_code == 404
         assert missing.json()["resourceType"] == "OperationOutcome"

@@ -53,11 +53,14 @@ def test_runs_to_the_configured_remote_use_its_credentials_and_no_other_does(
         store.close()
     with serve(create_app(smart_settings(remote_db, tmp_path))) as origin:
         remote = f"{origin}/fhir"
+        # The same server under another name is another remote: allowed, no credentials.
+        other = remote.replace("127.0.0.1", "localhost")
         assert httpx.get(f"{remote}/Patient").status_code == 401
         settings = Settings(
             database_url=database_url,
             auth_mode="open",
             remote_url=remote,
+            sync_remotes=[other],
             remote_token_url=f"{origin}/auth/token",
             remote_client_id=client_id,
             remote_private_key=pem,
@@ -65,8 +68,6 @@ def test_runs_to_the_configured_remote_use_its_credentials_and_no_other_does(
         with TestClient(create_app(settings)) as client:
             pushed = client.post("/sync/runs", json={"direction": "push"})
             run, _ = wait_for_end(client, pushed.headers["content-location"])
-            # The same server under another name is another remote: no credentials.
-            other = remote.replace("127.0.0.1", "localhost")
             elsewhere = client.post("/sync/runs", json={"direction": "pull", "remote": other})
             refused, _ = wait_for_end(client, elsewhere.headers["content-location"])
 

@@ -5,6 +5,7 @@ carry each run out once."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -43,10 +44,12 @@ def servers() -> Iterator[ExitStack]:
         yield stack
 
 
-def serve(stack: ExitStack, database_url: str, stale_seconds: int) -> Peer:
-    server = start_fhir_service(
-        database_url, settings={"FHIR_SERVICE_WORKER_STALE_SECONDS": str(stale_seconds)}
-    )
+def serve(stack: ExitStack, database_url: str, stale_seconds: int, remote: str) -> Peer:
+    settings = {
+        "FHIR_SERVICE_WORKER_STALE_SECONDS": str(stale_seconds),
+        "FHIR_SERVICE_SYNC_REMOTES": json.dumps([remote]),
+    }
+    server = start_fhir_service(database_url, settings=settings)
     stack.callback(server.stop)
     return server
 
@@ -57,7 +60,7 @@ def test_a_run_whose_server_was_killed_is_finished_by_another(
     store = SqlStore.open(database_url)
     try:
         fill(store, COUNT)
-        first = serve(servers, database_url, 600)
+        first = serve(servers, database_url, 600, peer.base_url)
         started = httpx.post(
             f"{origin(first)}/sync/runs",
             json={"direction": "push", "remote": peer.base_url},
@@ -70,7 +73,7 @@ def test_a_run_whose_server_was_killed_is_finished_by_another(
         left = state.run(store, run_id)
         assert left is not None and left["status"] == "running"
 
-        second = serve(servers, database_url, 2)
+        second = serve(servers, database_url, 2, peer.base_url)
         run = wait_for_end(second, run_id)
 
         assert (run["status"], run["attempts"]) == ("succeeded", 2)
@@ -92,7 +95,7 @@ def test_two_servers_on_one_database_carry_each_run_out_once(
     store = SqlStore.open(postgres_url)
     try:
         load_example(store)
-        replicas = [serve(servers, postgres_url, 60) for _ in range(2)]
+        replicas = [serve(servers, postgres_url, 60, peer.base_url) for _ in range(2)]
         body = {"direction": "push", "remote": peer.base_url}
         run_ids = [
             httpx.post(f"{origin(replicas[i % 2])}/sync/runs", json=body, timeout=30).json()["id"]

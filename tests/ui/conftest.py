@@ -26,6 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CASE = REPO_ROOT / "examples" / "ivc-leiomyosarcoma" / "case.yaml"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
+UNREACHABLE_REMOTE = "http://127.0.0.1:9/fhir"
+"""A sync remote the served app allows and no server answers (port 9, discard)."""
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -50,7 +52,8 @@ def served_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         store.close()
     assert not report.failed, report.failed
-    with serve(create_app(Settings(database_url=url, base_url=None))) as origin:
+    settings = Settings(database_url=url, base_url=None, sync_remotes=[UNREACHABLE_REMOTE])
+    with serve(create_app(settings)) as origin:
         yield origin
 
 

@@ -115,6 +115,13 @@ async def start_run(request: Request, settings: SettingsDep) -> Response:
     remote = body.get("remote") or settings.remote_url
     if not isinstance(remote, str) or not remote.startswith(("http://", "https://")):
         raise InvalidRequest('No remote: give "remote" or set FHIR_SERVICE_REMOTE_URL')
+    allowed = [r for r in (settings.remote_url, *settings.sync_remotes) if r]
+    if not any(same_remote(remote, r) for r in allowed):
+        raise InvalidRequest(
+            f"'{remote[:200]}' is not a configured sync remote: set FHIR_SERVICE_REMOTE_URL "
+            "or list it in FHIR_SERVICE_SYNC_REMOTES",
+            expression="remote",
+        )
     runner = _runner(request)
     patient = body.get("patient")
     if patient is not None and not isinstance(patient, str):
