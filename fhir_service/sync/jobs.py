@@ -55,10 +55,10 @@ class SyncJobs:
 
     def queue(
         self, remote: str, direction: str, patient: str | None, types: list[str] | None
-    ) -> int:
-        """Record a queued run; its id."""
+    ) -> dict[str, Any]:
+        """Record a queued run; the run as recorded (before any worker could claim it)."""
         with write_connection(self.engine) as conn, conn.begin():
-            run_id = conn.execute(
+            row = conn.execute(
                 sa.insert(sync_run)
                 .values(
                     remote=remote_key(remote),
@@ -71,9 +71,9 @@ class SyncJobs:
                     params={"patient": patient, "types": types},
                     attempts=0,
                 )
-                .returning(sync_run.c.id)
-            ).scalar_one()
-        return int(run_id)
+                .returning(*sync_run.c)
+            ).one()
+        return dict(row._mapping)
 
     def claim(self) -> ClaimedRun | None:
         """Mark the oldest claimable queued run running under a new attempt; None when

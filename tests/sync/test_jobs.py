@@ -21,7 +21,7 @@ def jobs(store: SqlStore) -> Iterator[SyncJobs]:
 
 
 def test_a_queued_run_is_claimed_once_with_its_parameters(store: SqlStore, jobs: SyncJobs) -> None:
-    run_id = jobs.queue(REMOTE + "/", "pull", "p1", ["Patient", "Observation"])
+    run_id = jobs.queue(REMOTE + "/", "pull", "p1", ["Patient", "Observation"])["id"]
     queued = state.run(store, run_id)
     assert queued is not None
     assert (queued["status"], queued["scope"], queued["attempts"]) == ("queued", "everything:p1", 0)
@@ -39,7 +39,7 @@ def test_a_queued_run_is_claimed_once_with_its_parameters(store: SqlStore, jobs:
 def test_a_stale_run_is_queued_again_and_its_old_holder_is_fenced_out(
     store: SqlStore, jobs: SyncJobs
 ) -> None:
-    run_id = jobs.queue(REMOTE, "push", None, None)
+    run_id = jobs.queue(REMOTE, "push", None, None)["id"]
     first = jobs.claim()
     assert first is not None
     assert jobs.recover(timedelta(hours=1)) == 0  # its heartbeat is fresh
@@ -69,10 +69,10 @@ def test_a_given_back_run_is_claimed_again(store: SqlStore, jobs: SyncJobs) -> N
 
 
 def test_one_run_at_a_time_per_remote_and_direction(store: SqlStore, jobs: SyncJobs) -> None:
-    first_push = jobs.queue(REMOTE, "push", None, None)
-    second_push = jobs.queue(REMOTE, "push", None, None)
-    pull = jobs.queue(REMOTE, "pull", None, None)
-    other_remote = jobs.queue("http://other.example/fhir", "push", None, None)
+    first_push = jobs.queue(REMOTE, "push", None, None)["id"]
+    second_push = jobs.queue(REMOTE, "push", None, None)["id"]
+    pull = jobs.queue(REMOTE, "pull", None, None)["id"]
+    other_remote = jobs.queue("http://other.example/fhir", "push", None, None)["id"]
 
     order = []
     while (claimed := jobs.claim()) is not None:
@@ -90,7 +90,7 @@ def test_runs_of_the_sync_command_are_left_to_their_process(
     own = state.start_run(store, REMOTE, "push", "changed")
     assert jobs.recover(timedelta(0)) == 0
     assert jobs.claim() is None
-    queued = jobs.queue(REMOTE, "push", None, None)
+    queued = jobs.queue(REMOTE, "push", None, None)["id"]
     claimed = jobs.claim()
     assert claimed is not None and claimed.ref.id == queued
     later = state.start_run(store, REMOTE, "push", "changed")

@@ -126,14 +126,12 @@ async def start_run(request: Request, settings: SettingsDep) -> Response:
     patient = body.get("patient")
     if patient is not None and not isinstance(patient, str):
         raise InvalidRequest('"patient" must be a Patient id', expression="patient")
-    run_id = await asyncio.to_thread(
+    run = await asyncio.to_thread(
         runner.jobs.queue, remote, body["direction"], patient or None, types
     )
     runner.wake()
-    run = await asyncio.to_thread(state.run, runner.store, run_id)
-    assert run is not None
     return JSONResponse(
-        _json(run), status_code=202, headers={"content-location": f"/sync/runs/{run_id}"}
+        _json(run), status_code=202, headers={"content-location": f"/sync/runs/{run['id']}"}
     )
 
 
