@@ -3,6 +3,7 @@ service's signing key, a token minting helper and two patients with observations
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,9 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
+from typer.testing import CliRunner
 
 from fhir_service.api import create_app
 from fhir_service.api.auth.keys import ALGORITHMS, generate_signing_key, load_signing_key
+from fhir_service.cli.app import _register_commands, app
 from fhir_service.settings import Settings
 
 ISSUER = "http://testserver/auth"
@@ -144,3 +147,28 @@ def world(smart: Smart) -> World:
         },
     )
     return World(a, b, obs_a, obs_b, enc_b)
+
+
+_register_commands()
+
+
+def register(
+    database_url: str, tmp_path: Path, key: RSAKey | ECKey, scope: str, patient: str | None = None
+) -> str:
+    jwks = tmp_path / f"client-{uuid.uuid4().hex}.json"
+    jwks.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    args = ["auth", "register-client", "--name", "backend", "--scope", scope, "--jwks", str(jwks)]
+    args += ["--database-url", database_url]
+    if patient is not None:
+        args += ["--patient", patient]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+def backend_client(database_url: str, tmp_path: Path, scope: str) -> tuple[str, Path]:
+    """A client registered with a new RSA key: its id and its private key as a PEM file."""
+    key = RSAKey.generate_key(2048, private=True)
+    pem = tmp_path / f"client-{uuid.uuid4().hex}.pem"
+    pem.write_bytes(key.as_pem(private=True))
+    return register(database_url, tmp_path, key, scope), pem

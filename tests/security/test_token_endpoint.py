@@ -17,25 +17,11 @@ from typer.testing import CliRunner
 from fhir_service.api.auth.keys import ALGORITHMS
 from fhir_service.cli.app import _register_commands, app
 from tests.api.helpers import assert_outcome
-from tests.security.conftest import Smart, World
+from tests.security.conftest import Smart, World, register
 
 TOKEN_URL = "http://testserver/auth/token"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _register_commands()
-
-
-def register(
-    database_url: str, tmp_path: Path, key: RSAKey | ECKey, scope: str, patient: str | None = None
-) -> str:
-    jwks = tmp_path / f"client-{uuid.uuid4().hex}.json"
-    jwks.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
-    args = ["auth", "register-client", "--name", "backend", "--scope", scope, "--jwks", str(jwks)]
-    args += ["--database-url", database_url]
-    if patient is not None:
-        args += ["--patient", patient]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    return result.output.strip().splitlines()[-1]
 
 
 def assertion(key: RSAKey | ECKey, client_id: str, **overrides: Any) -> str:

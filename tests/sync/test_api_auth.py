@@ -5,39 +5,21 @@ registered client and refuses requests without one."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from joserfc.jwk import RSAKey
-from typer.testing import CliRunner
 
 from fhir_service.api import create_app
-from fhir_service.cli.app import _register_commands, app
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, upgrade
-from tests.security.conftest import smart_settings
+from tests.security.conftest import backend_client, smart_settings
 from tests.served import serve
 from tests.sync.conftest import case_bundle, load_example
 from tests.sync.test_api import wait_for_end
 
-_register_commands()
 SCOPE = "system/*.read system/*.write"
-
-
-def _register_client(remote_db: str, tmp_path: Path) -> tuple[str, Path]:
-    """A backend client registered on the remote: its id and its private key (PEM file)."""
-    key = RSAKey.generate_key(2048, private=True)
-    jwks = tmp_path / "client-jwks.json"
-    jwks.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
-    args = ["auth", "register-client", "--name", "sync", "--scope", SCOPE, "--jwks", str(jwks)]
-    result = CliRunner().invoke(app, [*args, "--database-url", remote_db])
-    assert result.exit_code == 0, result.output
-    pem = tmp_path / "client-key.pem"
-    pem.write_bytes(key.as_pem(private=True))
-    return result.output.strip().splitlines()[-1], pem
 
 
 def test_runs_to_the_configured_remote_use_its_credentials_and_no_other_does(
@@ -45,7 +27,7 @@ def test_runs_to_the_configured_remote_use_its_credentials_and_no_other_does(
 ) -> None:
     remote_db = f"sqlite:///{tmp_path / 'remote.sqlite3'}"
     upgrade(remote_db)
-    client_id, pem = _register_client(remote_db, tmp_path)
+    client_id, pem = backend_client(remote_db, tmp_path, SCOPE)
     store = SqlStore.open(database_url)
     try:
         load_example(store)

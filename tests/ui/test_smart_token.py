@@ -5,7 +5,6 @@ brings the 401 back. The token lives in the tab's sessionStorage only."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,19 +13,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from joserfc.jwk import RSAKey
 from playwright.sync_api import expect
-from typer.testing import CliRunner
 
 from fhir_service.api import create_app
-from fhir_service.cli.app import _register_commands, app
 from fhir_service.cli.load import load_all, providers_first
 from fhir_service.storage import SqlStore, upgrade
-from tests.security.conftest import smart_settings
+from tests.security.conftest import backend_client, smart_settings
 from tests.served import serve
 from tests.ui.conftest import EXAMPLE_CASE, Watched, screenshot
-
-_register_commands()
 
 
 @dataclass
@@ -46,15 +40,7 @@ def smart_server(tmp_path: Path) -> Iterator[SmartServer]:
         load_all(store, providers_first([EXAMPLE_CASE], anchor_date=date(2022, 3, 1)))
     finally:
         store.close()
-    key = RSAKey.generate_key(2048, private=True)
-    jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
-    key_file = tmp_path / "client.pem"
-    key_file.write_bytes(key.as_pem(private=True))
-    args = ["auth", "register-client", "--name", "ui", "--scope", "system/*.rs"]
-    registered = CliRunner().invoke(app, [*args, "--jwks", str(jwks), "--database-url", url])
-    assert registered.exit_code == 0, registered.output
-    client_id = registered.output.strip().splitlines()[-1]
+    client_id, key_file = backend_client(url, tmp_path, "system/*.rs")
     with serve(create_app(smart_settings(url, tmp_path))) as origin:
         yield SmartServer(origin, client_id, key_file)
 
