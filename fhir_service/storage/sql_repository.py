@@ -36,6 +36,8 @@ from fhir_service.search.registry import Registry, get_registry
 from fhir_service.storage.conditional import (
     CLAIM_HOLDER,
     CLAIM_TAKEOVER,
+    IdentifierClaim,
+    claim_identifiers,
     claim_insert,
     identifier_criteria,
     match_identifier,
@@ -360,6 +362,32 @@ class SqlRepository:
             if taken.rowcount == 1:
                 return None
         raise Conflict(f"Conditional create '{criteria}' is contended; retry the request")
+
+    def claim_many(
+        self, items: list[tuple[str, SearchParams, str]]
+    ) -> dict[str, tuple[str, Stored | None]]:
+        """``claim_conditional`` for many (type, parsed criteria, new id) at once, by claim
+        key: (the new id, None) when claimed for it, (id, the existing resource) when one
+        matches. Only ``identifier=system|value`` criteria are resolved here, in a few
+        statements per type; keys missing from the answer need ``claim_conditional``."""
+        registry = self.search_registry()
+        claims = []
+        for resource_type, params, id in items:
+            identifier = identifier_criteria(registry, resource_type, params)
+            if identifier is not None:
+                key = criteria_hash(resource_type, params)
+                claims.append(IdentifierClaim(resource_type, *identifier, key, id))
+        outcomes = claim_identifiers(self._conn, claims)
+        answer: dict[str, tuple[str, Stored | None]] = {}
+        for claim in claims:
+            outcome = outcomes.get(claim.key)
+            if outcome is None:
+                continue
+            if outcome.match is None:
+                answer[claim.key] = (claim.id, None)
+            else:
+                answer[claim.key] = (outcome.match, self.read(claim.resource_type, outcome.match))
+        return answer
 
     def _single_match(self, resource_type: str, params: SearchParams, criteria: str) -> str | None:
         ids = self.match_ids(resource_type, params, limit=2)

@@ -42,7 +42,7 @@ from fhir_service.fhir.references import (
 )
 from fhir_service.storage.criteria import criteria_hash, parse_criteria
 from fhir_service.storage.ids import check_id, format_instant, new_id, parse_etag
-from fhir_service.storage.repository import JSON, Stored, StoredResult
+from fhir_service.storage.repository import JSON, SearchParams, Stored, StoredResult
 
 if TYPE_CHECKING:
     from fhir_service.storage.sql_repository import SqlRepository
@@ -118,6 +118,7 @@ class _Transaction:
     references: dict[str, str] = field(default_factory=dict)
     conditional: dict[str, str] = field(default_factory=dict)
     claims: dict[str, _Entry] = field(default_factory=dict)
+    claimed: dict[str, tuple[str, Stored | None]] = field(default_factory=dict)
     written: dict[int, Stored] = field(default_factory=dict)
     pending: list[tuple[int, tuple[str, str, JSON, datetime]]] = field(default_factory=list)
 
@@ -169,6 +170,23 @@ class _Transaction:
 
     # ------------------------------------------------------------ id phase
 
+    def claim_ahead(self, entries: list[_Entry]) -> None:
+        """Resolve the If-None-Exist of the POST entries together (``SqlRepository.claim_many``);
+        ``assign_post`` takes the answers and claims the rest one by one."""
+        items: dict[str, tuple[str, SearchParams, str]] = {}
+        for entry in entries:
+            condition = entry.request.get("ifNoneExist")
+            if entry.method != "POST" or not condition:
+                continue
+            rtype = entry.target.resource_type
+            try:
+                params = parse_criteria(condition, rtype)
+            except FhirServiceError:
+                continue  # raised in its place by assign_post
+            items.setdefault(criteria_hash(rtype, params), (rtype, params, new_id()))
+        if len(items) > 1:
+            self.claimed = self.repo.claim_many(list(items.values()))
+
     def assign_post(self, entry: _Entry) -> None:
         rtype = entry.target.resource_type
         condition = entry.request.get("ifNoneExist")
@@ -181,9 +199,12 @@ class _Transaction:
                 entry.existing = first.existing
                 entry.same_as = first.index
             else:
-                entry.existing = self.repo.claim_conditional(rtype, condition, entry.id)
-                if entry.existing is not None:
-                    entry.id = entry.existing.id
+                if key in self.claimed:
+                    entry.id, entry.existing = self.claimed[key]
+                else:
+                    entry.existing = self.repo.claim_conditional(rtype, condition, entry.id)
+                    if entry.existing is not None:
+                        entry.id = entry.existing.id
                 self.claims[key] = entry
         self.remember(entry)
 
@@ -402,6 +423,7 @@ def run_transaction(repo: SqlRepository, bundle: JSON) -> JSON:
     order = processing_order(raw_entries)
     tx = _Transaction(repo)
     entries = [tx.parse(i, raw) for i, raw in enumerate(raw_entries)]
+    tx.claim_ahead([entries[i] for i in order])
     responses: list[JSON | None] = [None] * len(entries)
     for i in order:
         entry = entries[i]

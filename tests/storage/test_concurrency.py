@@ -3,6 +3,7 @@ versioned updates never lose a write (https://hl7.org/fhir/R4/http.html#ccreate)
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -130,3 +131,69 @@ def test_concurrent_plain_updates_lose_no_version(store: SqlStore) -> None:
 
     versions = race(update, workers=10)
     assert sorted(v for v in versions if isinstance(v, int)) == list(range(2, 12))
+
+
+def test_concurrent_transactions_claiming_many_identifiers_in_any_order(store: SqlStore) -> None:
+    """Each Bundle claims six identifiers (of two types) in its own order; the claims of
+    a Bundle are inserted together, in key order, so no two writers deadlock."""
+    values = [("Patient", f"P-{i}") for i in range(3)] + [
+        ("Practitioner", f"D-{i}") for i in range(3)
+    ]
+    counter = iter(range(WORKERS))
+    lock = threading.Lock()
+
+    def load() -> list[str]:
+        with lock:
+            n = next(counter)
+        order = random.Random(n).sample(values, len(values))
+        entries: list[dict[str, object]] = [
+            {
+                "fullUrl": f"urn:uuid:{rtype}-{value}",
+                "resource": {
+                    "resourceType": rtype,
+                    "identifier": [{"system": "http://hospital.example/ids", "value": value}],
+                },
+                "request": {
+                    "method": "POST",
+                    "url": rtype,
+                    "ifNoneExist": f"identifier=http://hospital.example/ids|{value}",
+                },
+            }
+            for rtype, value in order
+        ]
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": f"visit {n}"},
+                    "subject": {"reference": "urn:uuid:Patient-P-0"},
+                    "performer": [{"reference": f"urn:uuid:{t}-{v}"} for t, v in order],
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            }
+        )
+        with store.begin() as repo:
+            response = repo.transaction(
+                {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+            )
+        return [e["response"]["status"] for e in response["entry"]]
+
+    outcomes = race(load)
+    assert not [o for o in outcomes if isinstance(o, Exception)]
+    created = Counter(s for statuses in outcomes if isinstance(statuses, list) for s in statuses)
+    assert created == {"201 Created": 6 + WORKERS, "200 OK": 6 * (WORKERS - 1)}
+    with store.begin(readonly=True) as repo:
+        assert repo.counts() == {"Patient": 3, "Practitioner": 3, "Observation": WORKERS}
+        ids = {
+            f"{s.resource_type}/{s.id}"
+            for t in ("Patient", "Practitioner")
+            for s in repo.search(t, [])
+        }
+        performers = {
+            p["reference"]
+            for o in repo.search("Observation", [])
+            if o.resource
+            for p in o.resource["performer"]
+        }
+    assert performers == ids

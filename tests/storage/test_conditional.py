@@ -6,6 +6,7 @@ over, and more than a thousand matching index rows still give the right answer
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 
 from fhir_service.errors import PreconditionFailed
 from fhir_service.storage import SqlStore
@@ -105,3 +106,85 @@ def test_more_index_rows_than_the_lookup_takes(store: SqlStore) -> None:
     assert len(matched) == count
     with pytest.raises(PreconditionFailed), store.begin() as repo:
         repo.create(patient("SHARED"), if_none_exist=criteria)
+
+
+def conditional_post(value: str, resource_type: str = "Patient") -> dict[str, object]:
+    body = {**patient(value), "resourceType": resource_type}
+    if resource_type == "Group":
+        body.update(type="person", actual=True)
+    return {
+        "resource": body,
+        "request": {
+            "method": "POST",
+            "url": resource_type,
+            "ifNoneExist": f"identifier={MRN}|{value}",
+        },
+    }
+
+
+def transaction(*entries: dict[str, object]) -> dict[str, object]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def test_one_transaction_resolves_many_conditional_creates(store: SqlStore) -> None:
+    """The claims of a Bundle's conditional creates are resolved together: each entry still
+    gets what it would get alone (existing match, stale claim taken over, new claim)."""
+    with store.begin() as repo:
+        existing = repo.create(patient("E-1"), if_none_exist=f"identifier={MRN}|E-1").stored
+        deleted = repo.create(patient("E-2"), if_none_exist=f"identifier={MRN}|E-2").stored
+        repo.update("Group", "g", {**conditional_post("E-3", "Group")["resource"], "id": "g"})
+    with store.begin() as repo:
+        repo.delete("Patient", deleted.id)
+    bundle = transaction(
+        conditional_post("E-1"),
+        conditional_post("E-2"),
+        conditional_post("E-3"),  # only a Group has it
+        conditional_post("E-4"),
+        conditional_post("E-4", "Group"),
+    )
+    with store.begin() as repo:
+        first = repo.transaction(bundle)["entry"]
+    with store.begin() as repo:
+        again = repo.transaction(bundle)["entry"]
+    assert [e["response"]["status"] for e in first] == ["200 OK"] + ["201 Created"] * 4
+    assert [e["response"]["status"] for e in again] == ["200 OK"] * 5
+    assert first[0]["response"]["location"].startswith(f"Patient/{existing.id}/")
+    assert not first[1]["response"]["location"].startswith(f"Patient/{deleted.id}/")
+    assert [e["response"]["location"] for e in again] == [e["response"]["location"] for e in first]
+    with store.begin(readonly=True) as repo:
+        assert repo.counts() == {"Patient": 4, "Group": 2}
+
+
+def test_several_matches_fail_the_transaction_at_their_entry(store: SqlStore) -> None:
+    with store.begin() as repo:
+        repo.update("Patient", "twin-1", patient("TWIN", id="twin-1"))
+        repo.update("Patient", "twin-2", patient("TWIN", id="twin-2"))
+    with pytest.raises(PreconditionFailed, match=r"Bundle\.entry\[1\]"), store.begin() as repo:
+        repo.transaction(transaction(conditional_post("F-1"), conditional_post("TWIN")))
+    with store.begin(readonly=True) as repo:
+        assert repo.counts() == {"Patient": 2}
+    with store.begin() as repo:
+        created = repo.transaction(transaction(conditional_post("F-1"), conditional_post("F-2")))
+    assert [e["response"]["status"] for e in created["entry"]] == ["201 Created"] * 2
+
+
+def test_a_bundle_claims_its_identifiers_in_a_few_statements(store: SqlStore) -> None:
+    """Fifty conditional creates of one type: the claims are read and inserted and the
+    identifiers looked up together, not in three statements per entry."""
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    bundle = transaction(*(conditional_post(f"G-{i}") for i in range(50)))
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        with store.begin() as repo:
+            response = repo.transaction(bundle)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    assert [e["response"]["status"] for e in response["entry"]] == ["201 Created"] * 50
+    claim_statements = [s for s in statements if "conditional_claim" in s]
+    lookups = [s for s in statements if "sp_token" in s and s.lstrip().upper().startswith("SELECT")]
+    assert len(claim_statements) == 2  # read the holders, insert the claims
+    assert len(lookups) == 1
