@@ -191,41 +191,55 @@ def claim_identifiers(
     by_type: dict[str, list[IdentifierClaim]] = defaultdict(list)
     for claim in claims:
         by_type[claim.resource_type].append(claim)
-    held: set[tuple[str, str]] = set()
+    held = {(t, key) for t, group in by_type.items() for key in _held(conn, t, group)}
+    found: dict[tuple[str, str, str], list[str]] = {}
     for rtype, group in by_type.items():
-        for chunk in _chunks(group):
-            hashes = [c.key for c in chunk]
-            rows = conn.execute(_HOLDERS, {"type": rtype, "hashes": hashes}).scalars()
-            held.update((rtype, key) for key in rows)
-    found: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    for rtype, group in by_type.items():
-        wanted = {(c.system, c.value) for c in group}
-        candidates: set[str] = set()
-        for chunk in _chunks(sorted({c.value for c in group})):
-            for code, system, res_id in conn.execute(
-                _INDEX_ROWS_MANY, {"type": rtype, "codes": list(chunk)}
-            ):
-                if (system, code) in wanted:
-                    found[(rtype, system, code)].append(res_id)
-                    candidates.add(res_id)
-        current: set[str] = set()
-        for ids in _chunks(sorted(candidates)):
-            current.update(conn.execute(_CURRENT_MANY, {"type": rtype, "ids": list(ids)}).scalars())
-        for place, ids in found.items():
-            if place[0] == rtype and len(ids) <= LOOKUP_MAX:
-                found[place] = sorted(i for i in ids if i in current)
+        found.update(_current_matches(conn, rtype, group))
     outcomes: dict[str, ClaimOutcome] = {}
-    to_insert = []
+    free = []
     for claim in claims:
         ids = found.get((claim.resource_type, claim.system, claim.value), [])
         if len(ids) == 1:
             outcomes[claim.key] = ClaimOutcome(ids[0])
         elif not ids and (claim.resource_type, claim.key) not in held:
-            to_insert.append(claim)
-    to_insert.sort(key=lambda c: (c.resource_type, c.key))
+            free.append(claim)
+    free.sort(key=lambda c: (c.resource_type, c.key))
     insert = _CLAIM_INSERT_MANY[conn.dialect.name]
-    for chunk in _chunks(to_insert):
+    for chunk in _chunks(free):
         rows = [{"type": c.resource_type, "criteria_hash": c.key, "id": c.id} for c in chunk]
         inserted = set(conn.execute(insert, rows).scalars())
         outcomes.update((c.key, ClaimOutcome(None)) for c in chunk if c.key in inserted)
     return outcomes
+
+
+def _held(conn: Connection, resource_type: str, claims: Sequence[IdentifierClaim]) -> set[str]:
+    """The keys among ``claims`` (all of one type) that have a claim row."""
+    held: set[str] = set()
+    for chunk in _chunks(claims):
+        hashes = [c.key for c in chunk]
+        held.update(conn.execute(_HOLDERS, {"type": resource_type, "hashes": hashes}).scalars())
+    return held
+
+
+def _current_matches(
+    conn: Connection, resource_type: str, claims: Sequence[IdentifierClaim]
+) -> dict[tuple[str, str, str], list[str]]:
+    """(type, system, value) -> sorted ids of the current resources with that identifier;
+    all index rows (current or not) when more than ``LOOKUP_MAX``."""
+    wanted = {(c.system, c.value) for c in claims}
+    rows: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    values = sorted({c.value for c in claims})
+    for chunk in _chunks(values):
+        bound = {"type": resource_type, "codes": list(chunk)}
+        for code, system, res_id in conn.execute(_INDEX_ROWS_MANY, bound):
+            if (system, code) in wanted:
+                rows[(resource_type, system, code)].append(res_id)
+    candidates = sorted({i for ids in rows.values() for i in ids})
+    current: set[str] = set()
+    for ids in _chunks(candidates):
+        bound = {"type": resource_type, "ids": list(ids)}
+        current.update(conn.execute(_CURRENT_MANY, bound).scalars())
+    return {
+        place: ids if len(ids) > LOOKUP_MAX else sorted(i for i in ids if i in current)
+        for place, ids in rows.items()
+    }
