@@ -10,11 +10,11 @@ reindex``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from fhir_service.fhir.packages import PackageError
 from fhir_service.search.extract import extract
@@ -81,19 +81,50 @@ def index_resources(
         if core is None:
             return
         registry = registry_for(conn, core)
-    batches: dict[str, list[dict[str, Any]]] = {kind: [] for kind in SEARCH_TABLES}
+    batches: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in SEARCH_TABLES}
     for resource_type, id, body in items:
         for kind, rows in extract(registry, body).items():
-            columns = ROW_COLUMNS[kind]
-            batch = batches[kind]
-            for row in rows:
-                values = dict(zip(columns, row, strict=True))
-                values["res_type"] = resource_type
-                values["res_id"] = id
-                batch.append(values)
+            batches[kind].extend((resource_type, id, *row) for row in rows)
     for kind, batch in batches.items():
         if batch:
-            conn.execute(sa.insert(SEARCH_TABLES[kind]), batch)
+            sql, processors = _insert_plan(conn.dialect, kind)
+            if processors:
+                batch = [_processed(row, processors) for row in batch]
+            conn.exec_driver_sql(sql, batch)
+
+
+_Processors = tuple[tuple[int, Callable[[Any], Any]], ...]
+_PLANS: dict[tuple[str, str], tuple[str, _Processors]] = {}
+
+
+def _insert_plan(dialect: Dialect, kind: str) -> tuple[str, _Processors]:
+    """The driver-level INSERT of an index table's rows (res_type, res_id, *ROW_COLUMNS)
+    and the bind processors of its columns that have one (dates): rows go to the DB-API
+    ``executemany`` as tuples, without a compiled statement's per-row parameter work."""
+    plan = _PLANS.get((dialect.name, kind))
+    if plan is None:
+        table = SEARCH_TABLES[kind]
+        columns = [table.c[name] for name in ("res_type", "res_id", *ROW_COLUMNS[kind])]
+        marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(c.name for c in columns)}) "
+            f"VALUES ({', '.join([marker] * len(columns))})"
+        )
+        processors = tuple(
+            (i, process)
+            for i, column in enumerate(columns)
+            if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        )
+        plan = _PLANS[(dialect.name, kind)] = (sql, processors)
+    return plan
+
+
+def _processed(row: tuple[Any, ...], processors: _Processors) -> tuple[Any, ...]:
+    values = list(row)
+    for i, process in processors:
+        if values[i] is not None:
+            values[i] = process(values[i])
+    return tuple(values)
 
 
 def drop_index(conn: Connection, resource_type: str, id: str) -> None:
