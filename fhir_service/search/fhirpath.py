@@ -229,9 +229,15 @@ def _fhirpathpy(part: str) -> Evaluator | None:
 def compile_expression(expression: str, resource_type: str) -> Evaluator | None:
     """One function evaluating ``expression`` on resources of ``resource_type``;
     None when no branch applies or a branch cannot be compiled."""
+    return _union(branches_for(expression, resource_type))
+
+
+def _union(parts: list[str], root: str = "") -> Evaluator | None:
+    """The union of the branches ``parts`` (each prefixed with ``root``): walkers where
+    they are simple paths, fhirpathpy otherwise."""
     evaluators: list[Evaluator] = []
-    for part in branches_for(expression, resource_type):
-        steps = _compile_steps(part)
+    for part in parts:
+        steps = _compile_steps(root + part)
         if steps is not None:
             evaluators.append(_walker(steps))
             continue
@@ -251,8 +257,6 @@ def compile_expression(expression: str, resource_type: str) -> Evaluator | None:
 
 
 def compile_relative(expression: str) -> Evaluator | None:
-    """An expression evaluated on an element rather than a resource (composite components)."""
-    steps = _compile_steps(f"Element.{expression.strip()}")
-    if steps is not None:
-        return _walker(steps)
-    return _fhirpathpy(expression)
+    """An expression evaluated on an element rather than a resource (composite components,
+    e.g. ``value.as(Quantity) | value.as(Range)``)."""
+    return _union(split_top(expression.strip(), "|"), root="Element.")

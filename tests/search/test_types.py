@@ -351,6 +351,36 @@ def test_composite(client: TestClient, post: Post) -> None:
     assert ids(search(client, cvq + f"{LOINC}|29463-7$72000|{UCUM}|g")) == {weight}
 
 
+def test_composite_components_with_a_choice_of_types(client: TestClient, post: Post) -> None:
+    """Components such as ``value.as(DateTime) | value.as(Period)`` (Observation
+    code-value-date) and ``value.as(Quantity) | value.as(Range)`` (context-type-quantity)
+    reach the element's choice (valueDateTime, valuePeriod, valueQuantity)."""
+
+    def observation(**value: object) -> str:
+        code = {"coding": [{"system": LOINC, "code": "21918-8"}]}
+        return post({"resourceType": "Observation", "status": "final", "code": code, **value})["id"]
+
+    instant = observation(valueDateTime="2021-06-01")
+    period = observation(valuePeriod={"start": "2019-01-01", "end": "2019-12-31"})
+    cvd = f"/fhir/Observation?code-value-date={LOINC}|21918-8$"
+    assert ids(search(client, cvd + "ge2021-01-01")) == {instant}
+    assert ids(search(client, cvd + "2019")) == {period}
+    age = {"system": "http://terminology.hl7.org/CodeSystem/usage-context-type", "code": "age"}
+    library = post(
+        {
+            "resourceType": "Library",
+            "status": "active",
+            "type": {"text": "logic"},
+            "useContext": [
+                {"code": age, "valueQuantity": {"value": 18, "system": UCUM, "code": "a"}}
+            ],
+        }
+    )["id"]
+    ctq = "/fhir/Library?context-type-quantity="
+    assert ids(search(client, ctq + f"{age['system']}|age$ge18")) == {library}
+    assert ids(search(client, ctq + "age$lt18")) == set()
+
+
 def test_in_with_filtered_value_sets(client: TestClient, post: Post) -> None:
     role = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 

@@ -17,6 +17,9 @@ from fhir_service.storage import (
 )
 from fhir_service.storage.engine import BEGIN_OPTION
 from fhir_service.storage.migrate import current_revision, downgrade_engine, upgrade_engine
+from fhir_service.storage.reindex_jobs import ReindexJobs
+from fhir_service.storage.reindex_run import run_job
+from fhir_service.storage.search_tables import sp_composite
 
 
 def test_empty_database_is_refused_with_the_command_to_run(tmp_path: Path) -> None:
@@ -93,3 +96,39 @@ def test_unknown_newer_revision_is_refused(database_url: str) -> None:
             conn.exec_driver_sql(f"UPDATE alembic_version SET version_num = '{head_revision()}'")
     finally:
         engine.dispose()
+
+
+def test_upgrade_to_0010_reindexes_the_composites_with_a_choice(database_url: str) -> None:
+    """An Observation indexed before 0010 lacks its code-value-date row; the upgrade
+    queues a reindex of the stored types it concerns, and running it adds the row."""
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "21918-8"}]},
+        "valueDateTime": "2021-06-01",
+    }
+    store = SqlStore.open(database_url)
+    jobs = ReindexJobs(store.engine)
+    query = [("code-value-date", "http://loinc.org|21918-8$ge2021-01-01")]
+
+    def found() -> list[str]:
+        with store.begin(readonly=True) as repo:
+            return [s.id for s in repo.search("Observation", query)]
+
+    try:
+        with store.begin() as repo:
+            created = repo.create(observation).stored.id
+            repo.create({"resourceType": "Patient"})
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(sp_composite).where(sp_composite.c.param == "code-value-date"))
+        assert found() == []
+        downgrade_engine(store.engine, "0009_ranged_index")
+        upgrade_engine(store.engine)
+        queued = [j for j in jobs.active() if j.trigger == "migration:0010_composite_choice"]
+        assert [j.types for j in queued] == [["Observation"]]
+        claimed = jobs.claim(queued[0].id)
+        assert claimed is not None
+        assert run_job(jobs, claimed) == "completed"
+        assert found() == [created]
+    finally:
+        store.close()
