@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from report import machine, write_section
+from report import cpu_check, machine, write_section
 from sqlalchemy.engine import make_url
 
 from fhir_service.cli.load import load_bundle, providers_first
@@ -163,7 +164,7 @@ def linearity(runs: list[Run]) -> list[str]:
     return out
 
 
-def write_results(runs: list[Run]) -> None:
+def write_results(runs: list[Run], checks: list[float]) -> None:
     write_section(
         START,
         END,
@@ -171,7 +172,9 @@ def write_results(runs: list[Run]) -> None:
             "## Transaction ingest (`bench/ingest.py`)",
             "",
             f"Run {date.today().isoformat()} on {machine()}; load average at the end "
-            f"{os.getloadavg()[0]:.1f} (other processes share the machine).",
+            f"{os.getloadavg()[0]:.1f} (other processes share the machine). CPU check",
+            "(`bench/report.py`, a fixed pure-Python loop, lower is faster) before each",
+            f"run: {min(checks):.0f}-{max(checks):.0f} ms, median {statistics.median(checks):.0f}.",
             "synthea: the Synthea 300-patient set (../shared/data): hospital and practitioner",
             "Bundles, then patient transaction Bundles, one database transaction each, provider",
             "POSTs deduplicated by identifier. case: the IVC case mapped under distinct case ids",
@@ -205,6 +208,7 @@ def main() -> None:
     if "synthea" in sources and not ARCHIVE.exists():
         raise SystemExit(f"{ARCHIVE} is absent")
     runs: list[Run] = []
+    checks: list[float] = []
     for source in sources:
         databases: list[Callable[[int, str], Run]] = [run_sqlite]
         if args.postgres_url:
@@ -213,13 +217,15 @@ def main() -> None:
             done: dict[int, list[Run]] = {args.small: [], args.patients: []}
             for _ in range(args.repeat):
                 for patients in done:
+                    checks.append(cpu_check())
                     done[patients].append(run(patients, source))
                     print(table(done[patients][-1:]).splitlines()[-1], flush=True)
             runs += [median_run(done[patients]) for patients in done]
     print(table(runs))
     print("\n".join(linearity(runs)))
+    print(f"CPU check: {min(checks):.0f}-{max(checks):.0f} ms")
     if not args.no_write:
-        write_results(runs)
+        write_results(runs, checks)
 
 
 if __name__ == "__main__":

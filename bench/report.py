@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -19,6 +20,20 @@ def machine() -> str:
         if match:
             cpu = match.group(1).strip()
     return f"{os.cpu_count()} CPUs (nproc), {cpu}, Python {platform.python_version()}"
+
+
+def cpu_check() -> float:
+    """Milliseconds a fixed pure-Python loop takes (best of three): the machine's speed at
+    the moment, for comparing results of different days (this machine's speed drifts
+    by a factor of up to two within minutes)."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
 
 
 def write_section(start: str, end: str, lines: list[str]) -> None:
