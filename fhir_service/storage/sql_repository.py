@@ -364,18 +364,18 @@ class SqlRepository:
         raise Conflict(f"Conditional create '{criteria}' is contended; retry the request")
 
     def claim_many(
-        self, items: list[tuple[str, SearchParams, str]]
+        self, items: list[tuple[str, SearchParams, str, str]]
     ) -> dict[str, tuple[str, Stored | None]]:
-        """``claim_conditional`` for many (type, parsed criteria, new id) at once, by claim
-        key: (the new id, None) when claimed for it, (id, the existing resource) when one
-        matches. Only ``identifier=system|value`` criteria are resolved here, in a few
-        statements per type; keys missing from the answer need ``claim_conditional``."""
+        """``claim_conditional`` for many (type, parsed criteria, ``criteria_hash``, new id)
+        at once, by claim key: (the new id, None) when claimed for it, (id, the existing
+        resource) when one matches. Only ``identifier=system|value`` criteria are resolved
+        here, in a few statements per type; keys missing from the answer need
+        ``claim_conditional``."""
         registry = self.search_registry()
         claims = []
-        for resource_type, params, id in items:
+        for resource_type, params, key, id in items:
             identifier = identifier_criteria(registry, resource_type, params)
             if identifier is not None:
-                key = criteria_hash(resource_type, params)
                 claims.append(IdentifierClaim(resource_type, *identifier, key, id))
         outcomes = claim_identifiers(self._conn, claims)
         answer: dict[str, tuple[str, Stored | None]] = {}

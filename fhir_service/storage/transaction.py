@@ -119,6 +119,7 @@ class _Transaction:
     conditional: dict[str, str] = field(default_factory=dict)
     claims: dict[str, _Entry] = field(default_factory=dict)
     claimed: dict[str, tuple[str, Stored | None]] = field(default_factory=dict)
+    claim_keys: dict[int, str] = field(default_factory=dict)
     written: dict[int, Stored] = field(default_factory=dict)
     pending: list[tuple[int, tuple[str, str, JSON, datetime]]] = field(default_factory=list)
 
@@ -173,7 +174,7 @@ class _Transaction:
     def claim_ahead(self, entries: list[_Entry]) -> None:
         """Resolve the If-None-Exist of the POST entries together (``SqlRepository.claim_many``);
         ``assign_post`` takes the answers and claims the rest one by one."""
-        items: dict[str, tuple[str, SearchParams, str]] = {}
+        items: dict[str, tuple[str, SearchParams, str, str]] = {}
         for entry in entries:
             condition = entry.request.get("ifNoneExist")
             if entry.method != "POST" or not condition:
@@ -183,7 +184,9 @@ class _Transaction:
                 params = parse_criteria(condition, rtype)
             except FhirServiceError:
                 continue  # raised in its place by assign_post
-            items.setdefault(criteria_hash(rtype, params), (rtype, params, new_id()))
+            key = criteria_hash(rtype, params)
+            self.claim_keys[entry.index] = key
+            items.setdefault(key, (rtype, params, key, new_id()))
         if len(items) > 1:
             self.claimed = self.repo.claim_many(list(items.values()))
 
@@ -192,7 +195,9 @@ class _Transaction:
         condition = entry.request.get("ifNoneExist")
         entry.id = new_id()
         if condition:
-            key = criteria_hash(rtype, parse_criteria(condition, rtype))
+            key = self.claim_keys.get(entry.index) or criteria_hash(
+                rtype, parse_criteria(condition, rtype)
+            )
             first = self.claims.get(key)
             if first is not None:
                 entry.id = first.id
