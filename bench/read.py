@@ -35,7 +35,7 @@ from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
-from report import machine, write_section
+from report import cpu_check, machine, write_section
 from sqlalchemy.engine import make_url
 
 from fhir_service.storage import SqlStore, upgrade
@@ -240,14 +240,15 @@ def table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
-def write_results(runs: list[Run], args: argparse.Namespace) -> None:
+def write_results(runs: list[Run], args: argparse.Namespace, check: float) -> None:
     write_section(
         START,
         END,
         [
             "## Read by id over HTTP (`bench/read.py`)",
             "",
-            f"Run {date.today().isoformat()} on {machine()}.",
+            f"Run {date.today().isoformat()} on {machine()}; CPU check (`bench/report.py`)",
+            f"before the runs {check:.0f} ms.",
             f"GET /fhir/Patient/{{id}} on {args.resources} stored Patients, one uvicorn worker,",
             f"{args.concurrency} keep-alive connections for {args.seconds:g} s from "
             f"{GENERATORS[args.generator]} on the same machine. Target: >= 1,000 requests/s.",
@@ -279,6 +280,7 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="Do not update RESULTS.md.")
     args = parser.parse_args()
+    check = cpu_check()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         runs.append(measure("SQLite", f"sqlite:///{Path(tmp) / 'read.sqlite3'}", args))
@@ -291,8 +293,9 @@ def main() -> None:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.dispose()
     print(table(runs))
+    print(f"CPU check: {check:.0f} ms")
     if not args.no_write:
-        write_results(runs, args)
+        write_results(runs, args, check)
 
 
 if __name__ == "__main__":
