@@ -8,14 +8,13 @@ refuses a database whose schema is behind (run ``fhir-service db upgrade``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
 from fhir_service import __version__
 from fhir_service.api import auth, errors, ui
-from fhir_service.api.deps import BASE_PATH
 from fhir_service.api.routes import (
     bundle,
     crud,
@@ -29,10 +28,16 @@ from fhir_service.api.routes import (
     sync,
     validate,
 )
+from fhir_service.api.routing import add_routes
 from fhir_service.api.write_validation import AppValidator
 from fhir_service.search import registry as search_registry
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, Store
+
+# The FHIR interactions, in matching order (the first route whose path and method fit wins).
+FHIR_ROUTES = (metadata, bundle, history, validate, export, reindex, crud, everything, search)
+# Background workers started and stopped with the application, after the store is open.
+WORKERS = (sync.lifespan, export.lifespan, reindex.lifespan)
 
 
 def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
@@ -43,20 +48,16 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.validate_on_write != "off":
             app.state.validator.get()  # fails at start when the package cache is empty
-        if store is not None:
-            app.state.store = store
-            try:
-                yield
-            finally:
-                app.state.security.close()
-            return
-        opened = SqlStore.open(settings.database_url)
-        app.state.store = opened
-        try:
+        async with AsyncExitStack() as stack:
+            if store is None:
+                app.state.store = SqlStore.open(settings.database_url)
+                stack.callback(app.state.store.close)
+            else:
+                app.state.store = store
+            stack.callback(app.state.security.close)
+            for worker in WORKERS:
+                await stack.enter_async_context(worker(app))
             yield
-        finally:
-            app.state.security.close()
-            opened.close()
 
     app = FastAPI(
         title="fhir-service",
@@ -71,15 +72,12 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
     app.state.started = datetime.now(UTC)
     app.state.validator = AppValidator(settings.package_cache)
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(ui.router)
-    app.include_router(sync.router)
     auth.install(app, settings)
-    app.state.fhir_routers = []
     search_registry.configure(settings.package_cache)
-    for module in (metadata, bundle, history, validate, export, reindex, crud, everything, search):
-        app.include_router(module.router, prefix=BASE_PATH, tags=["FHIR"])
-        app.state.fhir_routers.append(module.router)
+    app.state.fhir_routers = [module.router for module in FHIR_ROUTES]
+    # The FHIR routes first: they are matched on every FHIR request, in order.
+    for router in [*app.state.fhir_routers, health.router, ui.router, sync.router]:
+        add_routes(app, router)
     return app
 
 

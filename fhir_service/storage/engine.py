@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import SingletonThreadPool
 
 from fhir_service.errors import InvalidRequest
 
@@ -34,6 +35,9 @@ SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 file (``PRAGMA wal_autocheckpoint``; SQLite's default is 1,000). A page written by many
 commits in between is copied once."""
 BEGIN_OPTION = "fhir_service_sqlite_begin"
+"""Execution option: how a SQLite unit begins: ``IMMEDIATE`` (the default: takes the write
+lock), ``DEFERRED`` (one read snapshot) or ``AUTOCOMMIT`` (no BEGIN: each statement reads
+its own snapshot, as READ COMMITTED does on PostgreSQL)."""
 
 
 def _json_dumps(value: Any) -> str:
@@ -51,12 +55,14 @@ def normalize_url(url: str) -> str:
     raise InvalidRequest(f"Unsupported database '{backend}': use sqlite:/// or postgresql://")
 
 
-def create_engine(url: str, *, pool_size: int = 20) -> Engine:
+def create_engine(url: str, *, pool_size: int = 20, per_thread: bool = False) -> Engine:
     """An engine for ``url`` with the settings this store relies on.
 
     The pool keeps ``pool_size`` connections open (and as many again under load):
     requests run on the server's worker threads, and a connection opened and closed
-    per request costs more than the read it serves.
+    per request costs more than the read it serves. With ``per_thread`` (SQLite only)
+    each thread has a connection of its own instead, which it never waits for: the
+    event loop's reads (``SqlStore.inline_reads``).
     """
     url = normalize_url(url)
     parsed = make_url(url)
@@ -68,8 +74,11 @@ def create_engine(url: str, *, pool_size: int = 20) -> Engine:
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=pool_size,
-            max_overflow=pool_size,
+            **(
+                {"poolclass": SingletonThreadPool}
+                if per_thread
+                else {"pool_size": pool_size, "max_overflow": pool_size}
+            ),
         )
         _configure_sqlite(engine)
         return engine
@@ -131,4 +140,5 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         mode = connection.get_execution_options().get(BEGIN_OPTION, "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "AUTOCOMMIT":
+            connection.exec_driver_sql(f"BEGIN {mode}")

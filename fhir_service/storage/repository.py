@@ -248,12 +248,23 @@ class Repository(Protocol):
 class Store(Protocol):
     """Opens units of work on one database."""
 
+    @property
+    def inline_reads(self) -> bool:
+        """Whether a short read may run on the calling (event loop) thread: an embedded
+        database, read on a connection of that thread's own."""
+        ...
+
     def begin(
-        self, *, readonly: bool = False, before_write: BeforeWrite | None = None
+        self,
+        *,
+        readonly: bool = False,
+        before_write: BeforeWrite | None = None,
+        inline: bool = False,
     ) -> AbstractContextManager[Repository]:
         """One database transaction: commits when the block ends, rolls back on any exception.
 
-        ``before_write`` sees every resource version this unit of work stores."""
+        ``before_write`` sees every resource version this unit of work stores; ``inline``
+        asks for the calling thread's own connection (a read, when ``inline_reads``)."""
         ...
 
     def close(self) -> None:

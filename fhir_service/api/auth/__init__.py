@@ -17,13 +17,13 @@ import logging
 
 from fastapi import FastAPI, Request
 
-from fhir_service.api import deps
 from fhir_service.api.auth import audit, token_endpoint, well_known
 from fhir_service.api.auth.access import GuardedStore, guard
 from fhir_service.api.auth.config import Security
 from fhir_service.api.auth.context import AccessContext
 from fhir_service.api.auth.hardening import SecurityHeaders, install_cors
 from fhir_service.api.auth.middleware import AuthMiddleware
+from fhir_service.api.routing import add_routes
 from fhir_service.errors import Unauthorized
 from fhir_service.settings import Settings
 from fhir_service.storage import Store
@@ -60,9 +60,8 @@ def install(app: FastAPI, settings: Settings) -> None:
     else:
         log.info("auth mode smart: bearer tokens required on /fhir")
     app.state.store_view = guarded_store
-    app.include_router(token_endpoint.router, tags=["Security"])
-    app.include_router(well_known.router, prefix=deps.BASE_PATH, tags=["Security"])
-    app.include_router(audit.router, prefix=deps.BASE_PATH, tags=["FHIR"])
+    for router in (token_endpoint.router, well_known.router, audit.router):
+        add_routes(app, router)
     app.add_middleware(AuthMiddleware, security=security)
     app.add_middleware(SecurityHeaders)
     install_cors(app, settings.cors_origins)

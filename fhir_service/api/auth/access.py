@@ -547,11 +547,19 @@ class GuardedStore:
         self._inner = inner
         self.context = context
 
+    @property
+    def inline_reads(self) -> bool:
+        return self._inner.inline_reads
+
     @contextmanager
     def begin(
-        self, *, readonly: bool = False, before_write: BeforeWrite | None = None
+        self,
+        *,
+        readonly: bool = False,
+        before_write: BeforeWrite | None = None,
+        inline: bool = False,
     ) -> Iterator[GuardedRepository]:
-        with self._inner.begin(readonly=readonly, before_write=before_write) as repo:
+        with self._inner.begin(readonly=readonly, before_write=before_write, inline=inline) as repo:
             yield GuardedRepository(repo, self.context)
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ from starlette.responses import Response
 
 from fhir_service.api.auth.context import AccessContext
 from fhir_service.api.auth.tables import audit_event
-from fhir_service.api.deps import BaseDep, FormatDep
+from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes.history import parse_count
 from fhir_service.errors import InvalidRequest, NotFound
@@ -280,7 +280,7 @@ def audit_event_resource(row: Any) -> dict[str, Any]:
     return event
 
 
-router = APIRouter()
+router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 
 def _audit_access(request: Request, action: str) -> tuple[AuditLog, str | None]:

@@ -38,7 +38,7 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = 300
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
-router = APIRouter()
+router = APIRouter(tags=["Security"])
 
 
 class OAuthError(Exception):

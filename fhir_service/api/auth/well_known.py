@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import JSONResponse, Response
 
 from fhir_service.api.auth.config import JWKS_PATH, Security
+from fhir_service.api.deps import BASE_PATH
 
 SIGNING_ALGORITHMS = ["RS384", "ES384", "RS256", "ES256"]
 SCOPES_SUPPORTED = [
@@ -26,7 +27,7 @@ SCOPES_SUPPORTED = [
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 
-router = APIRouter()
+router = APIRouter(prefix=BASE_PATH, tags=["Security"])
 
 
 def smart_configuration(security: Security, request: Request) -> dict[str, Any]:

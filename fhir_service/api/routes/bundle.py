@@ -11,12 +11,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from fhir_service.api.deps import FormatDep, ResourceBody, StoreDep, WriteCheckDep
+from fhir_service.api.deps import BASE_PATH, FormatDep, ResourceBody, StoreDep, WriteCheckDep
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes import interaction
 from fhir_service.errors import InvalidRequest
 
-router = APIRouter()
+router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 
 @router.post("/", include_in_schema=False, openapi_extra=interaction("transaction", batch=True))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from fhir_service.api.deps import BaseDep, FormatDep, IdDep, StoreDep
+from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep, IdDep, StoreDep
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes import interaction
 from fhir_service.api.routes.history import parse_count, parse_since
@@ -20,7 +20,7 @@ from fhir_service.search.query import SearchRequest
 from fhir_service.search.registry import get_registry
 from fhir_service.storage.search_sql import compartment_filter, since_filter
 
-router = APIRouter()
+router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 
 def _types(requested: str | None, compartment: dict[str, tuple[str, ...]]) -> list[str]:

@@ -29,7 +29,7 @@ from starlette.responses import Response
 
 from fhir_service.api.auth.compartment import PatientCompartment
 from fhir_service.api.background import running
-from fhir_service.api.deps import BaseDep, IdDep, SettingsDep, StoreDep
+from fhir_service.api.deps import BASE_PATH, BaseDep, IdDep, SettingsDep, StoreDep
 from fhir_service.api.export_params import check_type_filters, export_params, parameter_pairs
 from fhir_service.api.responses import fhir_response, outcome_response
 from fhir_service.api.routes import operation
@@ -63,7 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-router = APIRouter(lifespan=lifespan)
+router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 
 def _runner(request: Request) -> ExportRunner:

@@ -11,14 +11,14 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from fhir_service.api.deps import BaseDep, FormatDep, IdDep, StoreDep, TypeDep
+from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep, IdDep, StoreDep, TypeDep
 from fhir_service.api.negotiation import Format
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes import interaction
 from fhir_service.errors import InvalidRequest
 from fhir_service.storage import HistoryPage, Store, Stored, format_instant
 
-router = APIRouter()
+router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000

@@ -17,14 +17,14 @@ from starlette.responses import Response
 
 from fhir_service import __version__
 from fhir_service.api.auth.well_known import capability_security
-from fhir_service.api.deps import BaseDep, FormatDep, StoreDep
+from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep, StoreDep
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes import ALL_TYPES, CAPABILITY, INTERACTION, OPERATION, interaction
 from fhir_service.fhir.models import is_resource_type
 from fhir_service.search.registry import Registry, get_registry
 from fhir_service.storage import format_instant
 
-router = APIRouter()
+router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 FHIR_VERSION = "4.0.1"
 _SYSTEM_CODES = {"transaction", "batch", "search-system", "history-system"}

@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from fhir_service.api.background import running
 from fhir_service.api.body import json_object, parse_json, read_body
-from fhir_service.api.deps import BaseDep, FormatDep
+from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep
 from fhir_service.api.responses import fhir_response
 from fhir_service.errors import Conflict, Forbidden, InvalidRequest, NotFound, UnknownResourceType
 from fhir_service.fhir.models import model_class
@@ -55,7 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-router = APIRouter(lifespan=lifespan)
+router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 
 def _runner(request: Request) -> ReindexRunner:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from fhir_service.api.deps import BaseDep, FormatDep, IdDep, StoreDep, TypeDep
+from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep, IdDep, StoreDep, TypeDep
 from fhir_service.api.negotiation import Format
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes import interaction
@@ -28,7 +28,7 @@ from fhir_service.search.registry import Registry, get_registry
 from fhir_service.storage import Store, Stored
 from fhir_service.storage.search_sql import SearchPage, compartment_filter
 
-router = APIRouter()
+router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 
 class Searching(Protocol):

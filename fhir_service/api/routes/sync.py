@@ -65,7 +65,7 @@ def _credentials(settings: Settings) -> Callable[[str], Auth | None]:
     return auth_for
 
 
-router = APIRouter(prefix="/sync", tags=["sync"], lifespan=lifespan)
+router = APIRouter(prefix="/sync", tags=["sync"])
 
 
 def _json(run: dict[str, Any]) -> dict[str, Any]:

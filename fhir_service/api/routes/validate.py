@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from fhir_service.api.body import check_json, read_body
-from fhir_service.api.deps import FormatDep, IdDep, StoreDep, TypeDep
+from fhir_service.api.deps import BASE_PATH, FormatDep, IdDep, StoreDep, TypeDep
 from fhir_service.api.negotiation import RESOURCE_BODY_TYPES, check_content_type
 from fhir_service.api.responses import outcome_response
 from fhir_service.api.routes import ALL_TYPES, operation
@@ -29,7 +29,7 @@ from fhir_service.errors import InvalidRequest, Issue
 from fhir_service.validation.json_syntax import Pointer, parse_json
 from fhir_service.validation.options import Options
 
-router = APIRouter()
+router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 MODES = ("create", "update", "delete", "profile")
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
