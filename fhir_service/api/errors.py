@@ -4,7 +4,8 @@
 - request validation and JSON decode errors: 400;
 - unknown routes 404, wrong methods 405, other HTTP errors their status;
 - database rejections of a value: 400;
-- an unreachable database or a transient database failure: 503 with Retry-After;
+- an unreachable database, a transient database failure or a pool that stayed busy:
+  503 with Retry-After;
 - anything unexpected: 500 with a generic OperationOutcome. The log names the
   exception type and the code location only, never the message (which may quote
   request data) nor the body.
@@ -18,6 +19,7 @@ import traceback
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -86,7 +88,8 @@ async def _data_error(request: Request, exc: Exception) -> Response:
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     """The database could not be reached or answered with a transient failure (a
-    connection the server closed, a lock wait that ran out): 503 with Retry-After."""
+    connection the server closed, a lock wait that ran out), or every pooled connection
+    stayed busy for the pool timeout: 503 with Retry-After."""
     log.error(
         "%s %s: database unavailable (%s)", request.method, request.url.path, type(exc).__name__
     )
@@ -112,4 +115,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -55,14 +55,17 @@ def normalize_url(url: str) -> str:
     raise InvalidRequest(f"Unsupported database '{backend}': use sqlite:/// or postgresql://")
 
 
-def create_engine(url: str, *, pool_size: int = 20, per_thread: bool = False) -> Engine:
+def create_engine(
+    url: str, *, pool_size: int = 20, per_thread: bool = False, pool_timeout: float = 30.0
+) -> Engine:
     """An engine for ``url`` with the settings this store relies on.
 
     The pool keeps ``pool_size`` connections open (and as many again under load):
     requests run on the server's worker threads, and a connection opened and closed
     per request costs more than the read it serves. With ``per_thread`` (SQLite only)
     each thread has a connection of its own instead, which it never waits for: the
-    event loop's reads (``SqlStore.inline_reads``).
+    event loop's reads (``SqlStore.run_read``). A unit of work waits at most
+    ``pool_timeout`` seconds for a pooled connection (then ``sqlalchemy.exc.TimeoutError``).
     """
     url = normalize_url(url)
     parsed = make_url(url)
@@ -77,7 +80,11 @@ def create_engine(url: str, *, pool_size: int = 20, per_thread: bool = False) ->
             **(
                 {"poolclass": SingletonThreadPool}
                 if per_thread
-                else {"pool_size": pool_size, "max_overflow": pool_size}
+                else {
+                    "pool_size": pool_size,
+                    "max_overflow": pool_size,
+                    "pool_timeout": pool_timeout,
+                }
             ),
         )
         _configure_sqlite(engine)
@@ -88,6 +95,7 @@ def create_engine(url: str, *, pool_size: int = 20, per_thread: bool = False) ->
         json_deserializer=orjson.loads,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=pool_timeout,
     )
     _ping_idle_connections(engine)
     return engine

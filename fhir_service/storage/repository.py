@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
+
+T = TypeVar("T")
 
 JSON = dict[str, Any]
 """A FHIR R4 JSON object (resource or Bundle)."""
@@ -248,23 +250,17 @@ class Repository(Protocol):
 class Store(Protocol):
     """Opens units of work on one database."""
 
-    @property
-    def inline_reads(self) -> bool:
-        """Whether a short read may run on the calling (event loop) thread: an embedded
-        database, read on a connection of that thread's own."""
-        ...
-
     def begin(
-        self,
-        *,
-        readonly: bool = False,
-        before_write: BeforeWrite | None = None,
-        inline: bool = False,
+        self, *, readonly: bool = False, before_write: BeforeWrite | None = None
     ) -> AbstractContextManager[Repository]:
         """One database transaction: commits when the block ends, rolls back on any exception.
 
-        ``before_write`` sees every resource version this unit of work stores; ``inline``
-        asks for the calling thread's own connection (a read, when ``inline_reads``)."""
+        ``before_write`` sees every resource version this unit of work stores."""
+        ...
+
+    async def run_read(self, work: Callable[[Repository], T]) -> T:
+        """``work`` on a readonly unit, for async routes: short reads (by id), run where
+        they cost least without holding the event loop while they wait for a database."""
         ...
 
     def close(self) -> None:

@@ -8,9 +8,11 @@ and rolls back on any exception, so every write is all-or-nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
+from typing import TypeVar
 
+import anyio.to_thread
 from sqlalchemy.engine import Engine
 
 from fhir_service.storage.engine import BEGIN_OPTION, create_engine
@@ -18,14 +20,16 @@ from fhir_service.storage.migrate import check_schema_current
 from fhir_service.storage.repository import BeforeWrite, Repository, Store
 from fhir_service.storage.sql_repository import SqlRepository, utc_now
 
+T = TypeVar("T")
+
 
 class SqlStore:
     """The resource store on SQLite or PostgreSQL.
 
-    On SQLite, ``open`` adds a second engine with one connection per thread: a read by
-    id (tens of microseconds from SQLite's page cache) then runs on the event loop on a
-    connection of the loop's own, which it never waits for, instead of paying a thread
-    pool round trip that costs more than the read (``inline_reads``, ``begin(inline=True)``).
+    On SQLite, ``open`` adds a second engine with one connection per thread for the short
+    reads that async routes await (``run_read``): a read by id (tens of microseconds from
+    SQLite's page cache) runs on the event loop on a connection of the loop's own instead
+    of paying a thread pool round trip that costs more than the read.
     """
 
     def __init__(
@@ -33,43 +37,36 @@ class SqlStore:
         engine: Engine,
         *,
         clock: Callable[[], datetime] = utc_now,
-        inline_engine: Engine | None = None,
+        read_engine: Engine | None = None,
     ) -> None:
         self.engine = engine
         self._clock = clock
-        self._inline_engine = inline_engine
+        self._read_engine = read_engine
 
     @classmethod
-    def open(cls, url: str, *, check_schema: bool = True, pool_size: int = 20) -> SqlStore:
+    def open(
+        cls, url: str, *, check_schema: bool = True, pool_size: int = 20, pool_timeout: float = 30.0
+    ) -> SqlStore:
         """A store on ``url``; with ``check_schema`` it refuses a database that is behind."""
-        engine = create_engine(url, pool_size=pool_size)
+        engine = create_engine(url, pool_size=pool_size, pool_timeout=pool_timeout)
         if check_schema:
             try:
                 check_schema_current(engine)
             except BaseException:
                 engine.dispose()
                 raise
-        inline = create_engine(url, per_thread=True) if engine.dialect.name == "sqlite" else None
-        return cls(engine, inline_engine=inline)
+        if engine.dialect.name == "sqlite":
+            return cls(engine, read_engine=create_engine(url, per_thread=True))
+        return cls(engine)
 
     @property
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
 
-    @property
-    def inline_reads(self) -> bool:
-        """Whether ``begin(readonly=True, inline=True)`` may run on the event loop."""
-        return self._inline_engine is not None
-
-    @contextmanager
     def begin(
-        self,
-        *,
-        readonly: bool = False,
-        before_write: BeforeWrite | None = None,
-        inline: bool = False,
-    ) -> Iterator[SqlRepository]:
+        self, *, readonly: bool = False, before_write: BeforeWrite | None = None
+    ) -> AbstractContextManager[SqlRepository]:
         """One unit of work; a write unit is one database transaction, which on SQLite
         takes the write lock up front. ``before_write`` sees every resource version stored
         (see ``BeforeWrite``).
@@ -77,14 +74,26 @@ class SqlStore:
         A ``readonly`` unit runs in autocommit on both databases: each statement reads its
         own committed snapshot, as under PostgreSQL's READ COMMITTED inside a transaction
         too, so BEGIN and COMMIT would only cost two statements (a fifth of a read by id).
-        Work that needs one snapshot across statements (``$export``) begins its own.
-        An ``inline`` unit (readonly, when ``inline_reads``) runs on the calling thread's own
-        connection."""
-        engine = self.engine
-        if inline:
-            if not readonly or self._inline_engine is None:
-                raise ValueError("an inline unit is a read on a store with inline_reads")
-            engine = self._inline_engine
+        Work that needs one snapshot across statements (``$export``) begins its own."""
+        return self._unit(self.engine, readonly, before_write)
+
+    async def run_read(self, work: Callable[[Repository], T]) -> T:
+        """``work`` on a readonly unit, awaited: with a read engine (SQLite) right here, on
+        the calling thread's own connection; else (PostgreSQL, whose every statement is a
+        network round trip that must not hold the event loop) in a worker thread."""
+        if self._read_engine is not None:
+            with self._unit(self._read_engine, True, None) as repo:
+                return work(repo)
+        return await anyio.to_thread.run_sync(self._read_in_thread, work)
+
+    def _read_in_thread(self, work: Callable[[Repository], T]) -> T:
+        with self.begin(readonly=True) as repo:
+            return work(repo)
+
+    @contextmanager
+    def _unit(
+        self, engine: Engine, readonly: bool, before_write: BeforeWrite | None
+    ) -> Iterator[SqlRepository]:
         with engine.connect() as conn:
             if readonly and conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -95,8 +104,8 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
-        if self._inline_engine is not None:
-            self._inline_engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
 
 
 def as_protocols(store: SqlStore, repo: SqlRepository) -> tuple[Store, Repository]:

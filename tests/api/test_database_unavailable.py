@@ -35,3 +35,17 @@ def test_unreachable_database_is_503_with_retry_after(sqlite_url: str) -> None:
                 assert "Traceback" not in response.text
     finally:
         store.close()
+
+
+def test_a_pool_that_stays_busy_is_503_with_retry_after(sqlite_url: str) -> None:
+    """Every pooled connection busy past the pool timeout: 503, not a 500."""
+    store = SqlStore.open(sqlite_url, pool_size=1, pool_timeout=0.2)
+    app = create_app(Settings(database_url=sqlite_url, audit_enabled=False), store=store)
+    try:
+        with TestClient(app) as client, store.engine.connect(), store.engine.connect():
+            response = client.get("/fhir/Patient?name=busy")  # a search: a worker thread
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+            assert response.json()["issue"][0]["code"] == "transient"
+    finally:
+        store.close()

@@ -22,12 +22,12 @@ interaction against the request's ``AccessContext``:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 
@@ -54,6 +54,8 @@ from fhir_service.storage.repository import (
 )
 from fhir_service.storage.search_sql import SearchPage, compartment_filter
 from fhir_service.storage.tables import resource
+
+T = TypeVar("T")
 
 _READ_PREFIXES = ("read", "search", "get", "count", "list", "find", "iter", "everything", "page")
 """Repository methods not known here whose names start so are treated as reads (their
@@ -547,20 +549,15 @@ class GuardedStore:
         self._inner = inner
         self.context = context
 
-    @property
-    def inline_reads(self) -> bool:
-        return self._inner.inline_reads
-
     @contextmanager
     def begin(
-        self,
-        *,
-        readonly: bool = False,
-        before_write: BeforeWrite | None = None,
-        inline: bool = False,
+        self, *, readonly: bool = False, before_write: BeforeWrite | None = None
     ) -> Iterator[GuardedRepository]:
-        with self._inner.begin(readonly=readonly, before_write=before_write, inline=inline) as repo:
+        with self._inner.begin(readonly=readonly, before_write=before_write) as repo:
             yield GuardedRepository(repo, self.context)
+
+    async def run_read(self, work: Callable[[Repository], T]) -> T:
+        return await self._inner.run_read(lambda repo: work(GuardedRepository(repo, self.context)))
 
     def close(self) -> None:
         """The application owns the real store; closing a guard does nothing."""

@@ -33,7 +33,6 @@ from fhir_service.api.deps import (
 from fhir_service.api.negotiation import Format
 from fhir_service.api.preconditions import not_modified
 from fhir_service.api.prefer import Return
-from fhir_service.api.reads import run_read
 from fhir_service.api.responses import (
     fhir_response,
     outcome_response,
@@ -100,11 +99,11 @@ async def read(
 
     The hottest route: the checks of ``TypeDep``, ``IdDep``, ``StoreDep`` and ``FormatDep``
     are called directly, in that order (solving them as dependencies cost FastAPI more
-    than the read), and the read runs through ``run_read`` (on the event loop on SQLite).
+    than the read), and the read is awaited (``Store.run_read``), not sent to a worker thread.
     """
     type, id = resource_type(type), logical_id(id)
     store, fmt = request_store(request), request_format(request)
-    stored = await run_read(store, lambda repo: repo.read(type, id))
+    stored = await store.run_read(lambda repo: repo.read(type, id))
     return _read_response(stored, request, fmt, type)
 
 
@@ -118,7 +117,7 @@ async def vread(
     if not vid.isdigit() or len(vid) > 18:
         raise NotFound(f"{type}/{id} has no version '{vid[:40]}'", expression="vid")
     version = int(vid)
-    stored = await run_read(store, lambda repo: repo.vread(type, id, version))
+    stored = await store.run_read(lambda repo: repo.vread(type, id, version))
     return _read_response(stored, request, fmt, type)
 
 

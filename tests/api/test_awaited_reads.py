@@ -1,12 +1,15 @@
-"""Reads by id on the event loop (``Store.inline_reads``, ``fhir_service.api.reads``).
+"""Reads by id awaited by async routes (``Store.run_read``).
 
-On SQLite a read by id and a vread run on a connection of the loop's own thread: they never
-wait for the pool the worker threads share, and they see every commit at once (no snapshot
-is left open between requests). On PostgreSQL they go to the thread pool.
+On SQLite a read by id and a vread run on the event loop on a connection of the loop's
+own: they never wait for the pool the worker threads share, and they see every commit at
+once (no snapshot is left open between requests). On PostgreSQL, and on any store opened
+without a read engine, they run in a worker thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -14,10 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_service.api import create_app
-from fhir_service.storage import SqlStore
+from fhir_service.errors import NotFound
+from fhir_service.storage import Repository, SqlStore, Stored
+from fhir_service.storage.engine import create_engine
 from tests.api.conftest import settings_for
 
-PATIENT = {"resourceType": "Patient", "name": [{"family": "Inline"}]}
+PATIENT = {"resourceType": "Patient", "name": [{"family": "Awaited"}]}
 
 
 @pytest.fixture
@@ -47,14 +52,14 @@ def test_sqlite_reads_do_not_wait_for_the_shared_pool(
         vread = client.get(f"/fhir/Patient/{pid}/_history/1")
         missing = client.get("/fhir/Patient/nobody")
     assert read.status_code == 200
-    assert read.json()["name"] == [{"family": "Inline"}]
+    assert read.json()["name"] == [{"family": "Awaited"}]
     assert vread.status_code == 200
     assert vread.headers["etag"] == 'W/"1"'
     assert missing.status_code == 404
     assert missing.json()["resourceType"] == "OperationOutcome"
 
 
-def test_inline_reads_see_each_commit(small_pool: tuple[TestClient, SqlStore]) -> None:
+def test_sqlite_loop_reads_see_each_commit(small_pool: tuple[TestClient, SqlStore]) -> None:
     client, store = small_pool
     pid = client.post("/fhir/Patient", json=PATIENT).json()["id"]
     assert client.get(f"/fhir/Patient/{pid}").headers["etag"] == 'W/"1"'
@@ -68,14 +73,26 @@ def test_inline_reads_see_each_commit(small_pool: tuple[TestClient, SqlStore]) -
     assert client.get(f"/fhir/Patient/{pid}").status_code == 410
 
 
-def test_only_sqlite_reads_inline(database_url: str) -> None:
-    store = SqlStore.open(database_url)
+@pytest.mark.parametrize("opened", [True, False], ids=["open", "engine-only"])
+def test_reads_without_read_engine_run_in_a_thread(database_url: str, opened: bool) -> None:
+    """PostgreSQL stores (and any store made from an engine alone) read in a worker thread;
+    the SQLite store opened with ``open`` reads right here."""
+    store = SqlStore.open(database_url) if opened else SqlStore(create_engine(database_url))
+    here = opened and database_url.startswith("sqlite")
+    threads: list[str] = []
+
+    def read(repo: Repository, id: str) -> Stored:
+        threads.append(threading.current_thread().name)
+        return repo.read("Patient", id)
+
     try:
-        assert store.inline_reads is database_url.startswith("sqlite")
-        with pytest.raises(ValueError), store.begin(inline=True):
-            pass  # an inline unit is never a write
-        if not store.inline_reads:
-            with pytest.raises(ValueError), store.begin(readonly=True, inline=True):
-                pass
+        with store.begin() as repo:
+            repo.update("Patient", "p1", {**PATIENT, "id": "p1"})
+        stored = asyncio.run(store.run_read(lambda repo: read(repo, "p1")))
+        assert stored.version_id == 1
+        with pytest.raises(NotFound):
+            asyncio.run(store.run_read(lambda repo: read(repo, "p2")))
+        main = threading.current_thread().name
+        assert threads == [main, main] if here else main not in threads
     finally:
         store.close()
