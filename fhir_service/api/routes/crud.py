@@ -99,7 +99,8 @@ async def read(
 
     The hottest route: the checks of ``TypeDep``, ``IdDep``, ``StoreDep`` and ``FormatDep``
     are called directly, in that order (solving them as dependencies cost FastAPI more
-    than the read), and the read is awaited (``Store.run_read``), not sent to a worker thread.
+    than the read), and the read is awaited through ``Store.run_read`` (on SQLite it runs
+    right on the event loop).
     """
     type, id = resource_type(type), logical_id(id)
     store, fmt = request_store(request), request_format(request)
