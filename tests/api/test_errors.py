@@ -89,6 +89,20 @@ def test_unsupported_media_type_is_415(client: TestClient) -> None:
     assert_outcome(response, 415, "text/plain")
 
 
+def test_bad_read_urls_are_4xx_in_the_order_of_the_url(client: TestClient) -> None:
+    """read and vread check the type, then the id, then the asked format, then the version."""
+    assert_outcome(client.get("/fhir/Patient/bad_id!"), 400, "not a valid FHIR id", "id")
+    assert_outcome(client.get("/fhir/Patient/" + "a" * 65), 400, "not a valid FHIR id")
+    assert_outcome(client.get("/fhir/Patient/bad_id!/_history/1"), 400, "valid FHIR id")
+    assert_outcome(client.get("/fhir/Unicorn/bad_id!"), 404, "Unknown resource type")
+    assert_outcome(client.get("/fhir/Unicorn/1/_history/1"), 404, "Unknown resource type")
+    assert_outcome(client.get("/fhir/Patient/p1?_format=xml"), 415, "xml")
+    assert_outcome(client.get("/fhir/Patient/p1/_history/1?_format=xml"), 415, "xml")
+    assert_outcome(client.get("/fhir/Patient/bad_id!?_format=xml"), 400, "valid FHIR id")
+    assert_outcome(client.get("/fhir/Patient/p1/_history/x?_format=xml"), 415, "xml")
+    assert_outcome(client.get("/fhir/Patient/p1/_history/" + "9" * 19), 404, "version")
+
+
 def test_version_conflict_is_412(client: TestClient) -> None:
     client.put("/fhir/Patient/v", json=patient(id="v"))
     response = client.put("/fhir/Patient/v", json=patient(id="v"), headers={"If-Match": 'W/"5"'})
