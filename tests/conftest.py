@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,9 @@ def _postgres_admin_url() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def postgres_session_url() -> Iterator[str]:
-    """An upgraded PostgreSQL database created for this test session (dropped afterwards)."""
+@contextmanager
+def _new_postgres_database() -> Iterator[str]:
+    """A new, upgraded PostgreSQL database (its tables never analyzed), dropped afterwards."""
     admin_url = _postgres_admin_url()
     assert admin_url is not None
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -55,6 +56,22 @@ def postgres_session_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_session_url() -> Iterator[str]:
+    """An upgraded PostgreSQL database created for this test session (dropped afterwards)."""
+    with _new_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own, as new as a production one on its first
+    day: no table has planner statistics (the session's database may have some, from
+    tests that ran ANALYZE)."""
+    with _new_postgres_database() as url:
+        yield url
 
 
 def _empty_postgres(url: str) -> None:

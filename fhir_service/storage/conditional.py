@@ -126,19 +126,60 @@ def match_identifier(
     return list(conn.execute(_CURRENT_LIMITED, bound).scalars())
 
 
-_HOLDERS = sa.select(conditional_claim.c.criteria_hash).where(
+def _per_dialect(
+    table: sa.Table, columns: Sequence[str], key: str, values: str, *where: Any
+) -> dict[str, sa.Select[Any]]:
+    """``columns`` of the rows of ``table`` meeting ``where`` whose ``key`` column equals one
+    of the bound list ``values``, for each dialect.
+
+    SQLite plans ``key IN (...)`` as one index lookup per value. PostgreSQL may not: without
+    planner statistics (a database never analyzed, autovacuum off) it reads every index
+    entry of the leading equality columns and filters on the list, a cost that grows with
+    the table. There the values are unnested and each joined LATERAL to a lookup of its own
+    (``OFFSET 0`` keeps the planner from flattening it back into one scan), so every plan
+    is one index probe per value whatever the statistics say.
+    """
+    cols = [table.c[name] for name in columns]
+    unnested = (
+        sa.func.unnest(sa.bindparam(values, type_=postgresql.ARRAY(sa.Text)))
+        .table_valued("value")
+        .render_derived(name="wanted")
+    )
+    probe = (
+        sa.select(*cols).where(*where, table.c[key] == unnested.c.value).offset(0).lateral("found")
+    )
+    return {
+        "sqlite": sa.select(*cols).where(
+            *where, table.c[key].in_(sa.bindparam(values, expanding=True))
+        ),
+        "postgresql": sa.select(*[probe.c[name] for name in columns])
+        .select_from(unnested)
+        .join(probe, sa.true()),
+    }
+
+
+_HOLDERS = _per_dialect(
+    conditional_claim,
+    ["criteria_hash"],
+    "criteria_hash",
+    "hashes",
     conditional_claim.c.type == sa.bindparam("type"),
-    conditional_claim.c.criteria_hash.in_(sa.bindparam("hashes", expanding=True)),
 )
-_INDEX_ROWS_MANY = sa.select(sp_token.c.code, sp_token.c.system, sp_token.c.res_id).where(
+_INDEX_ROWS_MANY = _per_dialect(
+    sp_token,
+    ["code", "system", "res_id"],
+    "code",
+    "codes",
     sp_token.c.res_type == sa.bindparam("type"),
     sp_token.c.param == "identifier",
-    sp_token.c.code.in_(sa.bindparam("codes", expanding=True)),
 )
-_CURRENT_MANY = sa.select(resource.c.id).where(
+_CURRENT_MANY = _per_dialect(
+    resource,
+    ["id"],
+    "id",
+    "ids",
     resource.c.type == sa.bindparam("type"),
     resource.c.deleted.is_(False),
-    resource.c.id.in_(sa.bindparam("ids", expanding=True)),
 )
 _CLAIM_INSERT_MANY: dict[str, Any] = {
     name: dialect.insert(conditional_claim)
@@ -217,7 +258,11 @@ def _held(conn: Connection, resource_type: str, claims: Sequence[IdentifierClaim
     held: set[str] = set()
     for chunk in _chunks(claims):
         hashes = [c.key for c in chunk]
-        held.update(conn.execute(_HOLDERS, {"type": resource_type, "hashes": hashes}).scalars())
+        held.update(
+            conn.execute(
+                _HOLDERS[conn.dialect.name], {"type": resource_type, "hashes": hashes}
+            ).scalars()
+        )
     return held
 
 
@@ -231,14 +276,14 @@ def _current_matches(
     values = sorted({c.value for c in claims})
     for chunk in _chunks(values):
         bound = {"type": resource_type, "codes": list(chunk)}
-        for code, system, res_id in conn.execute(_INDEX_ROWS_MANY, bound):
+        for code, system, res_id in conn.execute(_INDEX_ROWS_MANY[conn.dialect.name], bound):
             if (system, code) in wanted:
                 rows[(resource_type, system, code)].append(res_id)
     candidates = sorted({i for ids in rows.values() for i in ids})
     current: set[str] = set()
     for ids in _chunks(candidates):
         bound = {"type": resource_type, "ids": list(ids)}
-        current.update(conn.execute(_CURRENT_MANY, bound).scalars())
+        current.update(conn.execute(_CURRENT_MANY[conn.dialect.name], bound).scalars())
     return {
         place: ids if len(ids) > LOOKUP_MAX else sorted(i for i in ids if i in current)
         for place, ids in rows.items()

@@ -98,7 +98,26 @@ def create_engine(
         pool_timeout=pool_timeout,
     )
     _ping_idle_connections(engine)
+    _plan_each_execution(engine)
     return engine
+
+
+def _plan_each_execution(engine: Engine) -> None:
+    """Plan every execution of a prepared statement with its parameters and the tables'
+    current sizes (``plan_cache_mode = force_custom_plan``,
+    https://www.postgresql.org/docs/current/runtime-config-query.html#GUC-PLAN-CACHE-MODE).
+
+    psycopg prepares a statement on its fifth execution; PostgreSQL may then keep one
+    generic plan for the connection's lifetime, costed for the tables as they were then.
+    A plan made while a table was empty, and never replanned because nothing analyzed the
+    table since (autovacuum off), reads a type's every index entry once the table is large.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_connection.commit()
 
 
 IDLE_PING_SECONDS = 1.0

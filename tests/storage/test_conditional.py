@@ -5,6 +5,8 @@ over, and more than a thousand matching index rows still give the right answer
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy import event
 
@@ -188,3 +190,82 @@ def test_a_bundle_claims_its_identifiers_in_a_few_statements(store: SqlStore) ->
     lookups = [s for s in statements if "sp_token" in s and s.lstrip().upper().startswith("SELECT")]
     assert len(claim_statements) == 2  # read the holders, insert the claims
     assert len(lookups) == 1
+
+
+def _scans(plan: dict[str, object]) -> Iterator[dict[str, object]]:
+    if "Relation Name" in plan:
+        yield plan
+    for child in plan.get("Plans", []):  # type: ignore[attr-defined]
+        yield from _scans(child)
+
+
+@pytest.mark.postgres
+def test_bundle_lookups_probe_the_index_once_per_value(fresh_postgres_url: str) -> None:
+    """On a PostgreSQL database without planner statistics (a new one, autovacuum not yet
+    or never run), every query of a Bundle of conditional creates (claims, identifier
+    lookups, reads of the matches) reads about one index entry per value however large
+    the tables are: none reads a type's every row and filters, which made each Bundle of
+    a load slower than the one before."""
+    store = SqlStore.open(fresh_postgres_url)
+    try:
+        for start in range(0, 2000, 500):
+            with store.begin() as repo:
+                repo.transaction(
+                    transaction(*(conditional_post(f"H-{i}") for i in range(start, start + 500)))
+                )
+        captured: list[tuple[str, object]] = []
+
+        def record(
+            conn: object, cursor: object, statement: str, params: object, *_: object
+        ) -> None:
+            if statement.lstrip().upper().startswith("SELECT"):
+                captured.append((statement, params))
+
+        bundle = transaction(*(conditional_post(f"H-{i}") for i in range(1990, 2010)))
+        event.listen(store.engine, "before_cursor_execute", record)
+        try:
+            with store.begin() as repo:
+                entries = repo.transaction(bundle)["entry"]
+        finally:
+            event.remove(store.engine, "before_cursor_execute", record)
+        assert [e["response"]["status"] for e in entries] == ["200 OK"] * 10 + ["201 Created"] * 10
+        assert any("conditional_claim" in sql for sql, _ in captured)
+        assert any("sp_token" in sql for sql, _ in captured)
+        with store.engine.connect() as conn:
+            for sql, params in captured:
+                explained = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+                scans = list(_scans(explained.scalar_one()[0]["Plan"]))
+                assert scans, sql
+                for scan in scans:
+                    read = scan["Actual Rows"] * scan["Actual Loops"]
+                    read += scan.get("Rows Removed by Filter", 0)
+                    assert read <= 20, (sql, scan.get("Index Name"), scan.get("Filter"), read)
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_prepared_statements_are_planned_for_the_tables_as_they_are(
+    fresh_postgres_url: str,
+) -> None:
+    """A statement prepared while the tables were empty (psycopg prepares on the fifth run)
+    is planned again at every execution with its parameters, so a plan costed for an
+    empty table is never kept once the table has grown and nothing analyzed it."""
+    store = SqlStore.open(fresh_postgres_url, pool_size=1)
+    try:
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql(
+                "PREPARE lookup(text, text) AS SELECT res_id FROM sp_token "
+                "WHERE res_type = $1 AND param = 'identifier' AND code = $2"
+            )
+            for _ in range(8):
+                conn.exec_driver_sql("EXECUTE lookup('Patient', 'H-1')").all()
+            with store.begin() as repo:
+                repo.transaction(transaction(*(conditional_post(f"H-{i}") for i in range(300))))
+            plan = "\n".join(
+                row[0] for row in conn.exec_driver_sql("EXPLAIN EXECUTE lookup('Patient', 'H-1')")
+            )
+            conn.exec_driver_sql("DEALLOCATE lookup")
+    finally:
+        store.close()
+    assert "'H-1'" in plan and "$2" not in plan, plan
