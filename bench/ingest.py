@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--patients 300] [--small 30] [--source synthea|case|both]
                                      [--repeat 3] [--postgres-url URL] [--no-write]
+                                     [--validation-workers N]
 
 For each database (a fresh SQLite file; a fresh PostgreSQL database created from
 --postgres-url or FHIR_SERVICE_TEST_POSTGRES_URL and dropped afterwards) it loads
@@ -13,7 +14,9 @@ turn (so a slow minute of the machine falls on both), and the median run of each
 ``--source case`` loads the IVC leiomyosarcoma case
 mapped N times under distinct case ids (so N distinct patients, every id and
 identifier different; about 100 resources each). The clock covers ``load_bundle`` only (validation,
-reference rewriting, SQL), not reading JSON from the archive. Prints a table and
+reference rewriting, SQL), not reading JSON from the archive. The store validates new
+resources in ``--validation-workers`` worker processes (default: the service's setting,
+``FHIR_SERVICE_VALIDATION_WORKERS``), as ``fhir-service load`` does. Prints a table and
 rewrites its section of bench/RESULTS.md.
 """
 
@@ -37,6 +40,7 @@ from report import cpu_check, machine, write_section
 from sqlalchemy.engine import make_url
 
 from fhir_service.cli.load import load_bundle, providers_first
+from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, upgrade
 from mappings.bundle import build_bundle
 from mappings.case.loader import load_case
@@ -79,10 +83,10 @@ def case_bundles() -> Iterator[tuple[str, dict[str, Any]]]:
 SOURCES = {"synthea": synthea_bundles, "case": case_bundles}
 
 
-def ingest(url: str, patients: int, source: str = "synthea") -> Run:
+def ingest(url: str, patients: int, source: str, workers: int) -> Run:
     """Load ``patients`` patient Bundles (after any providers) into the empty database."""
     upgrade(url)
-    store = SqlStore.open(url)
+    store = SqlStore.open(url, validation_workers=workers)
     resources = 0
     seconds = 0.0
     loaded = 0
@@ -103,19 +107,19 @@ def ingest(url: str, patients: int, source: str = "synthea") -> Run:
     return Run(source, store.dialect, patients, resources, seconds, stored)
 
 
-def run_sqlite(patients: int, source: str) -> Run:
+def run_sqlite(workers: int, patients: int, source: str) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
-        return ingest(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", patients, source)
+        return ingest(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", patients, source, workers)
 
 
-def run_postgres(admin_url: str, patients: int, source: str) -> Run:
+def run_postgres(admin_url: str, workers: int, patients: int, source: str) -> Run:
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"fhir_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
         url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        return ingest(url, patients, source)
+        return ingest(url, patients, source, workers)
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -164,7 +168,7 @@ def linearity(runs: list[Run]) -> list[str]:
     return out
 
 
-def write_results(runs: list[Run], checks: list[float]) -> None:
+def write_results(runs: list[Run], checks: list[float], workers: int) -> None:
     write_section(
         START,
         END,
@@ -181,7 +185,7 @@ def write_results(runs: list[Run], checks: list[float]) -> None:
             "(distinct patients, about 100 resources each, conditional creates). Target:",
             ">= 1,000 resources/s on SQLite; 10x the data in <= 11x the time, i.e. the time",
             "per resource grows by at most 10 %. Each row is the median of several runs",
-            "(small and large in turn).",
+            f"(small and large in turn). Validation workers (`--validation-workers`): {workers}.",
             "",
             table(runs),
             "",
@@ -203,6 +207,12 @@ def main() -> None:
         help="Runs of each size, in turn; the median counts.",
     )
     parser.add_argument("--no-write", action="store_true", help="Do not update RESULTS.md.")
+    parser.add_argument(
+        "--validation-workers",
+        type=int,
+        default=Settings().validation_workers,
+        help="Worker processes validating new resources (0: inline).",
+    )
     args = parser.parse_args()
     sources = ["synthea", "case"] if args.source == "both" else [args.source]
     if "synthea" in sources and not ARCHIVE.exists():
@@ -210,9 +220,9 @@ def main() -> None:
     runs: list[Run] = []
     checks: list[float] = []
     for source in sources:
-        databases: list[Callable[[int, str], Run]] = [run_sqlite]
+        databases: list[Callable[[int, str], Run]] = [partial(run_sqlite, args.validation_workers)]
         if args.postgres_url:
-            databases.append(partial(run_postgres, args.postgres_url))
+            databases.append(partial(run_postgres, args.postgres_url, args.validation_workers))
         for run in databases:
             done: dict[int, list[Run]] = {args.small: [], args.patients: []}
             for _ in range(args.repeat):
@@ -225,7 +235,7 @@ def main() -> None:
     print("\n".join(linearity(runs)))
     print(f"CPU check: {min(checks):.0f}-{max(checks):.0f} ms")
     if not args.no_write:
-        write_results(runs, checks)
+        write_results(runs, checks, args.validation_workers)
 
 
 if __name__ == "__main__":

@@ -2,4 +2,5 @@
 
 from fhir_service.cli.app import main
 
-main()
+if __name__ == "__main__":  # not when a worker process (spawn) imports it
+    main()

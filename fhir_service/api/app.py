@@ -50,8 +50,12 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
             app.state.validator.get()  # fails at start when the package cache is empty
         async with AsyncExitStack() as stack:
             if store is None:
-                app.state.store = SqlStore.open(settings.database_url)
+                app.state.store = SqlStore.open(
+                    settings.database_url, validation_workers=settings.validation_workers
+                )
                 stack.callback(app.state.store.close)
+                if app.state.store.validation_pool is not None:
+                    app.state.store.validation_pool.start()
             else:
                 app.state.store = store
             stack.callback(app.state.security.close)

@@ -222,7 +222,10 @@ def load_command(
             typer.echo(f"error: {path} does not exist", err=True)
             raise typer.Exit(2)
     try:
-        store = SqlStore.open(database_url or settings.database_url)
+        store = SqlStore.open(
+            database_url or settings.database_url,
+            validation_workers=settings.validation_workers,
+        )
     except (FhirServiceError, SQLAlchemyError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -31,6 +31,7 @@ from fhir_service.errors import (
 from fhir_service.fhir.fhirpath_patch import apply_fhirpath_patch, is_fhirpath_patch
 from fhir_service.fhir.models import model_class, parse_resource
 from fhir_service.fhir.packages import PackageError
+from fhir_service.fhir.validation_pool import ValidationPool
 from fhir_service.search.query import SearchRequest, parse_search
 from fhir_service.search.registry import Registry, get_registry
 from fhir_service.storage.conditional import (
@@ -116,10 +117,13 @@ class SqlRepository:
         *,
         clock: Callable[[], datetime] = utc_now,
         before_write: BeforeWrite | None = None,
+        validation_pool: ValidationPool | None = None,
     ) -> None:
         self._conn = conn
         self._clock = clock
         self._before_write = before_write
+        self.validation_pool = validation_pool
+        """Worker processes that validate a transaction's new resources beside its SQL."""
         self._lock_rows = conn.dialect.name == "postgresql"
         self._registry: Registry | None = None
 
@@ -244,10 +248,18 @@ class SqlRepository:
         return Stored(resource_type, id, version, now, body is None, method, stored_body)
 
     def versioned_body(
-        self, resource_type: str, id: str, body: JSON, version: int, now: datetime
+        self,
+        resource_type: str,
+        id: str,
+        body: JSON,
+        version: int,
+        now: datetime,
+        *,
+        validate: bool = True,
     ) -> JSON:
         """``body`` with id, meta.versionId and meta.lastUpdated set, passed to the unit of
-        work's ``before_write`` and validated (R4B models)."""
+        work's ``before_write`` and validated (R4B models) unless the caller validates it
+        before the unit commits (``validate=False``)."""
         meta = dict(body.get("meta") or {})
         meta["versionId"] = str(version)
         meta["lastUpdated"] = format_instant(now)
@@ -255,7 +267,8 @@ class SqlRepository:
         stored_body = {"resourceType": resource_type, "id": id, "meta": meta, **rest}
         if self._before_write is not None:
             self._before_write(stored_body)
-        parse_resource(stored_body)
+        if validate:
+            parse_resource(stored_body)
         return stored_body
 
     def now(self) -> datetime:

@@ -15,6 +15,7 @@ from typing import TypeVar
 import anyio.to_thread
 from sqlalchemy.engine import Engine
 
+from fhir_service.fhir.validation_pool import ValidationPool, shared_pool
 from fhir_service.storage.engine import BEGIN_OPTION, create_engine
 from fhir_service.storage.migrate import check_schema_current
 from fhir_service.storage.repository import BeforeWrite, Repository, Store
@@ -38,16 +39,27 @@ class SqlStore:
         *,
         clock: Callable[[], datetime] = utc_now,
         read_engine: Engine | None = None,
+        validation_pool: ValidationPool | None = None,
     ) -> None:
         self.engine = engine
         self._clock = clock
         self._read_engine = read_engine
+        self.validation_pool = validation_pool
 
     @classmethod
     def open(
-        cls, url: str, *, check_schema: bool = True, pool_size: int = 20, pool_timeout: float = 30.0
+        cls,
+        url: str,
+        *,
+        check_schema: bool = True,
+        pool_size: int = 20,
+        pool_timeout: float = 30.0,
+        validation_workers: int = 0,
     ) -> SqlStore:
-        """A store on ``url``; with ``check_schema`` it refuses a database that is behind."""
+        """A store on ``url``; with ``check_schema`` it refuses a database that is behind.
+        With ``validation_workers``, transactions validate the resources they create in
+        that many worker processes (``shared_pool``), beside their SQL work."""
+        pool = shared_pool(validation_workers) if validation_workers > 0 else None
         engine = create_engine(url, pool_size=pool_size, pool_timeout=pool_timeout)
         if check_schema:
             try:
@@ -56,8 +68,9 @@ class SqlStore:
                 engine.dispose()
                 raise
         if engine.dialect.name == "sqlite":
-            return cls(engine, read_engine=create_engine(url, per_thread=True))
-        return cls(engine)
+            read_engine = create_engine(url, per_thread=True)
+            return cls(engine, read_engine=read_engine, validation_pool=pool)
+        return cls(engine, validation_pool=pool)
 
     @property
     def dialect(self) -> str:
@@ -100,7 +113,12 @@ class SqlStore:
             elif readonly:
                 conn = conn.execution_options(**{BEGIN_OPTION: "AUTOCOMMIT"})
             with conn.begin():
-                yield SqlRepository(conn, clock=self._clock, before_write=before_write)
+                yield SqlRepository(
+                    conn,
+                    clock=self._clock,
+                    before_write=before_write,
+                    validation_pool=None if readonly else self.validation_pool,
+                )
 
     def close(self) -> None:
         self.engine.dispose()

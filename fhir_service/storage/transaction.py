@@ -41,6 +41,7 @@ from fhir_service.fhir.references import (
     rewrite_references,
 )
 from fhir_service.storage.criteria import criteria_hash, parse_criteria
+from fhir_service.storage.deferred_validation import DeferredValidation
 from fhir_service.storage.ids import check_id, format_instant, new_id, parse_etag
 from fhir_service.storage.repository import JSON, SearchParams, Stored, StoredResult
 
@@ -115,6 +116,7 @@ class _Entry:
 @dataclass
 class _Transaction:
     repo: SqlRepository
+    validation: DeferredValidation = field(init=False)
     references: dict[str, str] = field(default_factory=dict)
     conditional: dict[str, str] = field(default_factory=dict)
     claims: dict[str, _Entry] = field(default_factory=dict)
@@ -122,6 +124,9 @@ class _Transaction:
     claim_keys: dict[int, str] = field(default_factory=dict)
     written: dict[int, Stored] = field(default_factory=dict)
     pending: list[tuple[int, tuple[str, str, JSON, datetime]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.validation = DeferredValidation(self.repo.validation_pool)
 
     # -------------------------------------------------------------- parsing
 
@@ -295,13 +300,24 @@ class _Transaction:
         return response_entry("204 No Content")
 
     def queue_post(self, entry: _Entry) -> None:
-        """Validate a new resource now; write it with the others at the next flush."""
+        """Validate a new resource (now, or in a worker process before the transaction
+        ends: ``check_validation``); write it with the others at the next flush."""
         assert entry.resource is not None and entry.id is not None
         rtype = entry.target.resource_type
         body = self.rewrite(entry.resource)
         now = self.repo.now()
-        stored_body = self.repo.versioned_body(rtype, entry.id, body, 1, now)
+        deferred = self.validation.enabled
+        stored_body = self.repo.versioned_body(rtype, entry.id, body, 1, now, validate=not deferred)
+        if deferred:
+            self.validation.defer(entry.index, stored_body)
         self.pending.append((entry.index, (rtype, entry.id, stored_body, now)))
+
+    def check_validation(self) -> None:
+        """Raise the error of the first invalid resource whose validation was deferred."""
+        failure = self.validation.first_failure()
+        if failure is not None:
+            index, exc = failure
+            raise _in_entry(exc, index) from None
 
     def flush(self) -> None:
         """Write every queued POST (before anything may need to see them)."""
@@ -429,6 +445,19 @@ def run_transaction(repo: SqlRepository, bundle: JSON) -> JSON:
     tx = _Transaction(repo)
     entries = [tx.parse(i, raw) for i, raw in enumerate(raw_entries)]
     tx.claim_ahead([entries[i] for i in order])
+    try:
+        responses = _write_entries(tx, entries, order)
+    except Exception:
+        # An invalid resource queued before the failing entry is the Bundle's error, as
+        # it would have been had it been validated when it was queued.
+        tx.check_validation()
+        raise
+    tx.check_validation()
+    return response_bundle("transaction-response", [r for r in responses if r is not None])
+
+
+def _write_entries(tx: _Transaction, entries: list[_Entry], order: list[int]) -> list[JSON | None]:
+    """Assign ids, then run the entries in processing order; the responses in entry order."""
     responses: list[JSON | None] = [None] * len(entries)
     for i in order:
         entry = entries[i]
@@ -456,7 +485,7 @@ def run_transaction(repo: SqlRepository, bundle: JSON) -> JSON:
     for i, stored in tx.written.items():
         if responses[i] is None:
             responses[i] = tx.response(StoredResult(stored, "created"))
-    return response_bundle("transaction-response", [r for r in responses if r is not None])
+    return responses
 
 
 def run_batch(repo: SqlRepository, bundle: JSON) -> JSON:

@@ -1,0 +1,181 @@
+"""Transactions validating their new resources in a worker process
+(fhir_service.storage.deferred_validation, fhir_service.fhir.validation_pool).
+
+The pool is real: worker processes started with ``spawn``. Every test compares the
+pooled store with the same database's store validating inline, on SQLite and
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from fhir_service.errors import FhirServiceError, InvalidResource
+from fhir_service.fhir.validation_pool import ValidationPool
+from fhir_service.storage import SqlStore
+from fhir_service.storage.deferred_validation import BATCH
+
+
+class CountingPool(ValidationPool):
+    """The real pool, counting the batches sent to its worker."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.batches: list[int] = []
+
+    def submit(self, bodies: Sequence[Any]) -> Future[int]:
+        self.batches.append(len(bodies))
+        return super().submit(bodies)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[CountingPool]:
+    started = CountingPool()
+    started.start()
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+@pytest.fixture
+def stores(database_url: str, pool: CountingPool) -> Iterator[tuple[SqlStore, SqlStore]]:
+    """(pooled store, inline store) on the same empty database."""
+    pooled = SqlStore.open(database_url)
+    pooled.validation_pool = pool
+    inline = SqlStore.open(database_url)
+    pool.batches.clear()
+    try:
+        yield pooled, inline
+    finally:
+        pooled.close()
+        inline.close()
+
+
+def patient(n: int) -> dict[str, Any]:
+    return {
+        "resource": {
+            "resourceType": "Patient",
+            "identifier": [{"system": "http://hospital.example/mrn", "value": f"MRN-{n}"}],
+            "gender": "female",
+        },
+        "request": {"method": "POST", "url": "Patient"},
+        "fullUrl": f"urn:uuid:00000000-0000-4000-8000-{n:012d}",
+    }
+
+
+def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def invalid_at(bundle: dict[str, Any], *positions: int) -> dict[str, Any]:
+    for position in positions:
+        bundle["entry"][position]["resource"]["gender"] = 42  # not a code: invalid per R4B
+    return bundle
+
+
+def outcome(store: SqlStore, bundle: dict[str, Any]) -> FhirServiceError:
+    with pytest.raises(FhirServiceError) as raised, store.begin() as repo:
+        repo.transaction(bundle)
+    return raised.value
+
+
+def count(store: SqlStore) -> int:
+    with store.begin(readonly=True) as repo:
+        return sum(repo.counts().values())
+
+
+def test_a_transaction_sends_its_new_resources_to_the_worker_in_batches(
+    stores: tuple[SqlStore, SqlStore], pool: CountingPool
+) -> None:
+    pooled, _ = stores
+    with pooled.begin() as repo:
+        response = repo.transaction(transaction(*[patient(n) for n in range(3 * BATCH + 3)]))
+    assert [e["response"]["status"] for e in response["entry"]] == ["201 Created"] * 27
+    assert pool.batches == [BATCH, BATCH, BATCH]  # the last 3 are validated in the caller
+    assert count(pooled) == 27
+
+
+@pytest.mark.parametrize("position", [0, 9, 2 * BATCH + 1, 3 * BATCH + 2])
+def test_an_invalid_resource_fails_the_bundle_as_inline_validation_does(
+    stores: tuple[SqlStore, SqlStore], position: int
+) -> None:
+    pooled, inline = stores
+    bundle = transaction(*[patient(n) for n in range(3 * BATCH + 3)])
+    expected = outcome(inline, invalid_at(bundle, position))
+    got = outcome(pooled, invalid_at(bundle, position))
+    assert isinstance(got, InvalidResource)
+    assert got.issues == expected.issues
+    assert got.expression == [f"Bundle.entry[{position}].resource.gender"]
+    assert count(pooled) == 0
+
+
+def test_of_several_invalid_resources_the_first_in_processing_order_is_the_error(
+    stores: tuple[SqlStore, SqlStore],
+) -> None:
+    pooled, inline = stores
+    bundle = invalid_at(transaction(*[patient(n) for n in range(4 * BATCH)]), 20, 5, 30)
+    expected = outcome(inline, bundle)
+    assert outcome(pooled, bundle).issues == expected.issues
+    assert expected.expression == ["Bundle.entry[5].resource.gender"]
+
+
+def test_an_invalid_resource_queued_before_another_failure_is_the_error(
+    stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """POSTs run before PUTs: a PUT with a stale If-Match fails after the invalid POST was
+    queued, and must not hide it (inline validation would have stopped at the POST)."""
+    pooled, inline = stores
+    with inline.begin() as repo:
+        existing = repo.create({"resourceType": "Patient", "gender": "male"}).stored.id
+    stale_put = {
+        "resource": {"resourceType": "Patient", "id": existing, "gender": "other"},
+        "request": {"method": "PUT", "url": f"Patient/{existing}", "ifMatch": 'W/"7"'},
+    }
+    bundle = invalid_at(transaction(stale_put, *[patient(n) for n in range(2 * BATCH)]), 3)
+    expected = outcome(inline, bundle)
+    assert expected.expression == ["Bundle.entry[3].resource.gender"]
+    assert outcome(pooled, bundle).issues == expected.issues
+    assert count(pooled) == 1
+
+
+def test_a_killed_worker_costs_speed_not_checks(
+    stores: tuple[SqlStore, SqlStore], pool: CountingPool
+) -> None:
+    pooled, inline = stores
+    before = {p.pid for p in multiprocessing.active_children()}
+    fresh = CountingPool()
+    fresh.start()
+    try:
+        fresh.submit([{"resourceType": "Patient"}]).result(timeout=60)
+        workers = {p.pid for p in multiprocessing.active_children()} - before
+        assert workers, "the pool started no worker process"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        pooled.validation_pool = fresh
+        bundle = transaction(*[patient(n) for n in range(3 * BATCH)])
+        expected = outcome(inline, invalid_at(bundle, 17))
+        assert outcome(pooled, bundle).issues == expected.issues
+        for entry in bundle["entry"]:
+            entry["resource"]["gender"] = "female"
+        with pooled.begin() as repo:
+            repo.transaction(bundle)
+        assert count(pooled) == 3 * BATCH
+        # The pool replaced its dead worker: a batch is answered by a process again.
+        assert fresh.submit([{"resourceType": "Patient", "gender": 1}]).result(timeout=60) == 0
+    finally:
+        fresh.close()
+
+
+def test_the_worker_answers_with_the_first_invalid_position(pool: CountingPool) -> None:
+    valid = {"resourceType": "Observation", "status": "final", "code": {"text": "size"}}
+    no_status = {"resourceType": "Observation", "code": {"text": "size"}}
+    assert pool.submit([valid, valid]).result(timeout=60) == -1
+    assert pool.submit([valid, no_status, {"resourceType": "Nope"}]).result(timeout=60) == 1
