@@ -55,7 +55,9 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
                 )
                 stack.callback(app.state.store.close)
                 if app.state.store.validation_pool is not None:
-                    app.state.store.validation_pool.start()
+                    # Stopped here: uvicorn ends the process by its signal after shutdown,
+                    # and no exit handler would run.
+                    stack.callback(app.state.store.validation_pool.close)
             else:
                 app.state.store = store
             stack.callback(app.state.security.close)

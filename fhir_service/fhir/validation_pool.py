@@ -14,6 +14,8 @@ validated by the caller itself. A slow or lost worker costs speed, never a check
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -35,13 +37,28 @@ def first_invalid(bodies: Sequence[Any]) -> int:
     return -1
 
 
+def _exit_with_parent() -> None:
+    """Worker initializer: end this worker as soon as the process that started it ends,
+    however it ended (a server killed with SIGKILL leaves no worker behind)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _warm_up() -> None:
     """Import the models a worker needs before the first batch arrives."""
     parse_resource({"resourceType": "Patient"})
 
 
 class ValidationPool:
-    """``workers`` processes validating batches of resources; started on first use."""
+    """``workers`` processes validating batches of resources; started by the first batch
+    (which the caller, never waiting, validates itself while they start)."""
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
@@ -55,21 +72,19 @@ class ValidationPool:
             if self._executor is None:
                 # spawn, not fork: the server's threads and open connections stay behind.
                 self._executor = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn")
+                    self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_exit_with_parent,
                 )
                 self._executor.submit(_warm_up)
             return self._executor
-
-    def start(self) -> None:
-        """Start the workers now, so that the first batch does not wait for them."""
-        self._running()
 
     def submit(self, bodies: Sequence[Any]) -> Future[int]:
         """A future of ``first_invalid(bodies)`` computed in a worker."""
         batch = list(bodies)
         try:
             return self._running().submit(first_invalid, batch)
-        except BrokenProcessPool:
+        except (BrokenProcessPool, RuntimeError):  # broken, or closed by another thread
             self._replace()
             return self._running().submit(first_invalid, batch)
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +42,8 @@ class CountingPool(ValidationPool):
 @pytest.fixture(scope="module")
 def pool() -> Iterator[CountingPool]:
     started = CountingPool()
-    started.start()
+    started.submit([{"resourceType": "Patient"}]).result(timeout=60)  # workers up
+    started.batches.clear()
     try:
         yield started
     finally:
@@ -152,7 +157,6 @@ def test_a_killed_worker_costs_speed_not_checks(
     pooled, inline = stores
     before = {p.pid for p in multiprocessing.active_children()}
     fresh = CountingPool()
-    fresh.start()
     try:
         fresh.submit([{"resourceType": "Patient"}]).result(timeout=60)
         workers = {p.pid for p in multiprocessing.active_children()} - before
@@ -179,3 +183,40 @@ def test_the_worker_answers_with_the_first_invalid_position(pool: CountingPool) 
     no_status = {"resourceType": "Observation", "code": {"text": "size"}}
     assert pool.submit([valid, valid]).result(timeout=60) == -1
     assert pool.submit([valid, no_status, {"resourceType": "Nope"}]).result(timeout=60) == 1
+
+
+def test_workers_end_with_the_process_that_started_them(tmp_path: Path) -> None:
+    """A server killed with SIGKILL runs no cleanup; its validation worker must not stay."""
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import multiprocessing, sys, time\n"
+        "from fhir_service.fhir.validation_pool import ValidationPool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ValidationPool(1)\n"
+        "    pool.submit([{'resourceType': 'Patient'}]).result(timeout=60)\n"
+        "    print(*[p.pid for p in multiprocessing.active_children()], flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+    )
+    try:
+        assert owner.stdout is not None
+        children = [int(pid) for pid in owner.stdout.readline().split()]
+        assert children, "the pool started no worker process"
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet reaped by init, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[-1][:1] != "Z"
+    except FileNotFoundError:
+        return False
