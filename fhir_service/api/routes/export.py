@@ -103,9 +103,14 @@ async def _kick_off(
     )
 
 
-@router.api_route(
-    "/$export", methods=["GET", "POST"], openapi_extra=operation("export", f"{DEFINITIONS}/export")
-)
+_SYSTEM = operation("export", f"{DEFINITIONS}/export")
+_PATIENT = operation("export", f"{DEFINITIONS}/patient-export", resource="Patient")
+_GROUP = operation("export", f"{DEFINITIONS}/group-export", resource="Group")
+# GET and POST as two routes each, so that each has an OpenAPI operation id of its own.
+
+
+@router.get("/$export", openapi_extra=_SYSTEM)
+@router.post("/$export", openapi_extra=_SYSTEM)
 async def export_system(
     request: Request, base: BaseDep, prefer: Annotated[str | None, Header()] = None
 ) -> Response:
@@ -113,11 +118,8 @@ async def export_system(
     return await _kick_off(request, "system", base, prefer)
 
 
-@router.api_route(
-    "/Patient/$export",
-    methods=["GET", "POST"],
-    openapi_extra=operation("export", f"{DEFINITIONS}/patient-export", resource="Patient"),
-)
+@router.get("/Patient/$export", openapi_extra=_PATIENT)
+@router.post("/Patient/$export", openapi_extra=_PATIENT)
 async def export_patients(
     request: Request, base: BaseDep, prefer: Annotated[str | None, Header()] = None
 ) -> Response:
@@ -125,11 +127,8 @@ async def export_patients(
     return await _kick_off(request, "patient", base, prefer)
 
 
-@router.api_route(
-    "/Group/{id}/$export",
-    methods=["GET", "POST"],
-    openapi_extra=operation("export", f"{DEFINITIONS}/group-export", resource="Group"),
-)
+@router.get("/Group/{id}/$export", openapi_extra=_GROUP)
+@router.post("/Group/{id}/$export", openapi_extra=_GROUP)
 async def export_group(
     request: Request,
     id: IdDep,
