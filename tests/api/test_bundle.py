@@ -103,3 +103,31 @@ def test_post_to_base_needs_transaction_or_batch_bundle(client: TestClient) -> N
     assert_outcome(client.post("/fhir", json={"resourceType": "Patient"}), 400, "Bundle")
     collection = {"resourceType": "Bundle", "type": "collection", "entry": []}
     assert_outcome(client.post("/fhir", json=collection), 400, "collection")
+
+
+def test_a_large_transaction_with_one_malformed_entry_changes_nothing(client: TestClient) -> None:
+    """Past 8 new resources the app validates them in its worker process while it already
+    writes rows and extracts index values from them: a malformed shape that the index
+    extraction meets before validation has answered must still end as the entry's 400."""
+    before = client.get("/fhir/_history").json()["total"]
+    for malformed in (
+        {"subject": "Patient/not-an-object", "code": ["not", "a", "CodeableConcept"]},
+        {"valueBoolean": "maybe"},
+        {"effectiveDateTime": {"start": 1}, "identifier": "x"},
+    ):
+        entries = [
+            {
+                "fullUrl": f"urn:uuid:6f4d3c1e-0000-4000-8000-{n:012d}",
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "w"},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            }
+            for n in range(20)
+        ]
+        entries[13]["resource"].update(malformed)
+        response = client.post("/fhir", json=_transaction(*entries))
+        assert_outcome(response, 400, "Bundle.entry[13]")
+        assert client.get("/fhir/_history").json()["total"] == before
