@@ -2,13 +2,14 @@
 
 Validating a resource against the R4B models is pure Python work (a third of
 a transaction's time when it loads a Bundle), so it cannot share one
-interpreter with the database work. A ``ValidationPool`` sends batches of
-resources to worker processes and answers, per batch, which resource is the
+interpreter with the database work. A ``ValidationPool`` runs tasks on batches of
+resources in worker processes: ``first_invalid`` answers which resource is the
 first invalid one; the caller validates that one again itself (``parse_resource``)
-to raise the very error an inline validation would have raised. The caller
-never waits for a worker: a batch not answered when the caller needs it, or
+to raise the very error an inline validation would have raised. The caller does
+not queue behind a worker: a task not answered when the caller needs it, or
 whose worker died (killed, out of memory; the pool is then replaced), is
-validated by the caller itself. A slow or lost worker costs speed, never a check.
+run by the caller itself; only a task a worker has already taken is waited for.
+A slow or lost worker costs speed, never a check.
 """
 
 from __future__ import annotations
@@ -17,19 +18,43 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import threading
-from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
+
+import orjson
 
 from fhir_service.errors import InvalidResource
 from fhir_service.fhir.models import parse_resource
 
+T = TypeVar("T")
 
-def first_invalid(bodies: Sequence[Any]) -> int:
+RUNNING_WAIT_S = 10.0
+"""How long ``result`` waits for a task a worker has taken (a hung worker costs this)."""
+
+
+Bodies = bytes | Sequence[Any]
+"""Resources sent to a worker: a JSON array (``packed``), or the list itself."""
+
+
+def packed(bodies: list[Any]) -> Bodies:
+    """``bodies`` as one JSON array (orjson writes and reads it several times faster than
+    pickle does the dicts), or the list itself when it holds what JSON cannot."""
+    try:
+        return orjson.dumps(bodies)
+    except TypeError:
+        return bodies
+
+
+def unpacked(bodies: Bodies) -> Sequence[Any]:
+    return orjson.loads(bodies) if isinstance(bodies, bytes) else bodies
+
+
+def first_invalid(bodies: Bodies) -> int:
     """The position of the first body that is not a valid resource, or -1."""
-    for position, body in enumerate(bodies):
+    for position, body in enumerate(unpacked(bodies)):
         try:
             parse_resource(body)
         except InvalidResource:
@@ -57,8 +82,9 @@ def _warm_up() -> None:
 
 
 class ValidationPool:
-    """``workers`` processes validating batches of resources; started by the first batch
-    (which the caller, never waiting, validates itself while they start)."""
+    """``workers`` processes validating batches of resources; started by the first task
+    (which the caller, never waiting, runs itself while they start). A task is a
+    module-level function, pickled by name."""
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
@@ -79,20 +105,23 @@ class ValidationPool:
                 self._executor.submit(_warm_up)
             return self._executor
 
-    def submit(self, bodies: Sequence[Any]) -> Future[int]:
-        """A future of ``first_invalid(bodies)`` computed in a worker."""
-        batch = list(bodies)
+    def submit(self, task: Callable[..., T], *args: Any) -> Future[T]:
+        """A future of ``task(*args)`` computed in a worker."""
         try:
-            return self._running().submit(first_invalid, batch)
+            return self._running().submit(task, *args)
         except (BrokenProcessPool, RuntimeError):  # broken, or closed by another thread
             self._replace()
-            return self._running().submit(first_invalid, batch)
+            return self._running().submit(task, *args)
 
-    def result(self, future: Future[int], bodies: Sequence[Any]) -> int:
-        """The answer of a batch from ``submit``, never waited for: a batch its worker has
-        not finished yet (still starting, or busy with earlier ones) is validated here
-        instead, as is one whose worker died or that failed there in any other way (here
-        it then fails as inline validation would)."""
+    def result(self, future: Future[T], inline: Callable[[], T]) -> T:
+        """The answer of a task from ``submit``. A task handed to a worker (running there,
+        or among the two or three in its pipe) is waited for, up to ``RUNNING_WAIT_S``:
+        the worker finishes it about as soon as the caller could. One still queued here
+        (its worker starting, or busy with earlier ones) is withdrawn and answered by
+        ``inline()``, as is one whose worker died or that failed there in any other way
+        (here it then fails as it would have inline)."""
+        if not future.done() and future.running():
+            wait([future], timeout=RUNNING_WAIT_S)
         if future.done() and not future.cancelled():
             error = future.exception()
             if error is None:
@@ -101,7 +130,7 @@ class ValidationPool:
                 self._replace()
         else:
             future.cancel()
-        return first_invalid(bodies)
+        return inline()
 
     def _replace(self) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from fhir_service.errors import InvalidRequest
 
@@ -41,8 +42,10 @@ def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
     return index // 12, index % 12 + 1
 
 
+@lru_cache(maxsize=4096)
 def parse_range(text: str) -> DateRange | None:
-    """The range of a FHIR date/dateTime/instant, or ``None`` when ``text`` is not one."""
+    """The range of a FHIR date/dateTime/instant, or ``None`` when ``text`` is not one.
+    Cached: a transaction's resources share one lastUpdated, a record repeats its dates."""
     match = _PATTERN.fullmatch(text.strip())
     if match is None:
         return None

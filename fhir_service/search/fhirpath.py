@@ -68,16 +68,16 @@ def branches_for(expression: str, resource_type: str) -> list[str]:
     ]
 
 
-def _children(nodes: list[Node], name: str) -> list[Node]:
+def _children(nodes: list[Node], name: str, may_be_choice: bool = True) -> list[Node]:
+    """The children ``name`` of ``nodes``; where ``name`` may be a choice element
+    (``value[x]``), also a ``valueQuantity``-like key, with its type."""
     out: list[Node] = []
     for value, _ in nodes:
         if not isinstance(value, dict):
             continue
         found = value.get(name)
-        if found is not None:
-            choice = None
-        else:
-            choice = None
+        choice = None
+        if found is None and may_be_choice:
             for key, item in value.items():
                 if key.startswith(name) and len(key) > len(name) and key[len(name)].isupper():
                     found, choice = item, key[len(name) :]
@@ -139,8 +139,39 @@ def _extension(url: str) -> _Step:
     return step
 
 
-def _child_step(name: str) -> _Step:
-    return lambda nodes: _children(nodes, name)
+def _child_step(name: str, may_be_choice: bool = True) -> _Step:
+    return lambda nodes: _children(nodes, name, may_be_choice)
+
+
+class _ElementPaths:
+    """Which element paths of R4 are choice elements, from fhirpathpy's R4 model
+    (https://hl7.org/fhir/R4/formats.html#choice): a step to an element known not to be
+    one skips looking for ``name[Type]`` keys."""
+
+    def __init__(self, model: dict[str, Any]) -> None:
+        self.types: dict[str, str] = model["path2Type"]
+        self.choices: set[str] = set(model["choiceTypePaths"])
+        self.elsewhere: dict[str, str] = model["pathsDefinedElsewhere"]
+        self.known: set[str] = set()
+        for path in (*self.types, *self.choices):
+            parts = path.split(".")
+            self.known.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+
+    def step(self, context: str | None, name: str) -> tuple[bool, str | None]:
+        """Whether ``context.name`` may be a choice element, and the context after it
+        (None where unknown: every later step then looks for choices)."""
+        if context is None:
+            return True, None
+        path = self.elsewhere.get(f"{context}.{name}", f"{context}.{name}")
+        if path in self.choices or path not in self.known:
+            return True, None
+        type_name = self.types.get(path)
+        if type_name is None or type_name == "BackboneElement":
+            return False, path  # a backbone element: its children are under its path
+        return False, None if type_name.startswith("System.") else type_name
+
+
+_ELEMENT_PATHS = _ElementPaths(models["r4"])
 
 
 def _compile_steps(part: str) -> list[_Step] | None:
@@ -165,17 +196,21 @@ def _compile_steps(part: str) -> list[_Step] | None:
         return None
     segments = split_top(text, ".")
     steps: list[_Step] = []
+    context: str | None = segments[0]
     for segment in segments[1:]:
         if _IDENT.fullmatch(segment):
-            steps.append(_child_step(segment))
+            may_be_choice, context = _ELEMENT_PATHS.step(context, segment)
+            steps.append(_child_step(segment, may_be_choice))
         elif match := _RESOLVE_IS.fullmatch(segment):
             steps.append(_resolve_is(match.group(1)))
         elif match := _WHERE_EQ.fullmatch(segment):
             steps.append(_where_eq(match.group(1), match.group(2)))
         elif match := _AS_CALL.fullmatch(segment):
             steps.append(_of_type(match.group(1)))
+            context = None
         elif match := _EXTENSION.fullmatch(segment):
             steps.append(_extension(match.group(1)))
+            context = "Extension"
         else:
             return None
     if not _IDENT.fullmatch(segments[0]):

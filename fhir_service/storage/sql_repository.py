@@ -123,7 +123,10 @@ class SqlRepository:
         self._clock = clock
         self._before_write = before_write
         self.validation_pool = validation_pool
-        """Worker processes that validate a transaction's new resources beside its SQL."""
+        """Worker processes that validate a transaction's resources beside its SQL."""
+        self.validate_later: Callable[[JSON], None] | None = None
+        """Where ``versioned_body`` hands each body to be validated before the unit commits
+        (set by a transaction with a ``validation_pool``); None: validate at once."""
         self._lock_rows = conn.dialect.name == "postgresql"
         self._registry: Registry | None = None
 
@@ -254,12 +257,10 @@ class SqlRepository:
         body: JSON,
         version: int,
         now: datetime,
-        *,
-        validate: bool = True,
     ) -> JSON:
         """``body`` with id, meta.versionId and meta.lastUpdated set, passed to the unit of
-        work's ``before_write`` and validated (R4B models) unless the caller validates it
-        before the unit commits (``validate=False``)."""
+        work's ``before_write`` and validated (R4B models): at once, or by
+        ``validate_later`` before the unit commits."""
         meta = dict(body.get("meta") or {})
         meta["versionId"] = str(version)
         meta["lastUpdated"] = format_instant(now)
@@ -267,7 +268,9 @@ class SqlRepository:
         stored_body = {"resourceType": resource_type, "id": id, "meta": meta, **rest}
         if self._before_write is not None:
             self._before_write(stored_body)
-        if validate:
+        if self.validate_later is not None:
+            self.validate_later(stored_body)
+        else:
             parse_resource(stored_body)
         return stored_body
 

@@ -124,9 +124,15 @@ class _Transaction:
     claim_keys: dict[int, str] = field(default_factory=dict)
     written: dict[int, Stored] = field(default_factory=dict)
     pending: list[tuple[int, tuple[str, str, JSON, datetime]]] = field(default_factory=list)
+    running: int = 0
+    """The position of the entry being processed."""
 
     def __post_init__(self) -> None:
         self.validation = DeferredValidation(self.repo.validation_pool)
+
+    def validate_later(self, body: JSON) -> None:
+        """Validate the running entry's stored ``body`` before ``check_validation`` returns."""
+        self.validation.defer(self.running, body)
 
     # -------------------------------------------------------------- parsing
 
@@ -306,10 +312,7 @@ class _Transaction:
         rtype = entry.target.resource_type
         body = self.rewrite(entry.resource)
         now = self.repo.now()
-        deferred = self.validation.enabled
-        stored_body = self.repo.versioned_body(rtype, entry.id, body, 1, now, validate=not deferred)
-        if deferred:
-            self.validation.defer(entry.index, stored_body)
+        stored_body = self.repo.versioned_body(rtype, entry.id, body, 1, now)
         self.pending.append((entry.index, (rtype, entry.id, stored_body, now)))
 
     def check_validation(self) -> None:
@@ -445,13 +448,17 @@ def run_transaction(repo: SqlRepository, bundle: JSON) -> JSON:
     tx = _Transaction(repo)
     entries = [tx.parse(i, raw) for i, raw in enumerate(raw_entries)]
     tx.claim_ahead([entries[i] for i in order])
+    if tx.validation.enabled:
+        repo.validate_later = tx.validate_later
     try:
         responses = _write_entries(tx, entries, order)
     except Exception:
-        # An invalid resource queued before the failing entry is the Bundle's error, as
-        # it would have been had it been validated when it was queued.
+        # An invalid resource written before the failing entry is the Bundle's error, as
+        # it would have been had it been validated when it was written.
         tx.check_validation()
         raise
+    finally:
+        repo.validate_later = None
     tx.check_validation()
     return response_bundle("transaction-response", [r for r in responses if r is not None])
 
@@ -473,6 +480,7 @@ def _write_entries(tx: _Transaction, entries: list[_Entry], order: list[int]) ->
             raise _in_entry(exc, i) from None
     for i in order:
         entry = entries[i]
+        tx.running = i
         try:
             if entry.method == "POST" and entry.existing is None and entry.same_as is None:
                 tx.queue_post(entry)

@@ -8,23 +8,27 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import base64
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from fhir_service.errors import FhirServiceError, InvalidResource
-from fhir_service.fhir.validation_pool import ValidationPool
+from fhir_service.fhir.validation_pool import ValidationPool, first_invalid, packed, unpacked
 from fhir_service.storage import SqlStore
 from fhir_service.storage.deferred_validation import BATCH
+
+T = TypeVar("T")
 
 
 class CountingPool(ValidationPool):
@@ -34,15 +38,15 @@ class CountingPool(ValidationPool):
         super().__init__(1)
         self.batches: list[int] = []
 
-    def submit(self, bodies: Sequence[Any]) -> Future[int]:
-        self.batches.append(len(bodies))
-        return super().submit(bodies)
+    def submit(self, task: Callable[..., T], *args: Any) -> Future[T]:
+        self.batches.append(len(unpacked(args[0])))
+        return super().submit(task, *args)
 
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[CountingPool]:
     started = CountingPool()
-    started.submit([{"resourceType": "Patient"}]).result(timeout=60)  # workers up
+    started.submit(first_invalid, [{"resourceType": "Patient"}]).result(timeout=60)  # workers up
     started.batches.clear()
     try:
         yield started
@@ -151,6 +155,61 @@ def test_an_invalid_resource_queued_before_another_failure_is_the_error(
     assert count(pooled) == 1
 
 
+def put(n: int) -> dict[str, Any]:
+    """A create-on-update with the client's id."""
+    entry = patient(n)
+    entry["resource"]["id"] = f"client-{n}"
+    entry["request"] = {"method": "PUT", "url": f"Patient/client-{n}"}
+    return entry
+
+
+def test_put_and_patch_entries_are_validated_in_the_worker_too(
+    stores: tuple[SqlStore, SqlStore], pool: CountingPool
+) -> None:
+    pooled, _ = stores
+    with pooled.begin() as repo:
+        repo.transaction(transaction(*[put(n) for n in range(2 * BATCH + 1)]))
+    patch = {
+        "resource": {
+            "resourceType": "Binary",
+            "contentType": "application/json-patch+json",
+            "data": base64.b64encode(b'[{"op": "add", "path": "/active", "value": true}]').decode(),
+        },
+        "request": {"method": "PATCH", "url": "Patient/client-0"},
+    }
+    changed = [put(n) for n in range(1, BATCH)]
+    for entry in changed:
+        entry["resource"]["gender"] = "male"  # an unchanged PUT writes (and validates) nothing
+    with pooled.begin() as repo:
+        repo.transaction(transaction(patch, *changed))
+    assert pool.batches == [BATCH, BATCH, BATCH]
+    with pooled.begin(readonly=True) as repo:
+        assert repo.read("Patient", "client-0").resource["active"] is True
+
+
+def test_an_invalid_put_before_a_stale_put_is_the_error(
+    stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """PUTs run in Bundle order: the invalid one (entry 2) is written, validated later,
+    and entry 12 then fails its If-Match; inline validation would have stopped at 2."""
+    pooled, inline = stores
+    with inline.begin() as repo:
+        existing = repo.create({"resourceType": "Patient", "gender": "male"}).stored.id
+    stale_put = {
+        "resource": {"resourceType": "Patient", "id": existing, "gender": "other"},
+        "request": {"method": "PUT", "url": f"Patient/{existing}", "ifMatch": 'W/"7"'},
+    }
+    entries = [put(n) for n in range(2 * BATCH)]
+    entries.insert(12, stale_put)
+    bundle = invalid_at(transaction(*entries), 2)
+    expected = outcome(inline, bundle)
+    assert expected.expression == ["Bundle.entry[2].resource.gender"]
+    got = outcome(pooled, bundle)
+    assert isinstance(got, InvalidResource)
+    assert got.issues == expected.issues
+    assert count(pooled) == 1
+
+
 def test_a_killed_worker_costs_speed_not_checks(
     stores: tuple[SqlStore, SqlStore], pool: CountingPool
 ) -> None:
@@ -158,7 +217,7 @@ def test_a_killed_worker_costs_speed_not_checks(
     before = {p.pid for p in multiprocessing.active_children()}
     fresh = CountingPool()
     try:
-        fresh.submit([{"resourceType": "Patient"}]).result(timeout=60)
+        fresh.submit(first_invalid, [{"resourceType": "Patient"}]).result(timeout=60)
         workers = {p.pid for p in multiprocessing.active_children()} - before
         assert workers, "the pool started no worker process"
         for pid in workers:
@@ -173,7 +232,8 @@ def test_a_killed_worker_costs_speed_not_checks(
             repo.transaction(bundle)
         assert count(pooled) == 3 * BATCH
         # The pool replaced its dead worker: a batch is answered by a process again.
-        assert fresh.submit([{"resourceType": "Patient", "gender": 1}]).result(timeout=60) == 0
+        invalid = [{"resourceType": "Patient", "gender": 1}]
+        assert fresh.submit(first_invalid, invalid).result(timeout=60) == 0
     finally:
         fresh.close()
 
@@ -181,8 +241,43 @@ def test_a_killed_worker_costs_speed_not_checks(
 def test_the_worker_answers_with_the_first_invalid_position(pool: CountingPool) -> None:
     valid = {"resourceType": "Observation", "status": "final", "code": {"text": "size"}}
     no_status = {"resourceType": "Observation", "code": {"text": "size"}}
-    assert pool.submit([valid, valid]).result(timeout=60) == -1
-    assert pool.submit([valid, no_status, {"resourceType": "Nope"}]).result(timeout=60) == 1
+    assert pool.submit(first_invalid, [valid, valid]).result(timeout=60) == -1
+    unknown = {"resourceType": "Nope"}
+    assert pool.submit(first_invalid, [valid, no_status, unknown]).result(timeout=60) == 1
+
+
+def test_a_task_the_worker_took_is_waited_for_a_queued_one_is_run_here() -> None:
+    """``result`` on the real pool: a task handed to the worker (running, or in its
+    pipe) answers from the worker; a task still queued in this process is withdrawn
+    and run inline."""
+    fresh = ValidationPool(1)
+    try:
+        fresh.submit(first_invalid, [{"resourceType": "Patient"}]).result(timeout=60)
+        tasks = [fresh.submit(time.sleep, 1) for _ in range(6)]
+        taken, queued = tasks[0], tasks[-1]
+        deadline = time.monotonic() + 30
+        while not taken.running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert taken.running() and not queued.running()
+        assert fresh.result(queued, lambda: "inline") == "inline"
+        assert queued.cancelled()
+        assert fresh.result(taken, lambda: "inline") is None  # time.sleep's answer
+    finally:
+        fresh.close()
+
+
+def test_bodies_json_cannot_hold_are_sent_as_they_are(pool: CountingPool) -> None:
+    decimal = [
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "valueQuantity": {"value": Decimal("1.50")},
+        }
+    ]
+    assert isinstance(packed(decimal), list)
+    assert pool.submit(first_invalid, packed(decimal)).result(timeout=60) == -1
+    assert isinstance(packed([{"resourceType": "Patient"}]), bytes)
 
 
 def test_workers_end_with_the_process_that_started_them(tmp_path: Path) -> None:
@@ -190,10 +285,10 @@ def test_workers_end_with_the_process_that_started_them(tmp_path: Path) -> None:
     script = tmp_path / "owner.py"
     script.write_text(
         "import multiprocessing, sys, time\n"
-        "from fhir_service.fhir.validation_pool import ValidationPool\n"
+        "from fhir_service.fhir.validation_pool import ValidationPool, first_invalid\n"
         "if __name__ == '__main__':\n"
         "    pool = ValidationPool(1)\n"
-        "    pool.submit([{'resourceType': 'Patient'}]).result(timeout=60)\n"
+        "    pool.submit(first_invalid, [{'resourceType': 'Patient'}]).result(timeout=60)\n"
         "    print(*[p.pid for p in multiprocessing.active_children()], flush=True)\n"
         "    time.sleep(600)\n"
     )
