@@ -107,10 +107,11 @@ class ValidationPool:
 
     def submit(self, task: Callable[..., T], *args: Any) -> Future[T]:
         """A future of ``task(*args)`` computed in a worker."""
+        executor = self._running()
         try:
-            return self._running().submit(task, *args)
+            return executor.submit(task, *args)
         except (BrokenProcessPool, RuntimeError):  # broken, or closed by another thread
-            self._replace()
+            self._replace(executor)
             return self._running().submit(task, *args)
 
     def result(self, future: Future[T], inline: Callable[[], T]) -> T:
@@ -126,17 +127,18 @@ class ValidationPool:
             error = future.exception()
             if error is None:
                 return future.result()
-            if isinstance(error, BrokenProcessPool):
-                self._replace()
+            # A worker that died broke its executor: the next ``submit`` replaces it.
         else:
             future.cancel()
         return inline()
 
-    def _replace(self) -> None:
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """Drop ``broken`` unless another thread has replaced it already."""
         with self._lock:
-            broken, self._executor = self._executor, None
-        if broken is not None:
-            broken.shutdown(wait=False, cancel_futures=True)
+            if self._executor is not broken:
+                return
+            self._executor = None
+        broken.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Stop the workers (they are started again on the next batch)."""

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -234,6 +235,38 @@ def test_a_killed_worker_costs_speed_not_checks(
         # The pool replaced its dead worker: a batch is answered by a process again.
         invalid = [{"resourceType": "Patient", "gender": 1}]
         assert fresh.submit(first_invalid, invalid).result(timeout=60) == 0
+    finally:
+        fresh.close()
+
+
+def test_threads_finding_the_pool_broken_replace_it_once() -> None:
+    """Two requests that both find the worker dead get their batches answered: neither's
+    is cancelled by the other replacing the new pool again. The interleaving that did
+    it (one thread replacing and submitting before the other replaces) is not forced
+    here, so this checks the outcome rather than reproducing that race every time."""
+    fresh = ValidationPool(1)
+    try:
+        for _ in range(3):
+            before = {p.pid for p in multiprocessing.active_children()}
+            fresh.submit(first_invalid, [{"resourceType": "Patient"}]).result(timeout=60)
+            for process in multiprocessing.active_children():
+                if process.pid not in before:
+                    os.kill(process.pid, signal.SIGKILL)
+                    process.join(timeout=30)
+            time.sleep(0.2)  # the executor notices its worker died
+            barrier = threading.Barrier(2)
+            futures: list[Future[int]] = []
+
+            def submit() -> None:
+                barrier.wait()
+                futures.append(fresh.submit(first_invalid, [{"resourceType": "Patient"}]))
+
+            threads = [threading.Thread(target=submit) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            assert [f.result(timeout=60) for f in futures] == [-1, -1]
     finally:
         fresh.close()
 
