@@ -239,6 +239,11 @@ def test_a_killed_worker_costs_speed_not_checks(
         fresh.close()
 
 
+def _submit_after(barrier: threading.Barrier, pool: ValidationPool, out: list[Future[int]]) -> None:
+    barrier.wait()
+    out.append(pool.submit(first_invalid, [{"resourceType": "Patient"}]))
+
+
 def test_threads_finding_the_pool_broken_replace_it_once() -> None:
     """Two requests that both find the worker dead get their batches answered: neither's
     is cancelled by the other replacing the new pool again. The interleaving that did
@@ -256,12 +261,10 @@ def test_threads_finding_the_pool_broken_replace_it_once() -> None:
             time.sleep(0.2)  # the executor notices its worker died
             barrier = threading.Barrier(2)
             futures: list[Future[int]] = []
-
-            def submit() -> None:
-                barrier.wait()
-                futures.append(fresh.submit(first_invalid, [{"resourceType": "Patient"}]))
-
-            threads = [threading.Thread(target=submit) for _ in range(2)]
+            threads = [
+                threading.Thread(target=_submit_after, args=(barrier, fresh, futures))
+                for _ in range(2)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
