@@ -137,18 +137,23 @@ def test_of_several_invalid_resources_the_first_in_processing_order_is_the_error
     assert expected.expression == ["Bundle.entry[5].resource.gender"]
 
 
+def stale_put_of_a_new_patient(store: SqlStore) -> dict[str, Any]:
+    """A PUT entry with If-Match W/"7" for a Patient just created (at version 1)."""
+    with store.begin() as repo:
+        existing = repo.create({"resourceType": "Patient", "gender": "male"}).stored.id
+    return {
+        "resource": {"resourceType": "Patient", "id": existing, "gender": "other"},
+        "request": {"method": "PUT", "url": f"Patient/{existing}", "ifMatch": 'W/"7"'},
+    }
+
+
 def test_an_invalid_resource_queued_before_another_failure_is_the_error(
     stores: tuple[SqlStore, SqlStore],
 ) -> None:
     """POSTs run before PUTs: a PUT with a stale If-Match fails after the invalid POST was
     queued, and must not hide it (inline validation would have stopped at the POST)."""
     pooled, inline = stores
-    with inline.begin() as repo:
-        existing = repo.create({"resourceType": "Patient", "gender": "male"}).stored.id
-    stale_put = {
-        "resource": {"resourceType": "Patient", "id": existing, "gender": "other"},
-        "request": {"method": "PUT", "url": f"Patient/{existing}", "ifMatch": 'W/"7"'},
-    }
+    stale_put = stale_put_of_a_new_patient(inline)
     bundle = invalid_at(transaction(stale_put, *[patient(n) for n in range(2 * BATCH)]), 3)
     expected = outcome(inline, bundle)
     assert expected.expression == ["Bundle.entry[3].resource.gender"]
@@ -194,12 +199,7 @@ def test_an_invalid_put_before_a_stale_put_is_the_error(
     """PUTs run in Bundle order: the invalid one (entry 2) is written, validated later,
     and entry 12 then fails its If-Match; inline validation would have stopped at 2."""
     pooled, inline = stores
-    with inline.begin() as repo:
-        existing = repo.create({"resourceType": "Patient", "gender": "male"}).stored.id
-    stale_put = {
-        "resource": {"resourceType": "Patient", "id": existing, "gender": "other"},
-        "request": {"method": "PUT", "url": f"Patient/{existing}", "ifMatch": 'W/"7"'},
-    }
+    stale_put = stale_put_of_a_new_patient(inline)
     entries = [put(n) for n in range(2 * BATCH)]
     entries.insert(12, stale_put)
     bundle = invalid_at(transaction(*entries), 2)
