@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.helpers import assert_outcome
@@ -105,28 +106,34 @@ def test_post_to_base_needs_transaction_or_batch_bundle(client: TestClient) -> N
     assert_outcome(client.post("/fhir", json=collection), 400, "collection")
 
 
-def test_a_large_transaction_with_one_malformed_entry_changes_nothing(client: TestClient) -> None:
-    """Past 8 new resources the app validates them in its worker process while it already
-    writes rows and extracts index values from them: a malformed shape that the index
-    extraction meets before validation has answered must still end as the entry's 400."""
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_large_transaction_with_one_malformed_entry_changes_nothing(
+    client: TestClient, method: str
+) -> None:
+    """Past 8 written resources the app validates them in its worker process while it
+    already writes rows and extracts index values from them: a malformed shape that the
+    index extraction meets before validation has answered must still end as the entry's
+    400, for a create (POST) as for a create-on-update (PUT)."""
     before = client.get("/fhir/_history").json()["total"]
     for malformed in (
         {"subject": "Patient/not-an-object", "code": ["not", "a", "CodeableConcept"]},
         {"valueBoolean": "maybe"},
         {"effectiveDateTime": {"start": 1}, "identifier": "x"},
     ):
-        entries = [
-            {
-                "fullUrl": f"urn:uuid:6f4d3c1e-0000-4000-8000-{n:012d}",
-                "resource": {
-                    "resourceType": "Observation",
-                    "status": "final",
-                    "code": {"text": "w"},
-                },
-                "request": {"method": "POST", "url": "Observation"},
-            }
-            for n in range(20)
-        ]
+        entries = []
+        for n in range(20):
+            resource = {"resourceType": "Observation", "status": "final", "code": {"text": "w"}}
+            url = "Observation"
+            if method == "PUT":
+                resource["id"] = f"malformed-test-{n}"
+                url = f"Observation/malformed-test-{n}"
+            entries.append(
+                {
+                    "fullUrl": f"urn:uuid:6f4d3c1e-0000-4000-8000-{n:012d}",
+                    "resource": resource,
+                    "request": {"method": method, "url": url},
+                }
+            )
         entries[13]["resource"].update(malformed)
         response = client.post("/fhir", json=_transaction(*entries))
         assert_outcome(response, 400, "Bundle.entry[13]")
