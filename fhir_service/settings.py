@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     deid_secret: str | None = None
     validate_on_write: Literal["off", "warn", "reject"] = "off"
     validation_workers: int = Field(default=1, ge=0)
-    """Worker processes that validate the resources a transaction Bundle creates while the
+    """Worker processes that validate the resources a transaction Bundle writes while the
     transaction does its SQL work (0: validate them in the request's own thread)."""
     worker_stale_seconds: float = Field(default=120.0, gt=0)
     """A background job (sync run, export, reindex) whose heartbeat is older is taken over."""
