@@ -58,9 +58,19 @@ sp_reference = _table(
     indexes=[
         ["res_type", "param", "target_id", "res_id", "target_type"],
         ["target_id", "target_type", "res_type"],
-        ["res_type", "param", "url"],
     ],
 )
+_has_url = sp_reference.c.url.is_not(None)
+sa.Index(
+    "ix_sp_reference_3",
+    sp_reference.c.res_type,
+    sp_reference.c.param,
+    sp_reference.c.url,
+    sqlite_where=_has_url,
+    postgresql_where=_has_url,
+)
+"""Absolute and canonical references (``url``) only: most references are relative and
+keep no url, and an index of their NULLs only cost writes (migration ``0011``)."""
 sp_date = _table(
     "sp_date",
     sa.Column("low", UtcDateTime(), nullable=False),

@@ -132,3 +132,58 @@ def test_upgrade_to_0010_reindexes_the_composites_with_a_choice(database_url: st
         assert found() == [created]
     finally:
         store.close()
+
+
+def _url_index_definition(conn: sa.Connection) -> str:
+    if conn.dialect.name == "sqlite":
+        sql = "SELECT sql FROM sqlite_master WHERE name = 'ix_sp_reference_3'"
+    else:
+        sql = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_sp_reference_3'"
+    return str(conn.exec_driver_sql(sql).scalar_one())
+
+
+def _url_lookup_plan(conn: sa.Connection) -> str:
+    """The plan of the lookup a search by absolute or canonical reference makes."""
+    where = "res_type = 'QuestionnaireResponse' AND param = 'questionnaire' AND url = 'x'"
+    if conn.dialect.name == "sqlite":
+        query = f"EXPLAIN QUERY PLAN SELECT res_id FROM sp_reference WHERE {where}"
+        return " ".join(str(row[-1]) for row in conn.exec_driver_sql(query))
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    rows = conn.exec_driver_sql(f"EXPLAIN SELECT res_id FROM sp_reference WHERE {where}")
+    return " ".join(str(row[0]) for row in rows)
+
+
+def test_upgrade_to_0011_keeps_only_references_with_a_url_in_the_url_index(
+    database_url: str,
+) -> None:
+    """0011 turns the (res_type, param, url) index into a partial one: the relative
+    references (no url) leave it, searches by url still find their resources through it."""
+    questionnaire = "http://example.org/Questionnaire/intake"
+    store = SqlStore.open(database_url)
+
+    def by_url() -> list[str]:
+        with store.begin(readonly=True) as repo:
+            found = repo.search("QuestionnaireResponse", [("questionnaire", questionnaire)])
+            return [s.id for s in found]
+
+    try:
+        with store.begin() as repo:
+            patient = repo.create({"resourceType": "Patient"}).stored.id
+            answered = repo.create(
+                {
+                    "resourceType": "QuestionnaireResponse",
+                    "status": "completed",
+                    "questionnaire": questionnaire,
+                    "subject": {"reference": f"Patient/{patient}"},
+                }
+            ).stored.id
+        downgrade_engine(store.engine, "0010_composite_choice")
+        with store.engine.connect() as conn:
+            assert "WHERE" not in _url_index_definition(conn).upper()
+        upgrade_engine(store.engine)
+        with store.engine.begin() as conn:
+            assert "url IS NOT NULL" in _url_index_definition(conn)
+            assert "ix_sp_reference_3" in _url_lookup_plan(conn)
+        assert by_url() == [answered]
+    finally:
+        store.close()
