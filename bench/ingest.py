@@ -59,6 +59,8 @@ class Run:
     resources: int
     seconds: float
     stored: int
+    tenths: list[float]
+    """ms per resource over each tenth of the patient Bundles, in loading order"""
 
     @property
     def rate(self) -> float:
@@ -90,6 +92,7 @@ def ingest(url: str, patients: int, source: str, workers: int) -> Run:
     resources = 0
     seconds = 0.0
     loaded = 0
+    per_patient: list[tuple[float, int]] = []
     try:
         for name, bundle in SOURCES[source]():
             is_patient = "Information" not in name
@@ -97,14 +100,28 @@ def ingest(url: str, patients: int, source: str, workers: int) -> Run:
                 break
             start = time.perf_counter()
             response = load_bundle(store, bundle)
-            seconds += time.perf_counter() - start
+            took = time.perf_counter() - start
+            seconds += took
             resources += len(response["entry"])
             loaded += int(is_patient)
+            if is_patient:
+                per_patient.append((took, len(response["entry"])))
         with store.begin(readonly=True) as repo:
             stored = sum(repo.counts().values())
     finally:
         store.close()
-    return Run(source, store.dialect, patients, resources, seconds, stored)
+    return Run(source, store.dialect, patients, resources, seconds, stored, by_tenth(per_patient))
+
+
+def by_tenth(per_patient: list[tuple[float, int]]) -> list[float]:
+    """ms per resource over each tenth of the (seconds, resources) of the patient Bundles."""
+    tenth = max(1, len(per_patient) // 10)
+    parts = [per_patient[i : i + tenth] for i in range(0, tenth * 10, tenth)]
+    return [
+        1000 * sum(t for t, _ in part) / sum(n for _, n in part)
+        for part in parts
+        if part and sum(n for _, n in part)
+    ]
 
 
 def run_sqlite(workers: int, patients: int, source: str) -> Run:
@@ -168,6 +185,17 @@ def linearity(runs: list[Run]) -> list[str]:
     return out
 
 
+def tenth_lines(runs: list[Run]) -> list[str]:
+    """How the time per resource moved during each largest run: does it keep growing?"""
+    largest = max(r.patients for r in runs)
+    return [
+        f"- {r.source} on {r.database}, {r.patients} patients, ms per resource by tenth of "
+        f"the patient Bundles: {', '.join(f'{ms:.2f}' for ms in r.tenths)}"
+        for r in runs
+        if r.patients == largest
+    ]
+
+
 def write_results(runs: list[Run], checks: list[float], workers: int) -> None:
     write_section(
         START,
@@ -190,6 +218,7 @@ def write_results(runs: list[Run], checks: list[float], workers: int) -> None:
             table(runs),
             "",
             *linearity(runs),
+            *tenth_lines(runs),
         ],
     )
 
@@ -232,7 +261,7 @@ def main() -> None:
                     print(table(done[patients][-1:]).splitlines()[-1], flush=True)
             runs += [median_run(done[patients]) for patients in done]
     print(table(runs))
-    print("\n".join(linearity(runs)))
+    print("\n".join(linearity(runs) + tenth_lines(runs)))
     print(f"CPU check: {min(checks):.0f}-{max(checks):.0f} ms")
     if not args.no_write:
         write_results(runs, checks, args.validation_workers)
