@@ -69,9 +69,11 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_path: Path) -> Iterator[Any]:
-    """A headless Chromium launched by Playwright through ``executable_path``."""
+    """A headless Chromium launched by Playwright through ``executable_path``, for the tests
+    of this package only: Playwright's sync API keeps an event loop running on the main
+    thread while it is open, and ``asyncio.run`` in a later test would refuse to start."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
