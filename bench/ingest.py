@@ -117,11 +117,8 @@ def by_tenth(per_patient: list[tuple[float, int]]) -> list[float]:
     """ms per resource over each tenth of the (seconds, resources) of the patient Bundles."""
     tenth = max(1, len(per_patient) // 10)
     parts = [per_patient[i : i + tenth] for i in range(0, tenth * 10, tenth)]
-    return [
-        1000 * sum(t for t, _ in part) / sum(n for _, n in part)
-        for part in parts
-        if part and sum(n for _, n in part)
-    ]
+    totals = [(sum(t for t, _ in part), sum(n for _, n in part)) for part in parts]
+    return [1000 * seconds / count for seconds, count in totals if count]
 
 
 def run_sqlite(workers: int, patients: int, source: str) -> Run:

@@ -156,8 +156,8 @@ def _url_lookup_plan(conn: sa.Connection) -> str:
 def test_upgrade_to_0011_keeps_only_references_with_a_url_in_the_url_index(
     database_url: str,
 ) -> None:
-    """0011 turns the (res_type, param, url) index into a partial one: the relative
-    references (no url) leave it, searches by url still find their resources through it."""
+    """0011 turns the (res_type, param, url) index into a partial one over the rows that
+    have a url; the lookup by url uses it and a search by canonical still finds its resource."""
     questionnaire = "http://example.org/Questionnaire/intake"
     store = SqlStore.open(database_url)
 
