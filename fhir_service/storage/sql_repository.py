@@ -8,13 +8,15 @@ integer versionIds 1, 2, 3..., deletes kept as marker versions.
 from __future__ import annotations
 
 import copy
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import jsonpatch
 import jsonpointer
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -71,6 +73,13 @@ _READ = (
     .join(resource, resource.c.seq == resource_version.c.seq)
     .where(resource.c.type == sa.bindparam("type"), resource.c.id == sa.bindparam("id"))
 )
+_READ_SQLITE = (
+    "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body"
+    " FROM resource AS r JOIN resource_version AS v ON v.seq = r.seq"
+    " WHERE r.type = ? AND r.id = ?"
+)
+"""``_READ`` as SQLite's own statement, run on the driver connection: SQLAlchemy's
+execution machinery cost a read by id three times what SQLite spends on it."""
 _VREAD = sa.select(resource_version).where(
     resource_version.c.type == sa.bindparam("type"),
     resource_version.c.id == sa.bindparam("id"),
@@ -97,6 +106,18 @@ def split_token(value: str) -> tuple[str | None, str | None]:
         return None, value
     system, _, code = value.partition("|")
     return system, code or None
+
+
+class _Row(NamedTuple):
+    """A ``resource_version`` row as ``_stored`` reads it."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: datetime
+    deleted: bool
+    method: str
+    body: JSON | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +149,7 @@ class SqlRepository:
         """Where ``versioned_body`` hands each body to be validated before the unit commits
         (set by a transaction with a ``validation_pool``); None: validate at once."""
         self._lock_rows = conn.dialect.name == "postgresql"
+        self._sqlite = conn.dialect.name == "sqlite"
         self._registry: Registry | None = None
 
     # ------------------------------------------------------------------ reads
@@ -169,12 +191,40 @@ class SqlRepository:
 
     def read(self, resource_type: str, id: str) -> Stored:
         model_class(resource_type)
-        row = self._conn.execute(_READ, {"type": resource_type, "id": id}).first()
+        row: Any
+        if self._sqlite:
+            row = self._sqlite_read(resource_type, id)
+        else:
+            row = self._conn.execute(_READ, {"type": resource_type, "id": id}).first()
         if row is None:
             raise NotFound(f"{resource_type}/{id} is not known")
         if row.deleted:
             raise Gone(f"{resource_type}/{id} was deleted (version {row.version})")
         return self._stored(row)
+
+    def _sqlite_read(self, resource_type: str, id: str) -> _Row | None:
+        """``_READ`` on SQLite's driver connection, its columns converted as the table's
+        types would (JSON text, naive UTC timestamp text, 0/1); a driver error is raised
+        as SQLAlchemy's own, as from any other statement."""
+        params = (resource_type, id)
+        try:
+            found = self._conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                _READ_SQLITE, params
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise sa.exc.DBAPIError.instance(_READ_SQLITE, params, exc, sqlite3.Error) from exc
+        if found is None:
+            return None
+        type_, id_, version, last_updated, deleted, method, body = found
+        return _Row(
+            type_,
+            id_,
+            version,
+            datetime.fromisoformat(last_updated).replace(tzinfo=UTC),
+            bool(deleted),
+            method,
+            None if body is None else orjson.loads(body),
+        )
 
     def vread(self, resource_type: str, id: str, version_id: int) -> Stored:
         model_class(resource_type)

@@ -96,3 +96,25 @@ def test_reads_without_read_engine_run_in_a_thread(database_url: str, opened: bo
         assert threads == [main, main] if here else main not in threads
     finally:
         store.close()
+
+
+def test_sqlite_loop_read_database_error_is_503_and_the_next_read_recovers(
+    small_pool: tuple[TestClient, SqlStore],
+) -> None:
+    """A read by id runs SQLite's own statement on the driver connection; its driver
+    error still reaches the client as the 503 of any database error, and the loop's
+    connection, discarded after it, is replaced by the next read."""
+    client, store = small_pool
+    pid = client.post("/fhir/Patient", json=PATIENT).json()["id"]
+    assert client.get(f"/fhir/Patient/{pid}").status_code == 200
+    with store.engine.begin() as conn:  # a real fault: the table the read needs is gone
+        conn.exec_driver_sql("ALTER TABLE resource RENAME TO resource_away")
+    failed = client.get(f"/fhir/Patient/{pid}")
+    assert failed.status_code == 503, failed.text
+    assert failed.json()["resourceType"] == "OperationOutcome"
+    assert "Traceback" not in failed.text
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE resource_away RENAME TO resource")
+    again = client.get(f"/fhir/Patient/{pid}")
+    assert again.status_code == 200
+    assert again.json()["name"] == [{"family": "Awaited"}]
