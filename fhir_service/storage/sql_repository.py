@@ -350,21 +350,19 @@ class SqlRepository:
         ]
         try:
             with self._conn.begin_nested():
-                seqs = (
-                    self._conn.execute(
-                        sa.insert(resource_version).returning(
-                            resource_version.c.seq, sort_by_parameter_order=True
-                        ),
-                        rows,
-                    )
-                    .scalars()
-                    .all()
+                # Each seq is matched to its row by (type, id), not by position: a
+                # RETURNING in parameter order is one statement per row on SQLite.
+                inserted = self._conn.execute(
+                    sa.insert(resource_version).returning(
+                        resource_version.c.type, resource_version.c.id, resource_version.c.seq
+                    ),
+                    rows,
                 )
                 self._conn.execute(
                     sa.insert(resource),
                     [
-                        {"type": r["type"], "id": r["id"], "version": 1, "deleted": False, "seq": q}
-                        for r, q in zip(rows, seqs, strict=True)
+                        {"type": rtype, "id": id, "version": 1, "deleted": False, "seq": seq}
+                        for rtype, id, seq in inserted
                     ],
                 )
                 if any(rtype == "SearchParameter" for rtype, _, _, _ in items):
