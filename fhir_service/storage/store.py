@@ -18,7 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.fhir.validation_pool import ValidationPool, shared_pool
-from fhir_service.storage.engine import BEGIN_OPTION, create_engine
+from fhir_service.storage.checkpoint import Checkpointer
+from fhir_service.storage.engine import BEGIN_OPTION, SQLITE_BUSY_TIMEOUT_MS, create_engine
 from fhir_service.storage.migrate import check_schema_current
 from fhir_service.storage.repository import BeforeWrite, Repository, Store
 from fhir_service.storage.sql_repository import SqlRepository, utc_now
@@ -42,12 +43,14 @@ class SqlStore:
         clock: Callable[[], datetime] = utc_now,
         read_engine: Engine | None = None,
         validation_pool: ValidationPool | None = None,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.engine = engine
         self._clock = clock
         self._read_engine = read_engine
         self.validation_pool = validation_pool
         self._loop_reads = threading.local()
+        self._checkpointer = checkpointer
 
     @classmethod
     def open(
@@ -72,7 +75,13 @@ class SqlStore:
                 raise
         if engine.dialect.name == "sqlite":
             read_engine = create_engine(url, per_thread=True)
-            return cls(engine, read_engine=read_engine, validation_pool=pool)
+            path = engine.url.database
+            checkpointer = (
+                Checkpointer(path, SQLITE_BUSY_TIMEOUT_MS) if path and path != ":memory:" else None
+            )
+            return cls(
+                engine, read_engine=read_engine, validation_pool=pool, checkpointer=checkpointer
+            )
         return cls(engine, validation_pool=pool)
 
     @property
@@ -138,8 +147,12 @@ class SqlStore:
                     before_write=before_write,
                     validation_pool=None if readonly else self.validation_pool,
                 )
+        if not readonly and self._checkpointer is not None:
+            self._checkpointer.committed()
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
         if self._read_engine is not None:
             self._read_engine.dispose()
