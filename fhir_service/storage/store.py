@@ -33,7 +33,9 @@ class SqlStore:
     On SQLite, ``open`` adds a second engine with one connection per thread for the short
     reads that async routes await (``run_read``): a read by id (tens of microseconds from
     SQLite's page cache) runs on the event loop on a connection of the loop's own instead
-    of paying a thread pool round trip that costs more than the read.
+    of paying a thread pool round trip that costs more than the read. On a SQLite file it
+    also starts the ``Checkpointer`` that copies the write-ahead log into the database
+    after write commits, beside the requests; ``close`` stops it.
     """
 
     def __init__(
