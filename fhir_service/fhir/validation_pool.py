@@ -9,7 +9,9 @@ to raise the very error an inline validation would have raised. The caller does
 not queue behind a worker: a task not answered when the caller needs it, or
 whose worker died (killed, out of memory; the pool is then replaced), is
 run by the caller itself; only a task a worker has already taken is waited for.
-A slow or lost worker costs speed, never a check.
+While the workers start (importing the models takes them a second or two), tasks
+are not handed to them at all: the caller validates. A slow or lost worker costs
+speed, never a check.
 """
 
 from __future__ import annotations
@@ -82,15 +84,16 @@ def _warm_up() -> None:
 
 
 class ValidationPool:
-    """``workers`` processes validating batches of resources; started by the first task
-    (which the caller, never waiting, runs itself while they start). A task is a
-    module-level function, pickled by name."""
+    """``workers`` processes validating batches of resources; started by the first task.
+    Until they have imported the models, ``submit`` hands out futures no worker takes,
+    which ``result`` answers inline. A task is a module-level function, pickled by name."""
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError("a validation pool needs at least one worker")
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
+        self._warmed: Future[None] | None = None
         self._lock = threading.Lock()
 
     def _running(self) -> ProcessPoolExecutor:
@@ -102,17 +105,33 @@ class ValidationPool:
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_exit_with_parent,
                 )
-                self._executor.submit(_warm_up)
+                self._warmed = self._executor.submit(_warm_up)
             return self._executor
 
+    def warmed(self, timeout: float) -> bool:
+        """Start the workers if they are not running, and wait up to ``timeout`` seconds
+        until they take tasks; True when they do."""
+        self._running()
+        warmed = self._warmed
+        if warmed is None:  # closed meanwhile by another thread
+            return False
+        wait([warmed], timeout=timeout)
+        return warmed.done() and not warmed.cancelled() and warmed.exception() is None
+
     def submit(self, task: Callable[..., T], *args: Any) -> Future[T]:
-        """A future of ``task(*args)`` computed in a worker."""
+        """A future of ``task(*args)`` computed in a worker; while the workers warm up, a
+        future that stays pending (a task queued behind their imports would keep the
+        caller waiting)."""
         executor = self._running()
+        warmed = self._warmed
+        if warmed is not None and not warmed.done():
+            return Future()
         try:
             return executor.submit(task, *args)
         except (BrokenProcessPool, RuntimeError):  # broken, or closed by another thread
             self._replace(executor)
-            return self._running().submit(task, *args)
+            self._running()  # new workers start; this task is not queued behind them
+            return Future()
 
     def result(self, future: Future[T], inline: Callable[[], T]) -> T:
         """The answer of a task from ``submit``. A task handed to a worker (running there,
@@ -144,6 +163,7 @@ class ValidationPool:
         """Stop the workers (they are started again on the next batch)."""
         with self._lock:
             executor, self._executor = self._executor, None
+            self._warmed = None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 

@@ -47,7 +47,7 @@ class CountingPool(ValidationPool):
 @pytest.fixture(scope="module")
 def pool() -> Iterator[CountingPool]:
     started = CountingPool()
-    started.submit(first_invalid, [{"resourceType": "Patient"}]).result(timeout=60)  # workers up
+    assert started.warmed(timeout=60)
     started.batches.clear()
     try:
         yield started
@@ -218,7 +218,7 @@ def test_a_killed_worker_costs_speed_not_checks(
     before = {p.pid for p in multiprocessing.active_children()}
     fresh = CountingPool()
     try:
-        fresh.submit(first_invalid, [{"resourceType": "Patient"}]).result(timeout=60)
+        assert fresh.warmed(timeout=60)
         workers = {p.pid for p in multiprocessing.active_children()} - before
         assert workers, "the pool started no worker process"
         for pid in workers:
@@ -234,6 +234,7 @@ def test_a_killed_worker_costs_speed_not_checks(
         assert count(pooled) == 3 * BATCH
         # The pool replaced its dead worker: a batch is answered by a process again.
         invalid = [{"resourceType": "Patient", "gender": 1}]
+        assert fresh.warmed(timeout=60)
         assert fresh.submit(first_invalid, invalid).result(timeout=60) == 0
     finally:
         fresh.close()
@@ -245,17 +246,17 @@ def _submit_after(barrier: threading.Barrier, pool: ValidationPool, out: list[Fu
 
 
 def test_threads_finding_the_pool_broken_replace_it_once() -> None:
-    """Two requests that both find the worker dead get their batches answered: neither's
-    is cancelled by the other replacing the new pool again. The interleaving that did
-    it (one thread replacing and submitting before the other replaces) is not forced
-    here, so this checks the outcome rather than reproducing that race every time."""
+    """Two requests that both find the worker dead leave one working pool: their own
+    batches are answered inline (``result``), and once the new worker has started it
+    answers again. The interleaving (one thread replacing before the other) is not
+    forced here, so this checks the outcome rather than reproducing a race every time."""
+    others = {p.pid for p in multiprocessing.active_children()}
     fresh = ValidationPool(1)
     try:
         for _ in range(3):
-            before = {p.pid for p in multiprocessing.active_children()}
-            fresh.submit(first_invalid, [{"resourceType": "Patient"}]).result(timeout=60)
+            assert fresh.warmed(timeout=60)
             for process in multiprocessing.active_children():
-                if process.pid not in before:
+                if process.pid not in others:
                     os.kill(process.pid, signal.SIGKILL)
                     process.join(timeout=30)
             time.sleep(0.2)  # the executor notices its worker died
@@ -269,7 +270,15 @@ def test_threads_finding_the_pool_broken_replace_it_once() -> None:
                 thread.start()
             for thread in threads:
                 thread.join(timeout=60)
-            assert [f.result(timeout=60) for f in futures] == [-1, -1]
+            inline = [
+                fresh.result(f, lambda: first_invalid([{"resourceType": "Patient", "gender": 1}]))
+                for f in futures
+            ]
+            assert inline == [0, 0]  # answered here: no worker took a task from the dead pool
+            assert fresh.warmed(timeout=60)
+            assert (
+                fresh.submit(first_invalid, [{"resourceType": "Patient"}]).result(timeout=60) == -1
+            )
     finally:
         fresh.close()
 
@@ -288,7 +297,7 @@ def test_a_task_the_worker_took_is_waited_for_a_queued_one_is_run_here() -> None
     and run inline."""
     fresh = ValidationPool(1)
     try:
-        fresh.submit(first_invalid, [{"resourceType": "Patient"}]).result(timeout=60)
+        assert fresh.warmed(timeout=60)
         tasks = [fresh.submit(time.sleep, 1) for _ in range(6)]
         taken, queued = tasks[0], tasks[-1]
         deadline = time.monotonic() + 30
@@ -298,6 +307,21 @@ def test_a_task_the_worker_took_is_waited_for_a_queued_one_is_run_here() -> None
         assert fresh.result(queued, lambda: "inline") == "inline"
         assert queued.cancelled()
         assert fresh.result(taken, lambda: "inline") is None  # time.sleep's answer
+    finally:
+        fresh.close()
+
+
+def test_tasks_submitted_while_the_workers_start_are_run_here() -> None:
+    """A worker's first second or two goes to importing the models: a task handed to it
+    then would keep the caller waiting, so none is; the caller validates itself."""
+    fresh = ValidationPool(1)
+    try:
+        starting = fresh.submit(first_invalid, [{"resourceType": "Patient"}])
+        assert not starting.running()
+        assert fresh.result(starting, lambda: -2) == -2  # answered by the caller
+        assert fresh.warmed(timeout=60)
+        warm = fresh.submit(first_invalid, [{"resourceType": "Patient", "gender": 1}])
+        assert warm.result(timeout=60) == 0  # answered by the worker
     finally:
         fresh.close()
 
@@ -324,7 +348,7 @@ def test_workers_end_with_the_process_that_started_them(tmp_path: Path) -> None:
         "from fhir_service.fhir.validation_pool import ValidationPool, first_invalid\n"
         "if __name__ == '__main__':\n"
         "    pool = ValidationPool(1)\n"
-        "    pool.submit(first_invalid, [{'resourceType': 'Patient'}]).result(timeout=60)\n"
+        "    assert pool.warmed(timeout=60)\n"
         "    print(*[p.pid for p in multiprocessing.active_children()], flush=True)\n"
         "    time.sleep(600)\n"
     )
