@@ -8,11 +8,14 @@ version, ``url|version`` (https://hl7.org/fhir/R4/references.html#canonical).
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from fhir_service.fhir.packages import (
     INDEX_FILE,
@@ -49,7 +52,7 @@ class Definitions:
         self.packages = list(packages)
         self._by_url: dict[str, IndexEntry] = {}
         self._by_type: dict[str, list[IndexEntry]] = {}
-        self._loaded: dict[Path, dict[str, Any]] = {}
+        self._loaded: dict[str, dict[str, Any]] = {}
         for info in self.packages:
             for entry in _index_package(info):
                 self._by_type.setdefault(entry.resource_type, []).append(entry)
@@ -71,10 +74,11 @@ class Definitions:
         return entry
 
     def _load(self, entry: IndexEntry) -> dict[str, Any]:
-        resource = self._loaded.get(entry.path)
+        key = str(entry.path)
+        resource = self._loaded.get(key)
         if resource is None:
-            resource = json.loads(entry.path.read_text(encoding="utf-8-sig"))
-            self._loaded[entry.path] = resource
+            resource = orjson.loads(entry.path.read_bytes().removeprefix(codecs.BOM_UTF8))
+            self._loaded[key] = resource
         return resource
 
     def resource(self, canonical: str, resource_type: str | None = None) -> dict[str, Any] | None:

@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fhir_service.search.dates import MAX_INSTANT, MIN_INSTANT, parse_range
-from fhir_service.search.fhirpath import Node
+from fhir_service.search.fhirpath import Node, element_names
 from fhir_service.search.registry import Registry, SearchParam
 from fhir_service.search.units import canonical
 
@@ -345,8 +345,11 @@ def _fits(row: tuple[Any, ...]) -> bool:
 def extract(registry: Registry, resource: dict[str, Any]) -> Rows:
     """The index rows of ``resource`` for every indexed parameter of its type, deduplicated."""
     rows: Rows = {kind: [] for kind in TABLE_KINDS}
+    present = element_names(resource)
     for param in registry.indexed(resource["resourceType"]):
         assert param.evaluate is not None
+        if param.starts is not None and param.starts.isdisjoint(present):
+            continue  # most parameters of a type: their element is absent
         nodes = param.evaluate(resource)
         if nodes:
             _rows_of(param, nodes, resource, rows)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import fhirpathpy
@@ -265,6 +266,40 @@ def compile_expression(expression: str, resource_type: str) -> Evaluator | None:
     """One function evaluating ``expression`` on resources of ``resource_type``;
     None when no branch applies or a branch cannot be compiled."""
     return _union(branches_for(expression, resource_type))
+
+
+def first_elements(expression: str, resource_type: str) -> frozenset[str] | None:
+    """The elements of a ``resource_type`` resource where ``expression`` starts (``value``
+    for ``Observation.value.as(Quantity)``): without one of them (or a choice of them,
+    ``valueQuantity``) it reaches nothing. None when a branch is not a compiled walker
+    (a fhirpathpy expression such as ``deceased.exists() and ...`` may yield a value on
+    an empty resource)."""
+    names: set[str] = set()
+    for part in branches_for(expression, resource_type):
+        segments = split_top(part, ".")
+        if (
+            len(segments) < 2
+            or not _IDENT.fullmatch(segments[0])
+            or not _IDENT.fullmatch(segments[1])
+            or _compile_steps(part) is None
+        ):
+            return None
+        names.add(segments[1])
+    return frozenset(names) if names else None
+
+
+def element_names(resource: dict[str, Any]) -> set[str]:
+    """The keys of ``resource`` and, of choice keys, their element names (``valueQuantity``
+    also gives ``value``): what a first step of ``_children`` may find."""
+    names = set(resource)
+    for key in resource:
+        names.update(_choice_prefixes(key))
+    return names
+
+
+@cache
+def _choice_prefixes(key: str) -> tuple[str, ...]:
+    return tuple(key[:i] for i in range(1, len(key)) if key[i].isupper())
 
 
 def _union(parts: list[str], root: str = "") -> Evaluator | None:

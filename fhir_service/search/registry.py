@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from fhir_service.fhir.package_cache import Definitions, load_definitions
-from fhir_service.search.fhirpath import Evaluator, compile_expression, compile_relative
+from fhir_service.search.fhirpath import (
+    Evaluator,
+    compile_expression,
+    compile_relative,
+    first_elements,
+)
 
 CORE_PACKAGE = "hl7.fhir.r4.core#4.0.1"
 DEFAULT_PACKAGE_CACHE = Path.home() / ".fhir" / "packages"
@@ -53,6 +58,8 @@ class SearchParam:
     targets: tuple[str, ...] = ()
     evaluate: Evaluator | None = field(default=None, compare=False, repr=False)
     components: tuple[Component, ...] = ()
+    starts: frozenset[str] | None = None
+    """The resource elements ``evaluate`` starts at (``first_elements``); None: anywhere."""
 
     @property
     def indexed(self) -> bool:
@@ -83,6 +90,7 @@ class Registry:
             for base in sp.get("base") or []:
                 self._by_base.setdefault(base, []).append(sp)
         self._compiled: dict[str, dict[str, SearchParam]] = {}
+        self._indexed: dict[str, list[SearchParam]] = {}
         self._lock = threading.Lock()
 
     def for_type(self, resource_type: str) -> dict[str, SearchParam]:
@@ -107,6 +115,7 @@ class Registry:
                         targets=tuple(sp.get("target") or ()),
                         evaluate=evaluate,
                         components=self._components(sp, resource_type),
+                        starts=first_elements(expression, resource_type) if evaluate else None,
                     )
             self._compiled[resource_type] = found
         return found
@@ -157,7 +166,11 @@ class Registry:
 
     def indexed(self, resource_type: str) -> list[SearchParam]:
         """The parameters of ``resource_type`` written to the index tables."""
-        return [p for p in self.for_type(resource_type).values() if p.indexed]
+        found = self._indexed.get(resource_type)
+        if found is None:
+            found = [p for p in self.for_type(resource_type).values() if p.indexed]
+            self._indexed[resource_type] = found
+        return found
 
 
 def _usable(sp: dict[str, Any]) -> bool:
