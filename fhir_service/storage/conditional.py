@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from fhir_service.search.registry import Registry
+from fhir_service.storage.engine import sqlite_execute
 from fhir_service.storage.repository import SearchParams
 from fhir_service.storage.search_tables import sp_token
 from fhir_service.storage.tables import conditional_claim, resource
@@ -126,61 +127,101 @@ def match_identifier(
     return list(conn.execute(_CURRENT_LIMITED, bound).scalars())
 
 
-def _per_dialect(
-    table: sa.Table, columns: Sequence[str], key: str, values: str, *where: Any
-) -> dict[str, sa.Select[Any]]:
-    """``columns`` of the rows of ``table`` meeting ``where`` whose ``key`` column equals one
-    of the bound list ``values``, for each dialect.
+def _lateral_lookup(
+    table: sa.Table, columns: Sequence[str], key: str, *where: Any
+) -> sa.Select[Any]:
+    """PostgreSQL: ``columns`` of the rows of ``table`` meeting ``where`` whose ``key``
+    column equals one of the bound array ``values``.
 
-    SQLite plans ``key IN (...)`` as one index lookup per value. PostgreSQL may not: without
-    planner statistics (a database never analyzed, autovacuum off) it reads every index
-    entry of the leading equality columns and filters on the list, a cost that grows with
-    the table. There the values are unnested and each joined LATERAL to a lookup of its own
-    (``OFFSET 0`` keeps the planner from flattening it back into one scan), so every plan
-    is one index probe per value whatever the statistics say.
+    Without planner statistics (a database never analyzed, autovacuum off) PostgreSQL
+    may plan ``key IN (...)`` as a read of every index entry of the leading equality
+    columns, filtered on the list, a cost that grows with the table. Here the values are
+    unnested and each joined LATERAL to a lookup of its own (``OFFSET 0`` keeps the
+    planner from flattening it back into one scan), so every plan is one index probe
+    per value whatever the statistics say.
     """
-    cols = [table.c[name] for name in columns]
     unnested = (
-        sa.func.unnest(sa.bindparam(values, type_=postgresql.ARRAY(sa.Text)))
+        sa.func.unnest(sa.bindparam("values", type_=postgresql.ARRAY(sa.Text)))
         .table_valued("value")
         .render_derived(name="wanted")
     )
+    cols = [table.c[name] for name in columns]
     probe = (
         sa.select(*cols).where(*where, table.c[key] == unnested.c.value).offset(0).lateral("found")
     )
-    return {
-        "sqlite": sa.select(*cols).where(
-            *where, table.c[key].in_(sa.bindparam(values, expanding=True))
-        ),
-        "postgresql": sa.select(*[probe.c[name] for name in columns])
-        .select_from(unnested)
-        .join(probe, sa.true()),
-    }
+    return (
+        sa.select(*[probe.c[name] for name in columns]).select_from(unnested).join(probe, sa.true())
+    )
 
 
-_HOLDERS = _per_dialect(
-    conditional_claim,
-    ["criteria_hash"],
-    "criteria_hash",
-    "hashes",
-    conditional_claim.c.type == sa.bindparam("type"),
+_Lookup = tuple[sa.Select[Any], str]
+"""A lookup by type and a list of values: the PostgreSQL statement (parameters ``type``,
+``values``) and the SQLite one, an ``IN`` list SQLite plans as one index probe per value
+(one such SELECT per type, joined by UNION ALL into one statement)."""
+_HOLDERS: _Lookup = (
+    _lateral_lookup(
+        conditional_claim,
+        ["criteria_hash"],
+        "criteria_hash",
+        conditional_claim.c.type == sa.bindparam("type"),
+    ),
+    "SELECT type, criteria_hash FROM conditional_claim WHERE type = ? AND criteria_hash IN ({})",
 )
-_INDEX_ROWS_MANY = _per_dialect(
-    sp_token,
-    ["code", "system", "res_id"],
-    "code",
-    "codes",
-    sp_token.c.res_type == sa.bindparam("type"),
-    sp_token.c.param == "identifier",
+_INDEX_ROWS_MANY: _Lookup = (
+    _lateral_lookup(
+        sp_token,
+        ["code", "system", "res_id"],
+        "code",
+        sp_token.c.res_type == sa.bindparam("type"),
+        sp_token.c.param == "identifier",
+    ),
+    "SELECT res_type, code, system, res_id FROM sp_token"
+    " WHERE res_type = ? AND param = 'identifier' AND code IN ({})",
 )
-_CURRENT_MANY = _per_dialect(
-    resource,
-    ["id"],
-    "id",
-    "ids",
-    resource.c.type == sa.bindparam("type"),
-    resource.c.deleted.is_(False),
+_CURRENT_MANY: _Lookup = (
+    _lateral_lookup(
+        resource,
+        ["id"],
+        "id",
+        resource.c.type == sa.bindparam("type"),
+        resource.c.deleted.is_(False),
+    ),
+    "SELECT type, id FROM resource WHERE type = ? AND deleted = 0 AND id IN ({})",
 )
+_SQLITE_PARAMETERS = 2000
+"""Most parameters of one SQLite lookup statement (its limit is 32,766)."""
+
+
+def _lookup(
+    conn: Connection, lookup: _Lookup, values: Mapping[str, Sequence[str]]
+) -> list[tuple[Any, ...]]:
+    """The rows of ``lookup`` for the ``values`` of each type, each row led by its type.
+
+    SQLite: the lookups of every type in as few statements as the parameter cap allows,
+    on the driver connection (a transaction's identifier claims are one statement
+    instead of one per resource type, each with SQLAlchemy's per-statement work).
+    PostgreSQL: one statement per type and chunk."""
+    rows: list[tuple[Any, ...]] = []
+    if conn.dialect.name != "sqlite":
+        for rtype, wanted in values.items():
+            for chunk in _chunks(wanted):
+                bound = {"type": rtype, "values": list(chunk)}
+                rows.extend((rtype, *row) for row in conn.execute(lookup[0], bound))
+        return rows
+    arms: list[str] = []
+    params: list[str] = []
+    for rtype, wanted in values.items():
+        for chunk in _chunks(wanted):
+            if params and len(params) + len(chunk) + 1 > _SQLITE_PARAMETERS:
+                rows += sqlite_execute(conn, " UNION ALL ".join(arms), params)
+                arms, params = [], []
+            arms.append(lookup[1].format(", ".join("?" * len(chunk))))
+            params += [rtype, *chunk]
+    if arms:
+        rows += sqlite_execute(conn, " UNION ALL ".join(arms), params)
+    return rows
+
+
 _CLAIM_INSERT_MANY: dict[str, Any] = {
     name: dialect.insert(conditional_claim)
     .on_conflict_do_nothing()
@@ -232,10 +273,9 @@ def claim_identifiers(
     by_type: dict[str, list[IdentifierClaim]] = defaultdict(list)
     for claim in claims:
         by_type[claim.resource_type].append(claim)
-    held = {(t, key) for t, group in by_type.items() for key in _held(conn, t, group)}
-    found: dict[tuple[str, str, str], list[str]] = {}
-    for rtype, group in by_type.items():
-        found.update(_current_matches(conn, rtype, group))
+    hashes = {rtype: [c.key for c in group] for rtype, group in by_type.items()}
+    held = {(rtype, key) for rtype, key in _lookup(conn, _HOLDERS, hashes)}
+    found = _current_matches(conn, by_type)
     outcomes: dict[str, ClaimOutcome] = {}
     free = []
     for claim in claims:
@@ -253,38 +293,24 @@ def claim_identifiers(
     return outcomes
 
 
-def _held(conn: Connection, resource_type: str, claims: Sequence[IdentifierClaim]) -> set[str]:
-    """The keys among ``claims`` (all of one type) that have a claim row."""
-    held: set[str] = set()
-    for chunk in _chunks(claims):
-        hashes = [c.key for c in chunk]
-        held.update(
-            conn.execute(
-                _HOLDERS[conn.dialect.name], {"type": resource_type, "hashes": hashes}
-            ).scalars()
-        )
-    return held
-
-
 def _current_matches(
-    conn: Connection, resource_type: str, claims: Sequence[IdentifierClaim]
+    conn: Connection, by_type: dict[str, list[IdentifierClaim]]
 ) -> dict[tuple[str, str, str], list[str]]:
     """(type, system, value) -> sorted ids of the current resources with that identifier;
     all index rows (current or not) when more than ``LOOKUP_MAX``."""
-    wanted = {(c.system, c.value) for c in claims}
+    wanted = {(c.resource_type, c.system, c.value) for group in by_type.values() for c in group}
+    values = {rtype: sorted({c.value for c in group}) for rtype, group in by_type.items()}
     rows: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    values = sorted({c.value for c in claims})
-    for chunk in _chunks(values):
-        bound = {"type": resource_type, "codes": list(chunk)}
-        for code, system, res_id in conn.execute(_INDEX_ROWS_MANY[conn.dialect.name], bound):
-            if (system, code) in wanted:
-                rows[(resource_type, system, code)].append(res_id)
-    candidates = sorted({i for ids in rows.values() for i in ids})
-    current: set[str] = set()
-    for ids in _chunks(candidates):
-        bound = {"type": resource_type, "ids": list(ids)}
-        current.update(conn.execute(_CURRENT_MANY[conn.dialect.name], bound).scalars())
+    for rtype, code, system, res_id in _lookup(conn, _INDEX_ROWS_MANY, values):
+        if (rtype, system, code) in wanted:
+            rows[(rtype, system, code)].append(res_id)
+    candidates: dict[str, set[str]] = defaultdict(set)
+    for (rtype, _, _), ids in rows.items():
+        candidates[rtype].update(ids)
+    current = set(
+        _lookup(conn, _CURRENT_MANY, {rtype: sorted(ids) for rtype, ids in candidates.items()})
+    )
     return {
-        place: ids if len(ids) > LOOKUP_MAX else sorted(i for i in ids if i in current)
+        place: ids if len(ids) > LOOKUP_MAX else sorted(i for i in ids if (place[0], i) in current)
         for place, ids in rows.items()
     }

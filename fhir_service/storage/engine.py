@@ -13,14 +13,16 @@ Bodies are (de)serialized with orjson on both.
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import SingletonThreadPool
 
@@ -42,6 +44,16 @@ its own snapshot, as READ COMMITTED does on PostgreSQL)."""
 
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def sqlite_execute(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of ``sql`` run on a SQLite connection's driver connection, in its current
+    transaction, without SQLAlchemy's per-statement work; a driver error is raised as
+    SQLAlchemy's own, as from any other statement."""
+    try:
+        return conn.connection.driver_connection.execute(sql, params).fetchall()  # type: ignore[union-attr]
+    except sqlite3.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
 
 
 def normalize_url(url: str) -> str:

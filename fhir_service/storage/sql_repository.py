@@ -8,7 +8,6 @@ integer versionIds 1, 2, 3..., deletes kept as marker versions.
 from __future__ import annotations
 
 import copy
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from fhir_service.storage.conditional import (
     match_identifier,
 )
 from fhir_service.storage.criteria import criteria_hash, parse_criteria
+from fhir_service.storage.engine import sqlite_execute
 from fhir_service.storage.ids import check_id, format_instant, new_id, utc_now
 from fhir_service.storage.repository import (
     JSON,
@@ -206,16 +206,10 @@ class SqlRepository:
         """``_READ`` on SQLite's driver connection, its columns converted as the table's
         types would (JSON text, naive UTC timestamp text, 0/1); a driver error is raised
         as SQLAlchemy's own, as from any other statement."""
-        params = (resource_type, id)
-        try:
-            found = self._conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-                _READ_SQLITE, params
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise sa.exc.DBAPIError.instance(_READ_SQLITE, params, exc, sqlite3.Error) from exc
-        if found is None:
+        found = sqlite_execute(self._conn, _READ_SQLITE, (resource_type, id))
+        if not found:
             return None
-        type_, id_, version, last_updated, deleted, method, body = found
+        type_, id_, version, last_updated, deleted, method, body = found[0]
         return _Row(
             type_,
             id_,
