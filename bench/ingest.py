@@ -9,8 +9,13 @@ For each database (a fresh SQLite file; a fresh PostgreSQL database created from
 the hospital and practitioner Bundles, then N patient transaction Bundles, one
 database transaction per Bundle, with the loader's provider deduplication
 (``fhir-service load`` does the same). Two sizes (small = 1x, full = 10x) show
-whether time grows linearly. Each size runs ``--repeat`` times, small and large in
-turn (so a slow minute of the machine falls on both), and the median run of each counts.
+whether time grows linearly. The large size runs ``--repeat`` times; before each of
+them the small size runs (large / small) times, so both sizes load the same data
+over about as long a stretch of the machine's time. The table shows the median run
+of each size; the linearity check compares the time per resource of all runs of
+each size, pooled (on a shared machine a short run often falls into a quiet minute
+that a long run cannot, so medians of one short and one long run would compare the
+machine's quiet minutes with its average).
 ``--source case`` loads the IVC leiomyosarcoma case
 mapped N times under distinct case ids (so N distinct patients, every id and
 identifier different; about 100 resources each). The clock covers ``load_bundle`` only (validation,
@@ -145,6 +150,15 @@ def median_run(runs: list[Run]) -> Run:
     return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
 
 
+def key(run: Run) -> tuple[str, str, int]:
+    return run.source, run.database, run.patients
+
+
+def sorted_keys(runs: list[Run]) -> list[tuple[str, str, int]]:
+    """(source, database, patients) of ``runs``, in the order they first ran."""
+    return list(dict.fromkeys(key(r) for r in runs))
+
+
 def table(runs: list[Run]) -> str:
     lines = [
         "| data | database | patients | resources | seconds | resources/s | stored |",
@@ -164,31 +178,41 @@ at most 10 % (with 10.7x the resources, as the Synthea sizes have, 11.8x the tim
 
 
 def linearity(runs: list[Run]) -> list[str]:
-    """Per source and database: how the time grew against the resources, and the verdict."""
+    """Per source and database: how the time grew against the resources, and the verdict,
+    from all runs of each size pooled (seconds and resources summed)."""
     out = []
     for src, db in sorted({(r.source, r.database) for r in runs}):
-        sizes = sorted(
-            (r for r in runs if r.database == db and r.source == src), key=lambda r: r.patients
+        mine = [r for r in runs if r.database == db and r.source == src]
+        sizes = sorted({r.patients for r in mine})
+        if len(sizes) != 2:
+            continue
+        small, big = ([r for r in mine if r.patients == size] for size in sizes)
+        per_resource = [
+            sum(r.seconds for r in group) / sum(r.resources for r in group)
+            for group in (small, big)
+        ]
+        data = (sum(r.resources for r in big) / len(big)) / (
+            sum(r.resources for r in small) / len(small)
         )
-        if len(sizes) == 2:
-            small, big = sizes
-            data, time_ = big.resources / small.resources, big.seconds / small.seconds
-            growth = time_ / data
-            verdict = "linear" if growth <= LINEAR_SLACK else "NOT linear"
-            out.append(
-                f"- {src} on {db}: {data:.1f}x the resources took {time_:.1f}x the time; "
-                f"time per resource x{growth:.2f} ({verdict}: target <= x{LINEAR_SLACK:.2f})"
-            )
+        growth = per_resource[1] / per_resource[0]
+        verdict = "linear" if growth <= LINEAR_SLACK else "NOT linear"
+        out.append(
+            f"- {src} on {db}: {data:.1f}x the resources took {data * growth:.1f}x the time "
+            f"({len(small)} runs of {sizes[0]} patients, {len(big)} of {sizes[1]}, pooled); "
+            f"time per resource x{growth:.2f} ({verdict}: target <= x{LINEAR_SLACK:.2f})"
+        )
     return out
 
 
 def tenth_lines(runs: list[Run]) -> list[str]:
-    """How the time per resource moved during each largest run: does it keep growing?"""
+    """How the time per resource moved during the median largest run of each source and
+    database: does it keep growing?"""
     largest = max(r.patients for r in runs)
+    medians = [median_run([r for r in runs if key(r) == k]) for k in sorted_keys(runs)]
     return [
         f"- {r.source} on {r.database}, {r.patients} patients, ms per resource by tenth of "
         f"the patient Bundles: {', '.join(f'{ms:.2f}' for ms in r.tenths)}"
-        for r in runs
+        for r in medians
         if r.patients == largest
     ]
 
@@ -209,10 +233,12 @@ def write_results(runs: list[Run], checks: list[float], workers: int) -> None:
             "POSTs deduplicated by identifier. case: the IVC case mapped under distinct case ids",
             "(distinct patients, about 100 resources each, conditional creates). Target:",
             ">= 1,000 resources/s on SQLite; 10x the data in <= 11x the time, i.e. the time",
-            "per resource grows by at most 10 %. Each row is the median of several runs",
-            f"(small and large in turn). Validation workers (`--validation-workers`): {workers}.",
+            "per resource grows by at most 10 %. Each row is the median of its size's runs;",
+            "the small size runs (large / small) times before each large run, and the",
+            "linearity lines pool all runs of each size (see the script's docstring).",
+            f"Validation workers (`--validation-workers`): {workers}.",
             "",
-            table(runs),
+            table([median_run([r for r in runs if key(r) == k]) for k in sorted_keys(runs)]),
             "",
             *linearity(runs),
             *tenth_lines(runs),
@@ -250,14 +276,13 @@ def main() -> None:
         if args.postgres_url:
             databases.append(partial(run_postgres, args.postgres_url, args.validation_workers))
         for run in databases:
-            done: dict[int, list[Run]] = {args.small: [], args.patients: []}
+            rounds = [args.small] * max(1, args.patients // args.small) + [args.patients]
             for _ in range(args.repeat):
-                for patients in done:
+                for patients in rounds:
                     checks.append(cpu_check())
-                    done[patients].append(run(patients, source))
-                    print(table(done[patients][-1:]).splitlines()[-1], flush=True)
-            runs += [median_run(done[patients]) for patients in done]
-    print(table(runs))
+                    runs.append(run(patients, source))
+                    print(table(runs[-1:]).splitlines()[-1], flush=True)
+    print(table([median_run([r for r in runs if key(r) == k]) for k in sorted_keys(runs)]))
     print("\n".join(linearity(runs) + tenth_lines(runs)))
     print(f"CPU check: {min(checks):.0f}-{max(checks):.0f} ms")
     if not args.no_write:
