@@ -150,13 +150,12 @@ def median_run(runs: list[Run]) -> Run:
     return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
 
 
-def key(run: Run) -> tuple[str, str, int]:
-    return run.source, run.database, run.patients
-
-
-def sorted_keys(runs: list[Run]) -> list[tuple[str, str, int]]:
-    """(source, database, patients) of ``runs``, in the order they first ran."""
-    return list(dict.fromkeys(key(r) for r in runs))
+def medians(runs: list[Run]) -> list[Run]:
+    """The median run of each (source, database, patients), in the order they first ran."""
+    groups: dict[tuple[str, str, int], list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.source, r.database, r.patients), []).append(r)
+    return [median_run(group) for group in groups.values()]
 
 
 def table(runs: list[Run]) -> str:
@@ -208,11 +207,10 @@ def tenth_lines(runs: list[Run]) -> list[str]:
     """How the time per resource moved during the median largest run of each source and
     database: does it keep growing?"""
     largest = max(r.patients for r in runs)
-    medians = [median_run([r for r in runs if key(r) == k]) for k in sorted_keys(runs)]
     return [
         f"- {r.source} on {r.database}, {r.patients} patients, ms per resource by tenth of "
         f"the patient Bundles: {', '.join(f'{ms:.2f}' for ms in r.tenths)}"
-        for r in medians
+        for r in medians(runs)
         if r.patients == largest
     ]
 
@@ -238,7 +236,7 @@ def write_results(runs: list[Run], checks: list[float], workers: int) -> None:
             "linearity lines pool all runs of each size (see the script's docstring).",
             f"Validation workers (`--validation-workers`): {workers}.",
             "",
-            table([median_run([r for r in runs if key(r) == k]) for k in sorted_keys(runs)]),
+            table(medians(runs)),
             "",
             *linearity(runs),
             *tenth_lines(runs),
@@ -282,7 +280,7 @@ def main() -> None:
                     checks.append(cpu_check())
                     runs.append(run(patients, source))
                     print(table(runs[-1:]).splitlines()[-1], flush=True)
-    print(table([median_run([r for r in runs if key(r) == k]) for k in sorted_keys(runs)]))
+    print(table(medians(runs)))
     print("\n".join(linearity(runs) + tenth_lines(runs)))
     print(f"CPU check: {min(checks):.0f}-{max(checks):.0f} ms")
     if not args.no_write:

@@ -154,40 +154,39 @@ def _lateral_lookup(
     )
 
 
-_Lookup = tuple[sa.Select[Any], str]
-"""A lookup by type and a list of values: the PostgreSQL statement (parameters ``type``,
-``values``) and the SQLite one, an ``IN`` list SQLite plans as one index probe per value
-(one such SELECT per type, joined by UNION ALL into one statement)."""
-_HOLDERS: _Lookup = (
-    _lateral_lookup(
-        conditional_claim,
-        ["criteria_hash"],
-        "criteria_hash",
-        conditional_claim.c.type == sa.bindparam("type"),
-    ),
-    "SELECT type, criteria_hash FROM conditional_claim WHERE type = ? AND criteria_hash IN ({})",
+@dataclass(frozen=True)
+class _Lookup:
+    """Rows of a table by resource type and a list of key values, for both dialects:
+    ``postgresql`` (parameters ``type`` and ``values``, ``_lateral_lookup``) and
+    ``sqlite``, one ``type = ? AND key IN ({})`` SELECT per type that ``_lookup`` joins by
+    UNION ALL (SQLite plans an ``IN`` list as one index probe per value)."""
+
+    postgresql: sa.Select[Any]
+    sqlite: str
+
+
+def _lookup_of(
+    table: sa.Table, type_column: str, columns: Sequence[str], key: str, **fixed: str | bool
+) -> _Lookup:
+    """The lookup of ``columns`` of ``table`` where ``type_column`` is the type, ``key`` one
+    of the values and each ``fixed`` column equals its constant."""
+    where = [table.c[type_column] == sa.bindparam("type")]
+    where += [table.c[name] == value for name, value in fixed.items()]
+    constants = [
+        f"{name} = {int(v) if isinstance(v, bool) else repr(v)}" for name, v in fixed.items()
+    ]
+    conditions = " AND ".join([f"{type_column} = ?", *constants, f"{key} IN ({{}})"])
+    return _Lookup(
+        _lateral_lookup(table, columns, key, *where),
+        f"SELECT {', '.join([type_column, *columns])} FROM {table.name} WHERE {conditions}",
+    )
+
+
+_HOLDERS = _lookup_of(conditional_claim, "type", ["criteria_hash"], "criteria_hash")
+_INDEX_ROWS_MANY = _lookup_of(
+    sp_token, "res_type", ["code", "system", "res_id"], "code", param="identifier"
 )
-_INDEX_ROWS_MANY: _Lookup = (
-    _lateral_lookup(
-        sp_token,
-        ["code", "system", "res_id"],
-        "code",
-        sp_token.c.res_type == sa.bindparam("type"),
-        sp_token.c.param == "identifier",
-    ),
-    "SELECT res_type, code, system, res_id FROM sp_token"
-    " WHERE res_type = ? AND param = 'identifier' AND code IN ({})",
-)
-_CURRENT_MANY: _Lookup = (
-    _lateral_lookup(
-        resource,
-        ["id"],
-        "id",
-        resource.c.type == sa.bindparam("type"),
-        resource.c.deleted.is_(False),
-    ),
-    "SELECT type, id FROM resource WHERE type = ? AND deleted = 0 AND id IN ({})",
-)
+_CURRENT_MANY = _lookup_of(resource, "type", ["id"], "id", deleted=False)
 _SQLITE_PARAMETERS = 2000
 """Most parameters of one SQLite lookup statement (its limit is 32,766)."""
 
@@ -206,7 +205,7 @@ def _lookup(
         for rtype, wanted in values.items():
             for chunk in _chunks(wanted):
                 bound = {"type": rtype, "values": list(chunk)}
-                rows.extend((rtype, *row) for row in conn.execute(lookup[0], bound))
+                rows.extend((rtype, *row) for row in conn.execute(lookup.postgresql, bound))
         return rows
     arms: list[str] = []
     params: list[str] = []
@@ -215,7 +214,7 @@ def _lookup(
             if params and len(params) + len(chunk) + 1 > _SQLITE_PARAMETERS:
                 rows += sqlite_execute(conn, " UNION ALL ".join(arms), params)
                 arms, params = [], []
-            arms.append(lookup[1].format(", ".join("?" * len(chunk))))
+            arms.append(lookup.sqlite.format(", ".join("?" * len(chunk))))
             params += [rtype, *chunk]
     if arms:
         rows += sqlite_execute(conn, " UNION ALL ".join(arms), params)
