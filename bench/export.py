@@ -27,15 +27,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import load_bundle, synthea_bundles  # noqa: E402
 from fhir_service.api.auth.compartment import PatientCompartment  # noqa: E402
+
+from bench.ingest import load_bundle, synthea_bundles  # noqa: E402
 from fhir_service.export.deidentify import Deidentifier  # noqa: E402
 from fhir_service.export.jobs import ExportParams  # noqa: E402
 from fhir_service.export.run import run_export  # noqa: E402
 from fhir_service.settings import Settings  # noqa: E402
 from fhir_service.storage import SqlStore, upgrade  # noqa: E402
+from fhir_service.storage.access import AccessScope  # noqa: E402
 from fhir_service.storage.tables import resource as resource_table  # noqa: E402
 from fhir_service.storage.tables import resource_version  # noqa: E402
+
+FULL_ACCESS = AccessScope.full()
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 START, END = "<!-- export:start -->", "<!-- export:end -->"
@@ -43,7 +47,7 @@ _REF = re.compile(r"^([A-Z][A-Za-z]+/[A-Za-z0-9\-.]+)$")
 
 
 def total(store: SqlStore) -> int:
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         return sum(repo.counts().values())
 
 
@@ -89,7 +93,7 @@ def add_copies(store: SqlStore, wanted: int) -> int:
                 new = _reidentify(body, suffix)
                 new["id"] = body["id"] + suffix
                 items.append((new["resourceType"], new["id"], new, now))
-            with store.begin() as repo:
+            with store.begin(FULL_ACCESS) as repo:
                 repo.insert_new(items)
     return total(store)
 

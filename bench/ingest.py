@@ -47,8 +47,11 @@ from sqlalchemy.engine import make_url
 from fhir_service.cli.load import load_bundle, providers_first
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, upgrade
+from fhir_service.storage.access import AccessScope
 from mappings.bundle import build_bundle
 from mappings.case.loader import load_case
+
+FULL_ACCESS = AccessScope.full()
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared" / "data" / "synthea-r4-300-patients.tar.xz"
@@ -111,7 +114,7 @@ def ingest(url: str, patients: int, source: str, workers: int) -> Run:
             loaded += int(is_patient)
             if is_patient:
                 per_patient.append((took, len(response["entry"])))
-        with store.begin(readonly=True) as repo:
+        with store.begin(FULL_ACCESS, readonly=True) as repo:
             stored = sum(repo.counts().values())
     finally:
         store.close()

@@ -39,6 +39,9 @@ from report import cpu_check, machine, write_section
 from sqlalchemy.engine import make_url
 
 from fhir_service.storage import SqlStore, upgrade
+from fhir_service.storage.access import AccessScope
+
+FULL_ACCESS = AccessScope.full()
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- read:start -->", "<!-- read:end -->"
@@ -74,7 +77,7 @@ def seed(url: str, count: int) -> list[str]:
     store = SqlStore.open(url)
     ids = [f"bench-{i}" for i in range(count)]
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             for i, pid in enumerate(ids):
                 repo.update(
                     "Patient",

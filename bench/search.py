@@ -40,7 +40,10 @@ from fhir_service.search.extract import normalize
 from fhir_service.search.query import parse_search
 from fhir_service.search.registry import get_registry
 from fhir_service.storage import SqlStore, upgrade
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.search_sql import match_query
+
+FULL_ACCESS = AccessScope.full()
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared" / "data" / "synthea-r4-300-patients.tar.xz"
@@ -73,7 +76,7 @@ def bundles() -> Iterator[dict[str, Any]]:
 
 
 def stored_count(store: SqlStore) -> int:
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         return sum(repo.counts().values())
 
 
@@ -103,7 +106,7 @@ def sample(store: SqlStore) -> dict[str, str]:
     (copies are named ``C<n><family>``): the sizes then compare equal result sizes.
     """
     families = archive_families()
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         search = parse_search(get_registry(), ["Patient"], [("_count", "1000")])
         for match in repo.search_page(search).matches:
             patient = match.resource
@@ -160,7 +163,7 @@ def measure(store: SqlStore, rtype: str, query: str) -> tuple[float, float, int]
     found = 0
     for i in range(WARMUP + RUNS):
         start = time.perf_counter()
-        with store.begin(readonly=True) as repo:
+        with store.begin(FULL_ACCESS, readonly=True) as repo:
             search = parse_search(get_registry(), [rtype], pairs)  # type: ignore[arg-type]
             page = repo.search_page(search)
         if i >= WARMUP:

@@ -29,12 +29,15 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from fhir_service.cli.load import load_bundle, providers_first  # noqa: E402
 from fhir_service.storage import SqlStore, upgrade  # noqa: E402
+from fhir_service.storage.access import AccessScope  # noqa: E402
 from fhir_service.sync.client import FhirClient  # noqa: E402
 from fhir_service.sync.pull import pull  # noqa: E402
 from fhir_service.sync.push import RunReport, push  # noqa: E402
 from mappings.bundle import build_bundle  # noqa: E402
 from mappings.case.loader import load_case  # noqa: E402
 from tests.peer.process import start_peer  # noqa: E402
+
+FULL_ACCESS = AccessScope.full()
 
 CASE = REPO_ROOT / "examples" / "ivc-leiomyosarcoma" / "case.yaml"
 ARCHIVE = REPO_ROOT.parent / "shared" / "data" / "synthea-r4-300-patients.tar.xz"
@@ -70,7 +73,7 @@ def fill(store: SqlStore, target: int) -> int:
             if loaded >= target:
                 break
             loaded += len(load_bundle(store, bundle, dedupe_providers=False)["entry"])
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         return sum(repo.counts().values())
 
 
@@ -105,7 +108,7 @@ def main() -> None:
         peer = start_peer()
         try:
             stored = fill(source, args.resources)
-            with source.begin(readonly=True) as repo:
+            with source.begin(FULL_ACCESS, readonly=True) as repo:
                 types = sorted(t for t, n in repo.counts().items() if n)
             base = peer.base_url
             rows: list[tuple[str, int, float, int, str]] = []

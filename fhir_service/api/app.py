@@ -32,7 +32,7 @@ from fhir_service.api.routing import add_routes
 from fhir_service.api.write_validation import AppValidator
 from fhir_service.search import registry as search_registry
 from fhir_service.settings import Settings
-from fhir_service.storage import SqlStore, Store
+from fhir_service.storage import SqlStore
 
 # The FHIR interactions, in matching order (the first route whose path and method fit wins).
 FHIR_ROUTES = (metadata, bundle, history, validate, export, reindex, crud, everything, search)
@@ -40,7 +40,7 @@ FHIR_ROUTES = (metadata, bundle, history, validate, export, reindex, crud, every
 WORKERS = (sync.lifespan, export.lifespan, reindex.lifespan)
 
 
-def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
+def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
     """A FastAPI application for ``settings``; ``store`` replaces the one opened from
     ``settings.database_url`` (the caller then owns and closes it)."""
 

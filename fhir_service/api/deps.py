@@ -48,14 +48,10 @@ async def get_settings(request: Request) -> Settings:
 
 
 def request_store(request: Request) -> Store:
-    """The store this request works on: ``app.state.store_view`` when the security layer
-    installed one (the store seen through the caller's access rights), else the store."""
-    view = getattr(request.app.state, "store_view", None)
-    if view is not None:
-        viewed: Store = view(request)
-        return viewed
-    store: Store = request.app.state.store
-    return store
+    """The store this request works on: the application's store seen through the
+    caller's access scope (``app.state.store_view``, installed by the security layer)."""
+    viewed: Store = request.app.state.store_view(request)
+    return viewed
 
 
 def request_format(request: Request) -> Format:

@@ -18,13 +18,15 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from fhir_service.api.auth.compartment import PatientCompartment
 from fhir_service.api.export_params import check_type_filters, export_params
 from fhir_service.errors import FhirServiceError
 from fhir_service.export.deidentify import Deidentifier
 from fhir_service.export.run import run_export
+from fhir_service.search import registry as search_registry
+from fhir_service.search.compartment import compartment_paths
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, format_instant
+from fhir_service.storage.access import AccessScope
 
 
 def export_command(
@@ -72,14 +74,15 @@ def export_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        check_type_filters(store, params)
+        check_type_filters(store.scoped(AccessScope.full()), params)
     except FhirServiceError as exc:
         store.close()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     started = datetime.now(UTC)
     try:
-        compartment = PatientCompartment.load(settings.package_cache)
+        search_registry.configure(settings.package_cache)
+        compartment = compartment_paths(search_registry.get_registry())
         deidentifier = (
             Deidentifier(secret, compartment.patients, reference_year=started.year)
             if deidentify and secret

@@ -32,6 +32,7 @@ from fhir_service.errors import FhirServiceError
 from fhir_service.fhir.bundle import add_identifier_conditions
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 
 PROVIDER_TYPES = frozenset({"Organization", "Location", "Practitioner", "PractitionerRole"})
 CASE_SUFFIXES = (".yaml", ".yml")
@@ -166,7 +167,7 @@ def load_bundle(
         kind = "transaction"
     if dedupe_providers:
         bundle = add_identifier_conditions(bundle, PROVIDER_TYPES)
-    with store.begin() as repo:
+    with store.begin(AccessScope.full()) as repo:
         if kind == "transaction":
             return repo.transaction(bundle)
         if kind == "batch":

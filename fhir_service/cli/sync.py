@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.sync import state
 from fhir_service.sync.auth import Auth, remote_auth
 from fhir_service.sync.client import FhirClient
@@ -124,7 +125,7 @@ def _case_patient(store: SqlStore, case_file: Path, anchor: Any) -> str:
         e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
     )
     identifier = patient["identifier"][0]
-    with store.begin(readonly=True) as repo:
+    with store.begin(AccessScope.full(), readonly=True) as repo:
         found = repo.search(
             "Patient", [("identifier", f"{identifier['system']}|{identifier['value']}")]
         )

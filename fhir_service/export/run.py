@@ -35,6 +35,7 @@ from fhir_service.export.ndjson import DEFAULT_MAX_BYTES, NdjsonWriter, OutputFi
 from fhir_service.fhir.references import parse_reference
 from fhir_service.fhir.summary import select_elements
 from fhir_service.storage import SqlRepository
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.engine import BEGIN_OPTION
 from fhir_service.storage.tables import resource, resource_version
 
@@ -98,7 +99,7 @@ def _types(conn: Connection, params: ExportParams, compartment: Compartment) -> 
 
 def _matching(conn: Connection, resource_type: str, queries: list[str]) -> Any:
     """``resource.seq`` of the resources matching any of the ``_typeFilter`` queries."""
-    repo = SqlRepository(conn)
+    repo = SqlRepository(conn, scope=AccessScope.full())
     matches = [
         repo.search_query(resource_type, parse_qsl(q, keep_blank_values=True)).subquery()
         for q in queries

@@ -4,10 +4,16 @@ It is independent of any web framework and of the database behind it; the REST
 layer maps its results and errors to HTTP (https://hl7.org/fhir/R4/http.html).
 
 A repository lives inside one unit of work (one database transaction) opened by
-a ``Store``::
+a ``Store`` bound to one ``AccessScope`` (``fhir_service.storage.access``)::
 
+    store = sql_store.scoped(scope)      # no unit of work without a scope
     with store.begin() as repo:          # commit on success, rollback on any error
         result = repo.create({"resourceType": "Patient", ...})
+
+Every operation applies the scope inside its SQL: what lies outside it does not exist
+(NotFound, no match, not counted, never named); a type the scope grants nothing on for
+the interaction raises Forbidden; a write under a compartment reach must place the
+resource in the scope patient's compartment and no other (Forbidden).
 
 Errors raised (fhir_service.errors): ``NotFound`` (404), ``Gone`` (410, read of
 a deleted resource), ``PreconditionFailed`` (412, If-Match mismatch or a
@@ -21,7 +27,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from fhir_service.search.query import SearchRequest
+    from fhir_service.search.registry import Registry
 
 T = TypeVar("T")
 
@@ -35,6 +45,13 @@ BeforeWrite = Callable[[dict[str, Any]], None]
 """Called with each resource version about to be stored (``id`` and ``meta`` set), in
 every write path (create, update, patch, transaction and batch entries); raising
 refuses the write. The REST layer uses it for validation on write."""
+
+
+class Journal(Protocol):
+    """Where a repository records what it touched, for the audit trail (references only)."""
+
+    def record(self, subtype: str, refs: list[str]) -> None: ...
+
 
 Method = Literal["POST", "PUT", "PATCH", "DELETE"]
 """The interaction that wrote a version (kept in history for Bundle.entry.request)."""
@@ -102,6 +119,17 @@ class HistoryPage:
     entries: list[Stored]
     next_cursor: str | None
     total: int
+
+
+@dataclass
+class SearchPage:
+    """A page of search results as stored versions (https://hl7.org/fhir/R4/search.html)."""
+
+    matches: list[Stored]
+    included: list[Stored]
+    total: int | None
+    next_cursor: str | None
+    previous_cursor: str | None
 
 
 class Repository(Protocol):
@@ -227,6 +255,30 @@ class Repository(Protocol):
         """
         ...
 
+    def search_page(
+        self,
+        request: SearchRequest,
+        *,
+        compartment: str | None = None,
+        since: datetime | None = None,
+    ) -> SearchPage:
+        """One page of a parsed search with its includes (https://hl7.org/fhir/R4/search.html),
+        inside the scope (types it may not search are dropped; Forbidden when none is left).
+        ``compartment``: only Patient/<id>'s compartment; ``since``: changed at or after."""
+        ...
+
+    def search_registry(self) -> Registry:
+        """The SearchParameters in force: the core ones and the active stored ones."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Current resources per type, of those the scope may search."""
+        ...
+
+    def require(self, resource_type: str, action: str) -> None:
+        """Forbidden unless the scope grants ``action`` (c, r, u, d, s) on the type."""
+        ...
+
     def transaction(self, bundle: JSON) -> JSON:
         """Process a transaction Bundle atomically (https://hl7.org/fhir/R4/http.html#transaction).
 
@@ -248,7 +300,7 @@ class Repository(Protocol):
 
 
 class Store(Protocol):
-    """Opens units of work on one database."""
+    """Opens units of work on one database, all with one access scope (``SqlStore.scoped``)."""
 
     def begin(
         self, *, readonly: bool = False, before_write: BeforeWrite | None = None

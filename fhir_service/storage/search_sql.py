@@ -33,6 +33,7 @@ from fhir_service.search.query import (
 from fhir_service.search.registry import Registry
 from fhir_service.search.units import canonical
 from fhir_service.search.valuesets import expand
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.ids import utc_now
 from fhir_service.storage.search_tables import (
     SEARCH_TABLES,
@@ -47,6 +48,7 @@ from fhir_service.storage.search_tables import (
     sp_uri,
 )
 from fhir_service.storage.tables import UtcDateTime, resource, resource_version
+from fhir_service.storage.visibility import visible_keys, visible_resources
 
 Where = sa.ColumnElement[bool]
 _TOP = "\U0010ffff"
@@ -140,7 +142,7 @@ def _reference(crit: Criterion, ctx: _Context) -> Where:
             *(
                 sa.and_(
                     sp_reference.c.target_type == target,
-                    sp_reference.c.target_id.in_(ctx.ids([target], nested)),
+                    sp_reference.c.target_id.in_(ctx.visible_ids([target], nested)),
                 )
                 for target, nested in crit.chains
             )
@@ -426,8 +428,14 @@ _LOOKUP_MAX = 1000
 @dataclass
 class _Context:
     registry: Registry
+    scope: AccessScope
     dialect: str = "sqlite"
     lookup: Connection | None = None
+
+    def visible_ids(self, types: list[str], crit: Criterion) -> sa.Select[Any]:
+        """``ids`` of resources the scope may search: what a chain or ``_has`` reaches
+        through must lie inside the scope as much as what the search returns."""
+        return visible_keys(self.scope, types, self.ids(types, crit))
 
     def rows(self, types: list[str], crit: Criterion) -> tuple[sa.Table, Where]:
         """The index table of the criterion and the WHERE selecting its matching rows."""
@@ -484,7 +492,7 @@ class _Context:
         """SELECT of the ids (single type) or (type, id) pairs matching ``crit``."""
         if crit.has is not None:
             source, ref_code, nested = crit.has
-            inner = self.ids([source], nested)
+            inner = self.visible_ids([source], nested)
             where = sa.and_(
                 sp_reference.c.res_type == source,
                 sp_reference.c.param == ref_code,
@@ -498,7 +506,16 @@ class _Context:
             where = sa.and_(
                 sp_reference.c.res_type == "List",
                 sp_reference.c.param == "item",
-                sp_reference.c.res_id.in_([unescape(v.text) for v in crit.values]),
+                sp_reference.c.res_id.in_(
+                    visible_keys(
+                        self.scope,
+                        ["List"],
+                        sa.select(resource.c.id).where(
+                            resource.c.type == "List",
+                            resource.c.id.in_([unescape(v.text) for v in crit.values]),
+                        ),
+                    )
+                ),
                 _scope_target(types),
             )
             if len(types) == 1:
@@ -681,17 +698,6 @@ def _keyset(keys: list[_Key], values: list[Any], backward: bool) -> Where:
 
 
 @dataclass
-class SearchPage:
-    """A page of search results as stored versions (``SqlRepository.search_page``)."""
-
-    matches: list[Any]
-    included: list[Any]
-    total: int | None
-    next_cursor: str | None
-    previous_cursor: str | None
-
-
-@dataclass
 class Page:
     """One page of matches with its paging cursors and (optional) total."""
 
@@ -704,25 +710,29 @@ class Page:
 
 def _filters(request: SearchRequest, ctx: _Context, extra: list[Where]) -> list[Where]:
     driver = max(request.criteria, key=_selectivity, default=None)
+    inside = visible_resources(ctx.scope, "s")
     return [
         _type_filter(request.types),
         resource.c.deleted.is_(False),
         *(ctx.condition(request.types, c, c is driver) for c in request.criteria),
         *extra,
+        *([inside] if inside is not None else []),
     ]
 
 
 def match_query(
     registry: Registry,
     request: SearchRequest,
+    scope: AccessScope,
     dialect: str = "sqlite",
     *,
     lookup: Connection | None = None,
 ) -> sa.Select[Any]:
-    """SELECT resource.id, resource.seq of current resources matching ``request``, as
-    ``run`` builds it for ``dialect``. With ``lookup`` (few matches expected) the driving
-    criterion's ids are read on that connection first and the query probes them."""
-    ctx = _Context(registry, dialect, lookup)
+    """SELECT resource.id, resource.seq of current resources in ``scope`` matching
+    ``request``, as ``run`` builds it for ``dialect``. With ``lookup`` (few matches
+    expected) the driving criterion's ids are read on that connection first and the query
+    probes them."""
+    ctx = _Context(registry, scope, dialect, lookup)
     return sa.select(resource.c.id, resource.c.seq).where(*_filters(request, ctx, []))
 
 
@@ -730,10 +740,12 @@ def run(
     conn: Connection,
     registry: Registry,
     request: SearchRequest,
+    scope: AccessScope,
     extra: list[Where] | None = None,
 ) -> Page:
-    """The page of ``request`` (rows of resource_version plus sort keys), total and includes."""
-    ctx = _Context(registry, conn.dialect.name)
+    """The page of ``request`` inside ``scope`` (rows of resource_version plus sort keys),
+    total and includes (those inside the scope too)."""
+    ctx = _Context(registry, scope, conn.dialect.name)
     filters = _filters(request, ctx, extra or [])
     total = None
     if request.total != "none" or request.count == 0 or request.summary == "count":
@@ -784,7 +796,7 @@ def run(
             next_cursor = cursor(keyed[-1]._mapping, False)
         if (backward and more) or (not backward and request.cursor is not None):
             previous_cursor = cursor(keyed[0]._mapping, True)
-    included = includes(conn, registry, rows, request)
+    included = includes(conn, registry, rows, request, scope)
     return Page(rows, total, next_cursor, previous_cursor, included)
 
 
@@ -800,7 +812,11 @@ def _include_params(registry: Registry, spec: Include, source: str) -> list[str]
 
 
 def includes(
-    conn: Connection, registry: Registry, rows: list[Any], request: SearchRequest
+    conn: Connection,
+    registry: Registry,
+    rows: list[Any],
+    request: SearchRequest,
+    scope: AccessScope,
 ) -> list[Any]:
     """Resources named by _include / _revinclude: one query per specification level."""
     seen = {(r.type, r.id) for r in rows}
@@ -815,9 +831,9 @@ def includes(
             break
         added: list[Any] = []
         if specs_inc:
-            added += _forward(conn, registry, specs_inc, current)
+            added += _forward(conn, registry, specs_inc, current, scope)
         if specs_rev:
-            added += _reverse(conn, registry, specs_rev, current)
+            added += _reverse(conn, registry, specs_rev, current, scope)
         fresh = []
         for row in added:
             if (row.type, row.id) not in seen:
@@ -829,7 +845,11 @@ def includes(
 
 
 def _forward(
-    conn: Connection, registry: Registry, specs: list[Include], current: list[tuple[str, str]]
+    conn: Connection,
+    registry: Registry,
+    specs: list[Include],
+    current: list[tuple[str, str]],
+    scope: AccessScope,
 ) -> list[Any]:
     by_type: dict[str, list[str]] = {}
     for rtype, rid in current:
@@ -866,13 +886,17 @@ def _forward(
                 ),
             ).join(resource_version, resource.c.seq == resource_version.c.seq)
         )
-        .where(resource.c.deleted.is_(False))
+        .where(resource.c.deleted.is_(False), *_inside(scope))
     )
     return list(conn.execute(query))
 
 
 def _reverse(
-    conn: Connection, registry: Registry, specs: list[Include], current: list[tuple[str, str]]
+    conn: Connection,
+    registry: Registry,
+    specs: list[Include],
+    current: list[tuple[str, str]],
+    scope: AccessScope,
 ) -> list[Any]:
     pairs = list(dict.fromkeys(current))
     alts = []
@@ -909,9 +933,14 @@ def _reverse(
                 sa.and_(resource.c.type == sources.c.res_type, resource.c.id == sources.c.res_id),
             ).join(resource_version, resource.c.seq == resource_version.c.seq)
         )
-        .where(resource.c.deleted.is_(False))
+        .where(resource.c.deleted.is_(False), *_inside(scope))
     )
     return list(conn.execute(query))
+
+
+def _inside(scope: AccessScope) -> list[Where]:
+    where = visible_resources(scope, "s")
+    return [] if where is None else [where]
 
 
 # --------------------------------------------------------------- compartment

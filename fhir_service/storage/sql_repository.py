@@ -8,6 +8,7 @@ integer versionIds 1, 2, 3..., deletes kept as marker versions.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fhir_service.errors import (
     Conflict,
+    Forbidden,
     Gone,
     InvalidRequest,
     InvalidResource,
@@ -33,8 +35,11 @@ from fhir_service.fhir.fhirpath_patch import apply_fhirpath_patch, is_fhirpath_p
 from fhir_service.fhir.models import model_class, parse_resource
 from fhir_service.fhir.packages import PackageError
 from fhir_service.fhir.validation_pool import ValidationPool
+from fhir_service.search.compartment import patient_compartment
 from fhir_service.search.query import SearchRequest, parse_search
 from fhir_service.search.registry import Registry, get_registry
+from fhir_service.storage.access import AccessScope
+from fhir_service.storage.compartment_rows import copy_rows, insert_rows, patients_of
 from fhir_service.storage.conditional import (
     CLAIM_HOLDER,
     CLAIM_TAKEOVER,
@@ -51,19 +56,23 @@ from fhir_service.storage.repository import (
     JSON,
     BeforeWrite,
     HistoryPage,
+    Journal,
     Method,
+    SearchPage,
     SearchParams,
     Stored,
     StoredResult,
 )
 from fhir_service.storage.search_index import drop_index, index_resources, registry_for
-from fhir_service.storage.search_sql import SearchPage, match_query
+from fhir_service.storage.search_sql import compartment_filter, match_query, since_filter
 from fhir_service.storage.search_sql import run as run_search
 from fhir_service.storage.tables import (
     resource,
     resource_version,
+    version_patient,
 )
 from fhir_service.storage.transaction import run_batch, run_transaction
+from fhir_service.storage.visibility import visible, visible_resources
 
 _CLAIM_ATTEMPTS = 5
 _CONTROL_PARAMS = frozenset({"_format", "_pretty"})
@@ -74,12 +83,16 @@ _READ = (
     .where(resource.c.type == sa.bindparam("type"), resource.c.id == sa.bindparam("id"))
 )
 _READ_SQLITE = (
-    "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body"
+    "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq"
     " FROM resource AS r JOIN resource_version AS v ON v.seq = r.seq"
     " WHERE r.type = ? AND r.id = ?"
 )
 """``_READ`` as SQLite's own statement, run on the driver connection: SQLAlchemy's
 execution machinery cost a read by id three times what SQLite spends on it."""
+_MEMBER = sa.select(version_patient.c.seq).where(
+    version_patient.c.patient_id == sa.bindparam("patient"),
+    version_patient.c.seq == sa.bindparam("seq"),
+)
 _VREAD = sa.select(resource_version).where(
     resource_version.c.type == sa.bindparam("type"),
     resource_version.c.id == sa.bindparam("id"),
@@ -118,6 +131,7 @@ class _Row(NamedTuple):
     deleted: bool
     method: str
     body: JSON | None
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,18 +143,33 @@ class _Current:
     seq: int
 
 
+def _unknown(resource_type: str, id: str) -> NotFound:
+    """The answer for a resource that does not exist, or lies outside the scope (the same)."""
+    return NotFound(f"{resource_type}/{id} is not known")
+
+
+def _refs(items: list[Stored]) -> list[str]:
+    return [f"{s.resource_type}/{s.id}" for s in items]
+
+
 class SqlRepository:
-    """Repository on one SQLAlchemy connection inside an open transaction."""
+    """Repository on one SQLAlchemy connection inside an open transaction, seeing and
+    changing only what its ``AccessScope`` reaches: every statement it runs carries the
+    scope (``visibility``); what lies outside it does not exist for this repository."""
 
     def __init__(
         self,
         conn: Connection,
         *,
+        scope: AccessScope,
+        journal: Journal | None = None,
         clock: Callable[[], datetime] = utc_now,
         before_write: BeforeWrite | None = None,
         validation_pool: ValidationPool | None = None,
     ) -> None:
         self._conn = conn
+        self.scope = scope
+        self.journal = journal
         self._clock = clock
         self._before_write = before_write
         self.validation_pool = validation_pool
@@ -151,6 +180,40 @@ class SqlRepository:
         self._lock_rows = conn.dialect.name == "postgresql"
         self._sqlite = conn.dialect.name == "sqlite"
         self._registry: Registry | None = None
+
+    # ------------------------------------------------------------------ scope
+
+    def require(self, resource_type: str, action: str) -> None:
+        """Forbidden unless the scope grants ``action`` on the type (type level only)."""
+        self.scope.require(resource_type, action)
+
+    def _member(self, seq: int) -> bool:
+        """Whether version ``seq`` lies in the scope patient's compartment."""
+        found = self._conn.execute(_MEMBER, {"patient": self.scope.patient, "seq": seq})
+        return found.first() is not None
+
+    def _sees(self, resource_type: str, seq: int, action: str) -> bool:
+        """Whether the scope reaches version ``seq`` of a ``resource_type`` for ``action``."""
+        reach = self.scope.reach(resource_type, action)
+        if reach == "all":
+            return True
+        return reach == "compartment" and self._member(seq)
+
+    def _check_placement(self, resource_type: str, body: JSON, action: str) -> None:
+        """Content written under a compartment reach must lie in the scope patient's
+        compartment and in no other patient's (Forbidden; the message names no one)."""
+        if self.scope.require(resource_type, action) != "compartment":
+            return
+        if patients_of(self._index_registry(), body) != {self.scope.patient}:
+            raise Forbidden(
+                f"The {resource_type} would lie outside the patient compartment of the "
+                "access token: it must reference that patient, and no other, through the "
+                "compartment's parameters"
+            )
+
+    def _note(self, subtype: str, items: list[Stored]) -> None:
+        if self.journal is not None:
+            self.journal.record(subtype, _refs(items))
 
     # ------------------------------------------------------------------ reads
 
@@ -191,16 +254,19 @@ class SqlRepository:
 
     def read(self, resource_type: str, id: str) -> Stored:
         model_class(resource_type)
+        reach = self.scope.require(resource_type, "r")
         row: Any
         if self._sqlite:
             row = self._sqlite_read(resource_type, id)
         else:
             row = self._conn.execute(_READ, {"type": resource_type, "id": id}).first()
-        if row is None:
-            raise NotFound(f"{resource_type}/{id} is not known")
+        if row is None or (reach == "compartment" and not self._member(row.seq)):
+            raise _unknown(resource_type, id)
         if row.deleted:
             raise Gone(f"{resource_type}/{id} was deleted (version {row.version})")
-        return self._stored(row)
+        stored = self._stored(row)
+        self._note("read", [stored])
+        return stored
 
     def _sqlite_read(self, resource_type: str, id: str) -> _Row | None:
         """``_READ`` on SQLite's driver connection, its columns converted as the table's
@@ -209,7 +275,7 @@ class SqlRepository:
         found = sqlite_execute(self._conn, _READ_SQLITE, (resource_type, id))
         if not found:
             return None
-        type_, id_, version, last_updated, deleted, method, body = found[0]
+        type_, id_, version, last_updated, deleted, method, body, seq = found[0]
         return _Row(
             type_,
             id_,
@@ -218,18 +284,22 @@ class SqlRepository:
             bool(deleted),
             method,
             None if body is None else orjson.loads(body),
+            seq,
         )
 
     def vread(self, resource_type: str, id: str, version_id: int) -> Stored:
         model_class(resource_type)
+        reach = self.scope.require(resource_type, "r")
         row = self._conn.execute(
             _VREAD, {"type": resource_type, "id": id, "version": version_id}
         ).first()
-        if row is None:
+        if row is None or (reach == "compartment" and not self._member(row.seq)):
             raise NotFound(f"{resource_type}/{id}/_history/{version_id} is not known")
         if row.deleted:
             raise Gone(f"{resource_type}/{id}/_history/{version_id} is a delete")
-        return self._stored(row)
+        stored = self._stored(row)
+        self._note("vread", [stored])
+        return stored
 
     # ----------------------------------------------------------------- writes
 
@@ -260,7 +330,8 @@ class SqlRepository:
         version = (current.version if current is not None else 0) + 1
         stored_body: JSON | None = None
         if body is not None:
-            stored_body = self.versioned_body(resource_type, id, body, version, now)
+            action = "c" if current is None or current.deleted else "u"
+            stored_body = self.versioned_body(resource_type, id, body, version, now, action=action)
         seq = self._conn.execute(
             sa.insert(resource_version)
             .values(
@@ -291,7 +362,11 @@ class SqlRepository:
         if resource_type == "SearchParameter":
             self._registry = None
         if stored_body is not None:
-            index_resources(self._conn, [(resource_type, id, stored_body)], self._index_registry())
+            registry = self._index_registry()
+            index_resources(self._conn, [(resource_type, id, stored_body)], registry)
+            insert_rows(self._conn, ((p, seq) for p in patients_of(registry, stored_body)))
+        elif current is not None:
+            copy_rows(self._conn, current.seq, seq)
         return Stored(resource_type, id, version, now, body is None, method, stored_body)
 
     def versioned_body(
@@ -301,15 +376,19 @@ class SqlRepository:
         body: JSON,
         version: int,
         now: datetime,
+        *,
+        action: str,
     ) -> JSON:
-        """``body`` with id, meta.versionId and meta.lastUpdated set, passed to the unit of
-        work's ``before_write`` and validated (R4B models): at once, or by
-        ``validate_later`` before the unit commits."""
+        """``body`` with id, meta.versionId and meta.lastUpdated set, checked against the
+        scope (``action`` ``c`` or ``u``: a compartment reach must place it in the scope's
+        patient compartment), passed to the unit of work's ``before_write`` and validated
+        (R4B models): at once, or by ``validate_later`` before the unit commits."""
         meta = dict(body.get("meta") or {})
         meta["versionId"] = str(version)
         meta["lastUpdated"] = format_instant(now)
         rest = {k: v for k, v in body.items() if k not in ("resourceType", "id", "meta")}
         stored_body = {"resourceType": resource_type, "id": id, "meta": meta, **rest}
+        self._check_placement(resource_type, stored_body, action)
         if self._before_write is not None:
             self._before_write(stored_body)
         if self.validate_later is not None:
@@ -351,7 +430,7 @@ class SqlRepository:
                         resource_version.c.type, resource_version.c.id, resource_version.c.seq
                     ),
                     rows,
-                )
+                ).all()
                 self._conn.execute(
                     sa.insert(resource),
                     [
@@ -361,10 +440,18 @@ class SqlRepository:
                 )
                 if any(rtype == "SearchParameter" for rtype, _, _, _ in items):
                     self._registry = None
+                registry = self._index_registry()
                 index_resources(
+                    self._conn, [(rtype, id, body) for rtype, id, body, _ in items], registry
+                )
+                seqs = {(rtype, id): seq for rtype, id, seq in inserted}
+                insert_rows(
                     self._conn,
-                    [(rtype, id, body) for rtype, id, body, _ in items],
-                    self._index_registry(),
+                    (
+                        (patient, seqs[(rtype, id)])
+                        for rtype, id, body, _ in items
+                        for patient in patients_of(registry, body)
+                    ),
                 )
         except IntegrityError:
             raise Conflict("A resource id was created concurrently; retry the request") from None
@@ -389,12 +476,22 @@ class SqlRepository:
     def create(self, resource: JSON, *, if_none_exist: str | None = None) -> StoredResult:
         body = self._prepare(resource)
         resource_type = body["resourceType"]
+        self.require(resource_type, "c")
         id = new_id()
         if if_none_exist:
             existing = self.claim_conditional(resource_type, if_none_exist, id)
             if existing is not None:
                 return StoredResult(existing, "existing")
-        return StoredResult(self._write(resource_type, id, body, "POST", None), "created")
+        stored = self._write(resource_type, id, body, "POST", None)
+        self._note("create", [stored])
+        return StoredResult(stored, "created")
+
+    def _claim_key(self, resource_type: str, params: SearchParams) -> str:
+        """The claim key of conditional-create criteria: a patient scope claims apart,
+        since its criteria match only inside its compartment."""
+        if self.scope.patient is not None:
+            params = [*params, ("_compartment", f"Patient/{self.scope.patient}")]
+        return criteria_hash(resource_type, params)
 
     def claim_conditional(self, resource_type: str, criteria: str, id: str) -> Stored | None:
         """Resolve an If-None-Exist: the one existing match, or ``None`` after claiming the
@@ -404,7 +501,7 @@ class SqlRepository:
         create for given criteria; a loser re-reads after the winner commits.
         """
         params = parse_criteria(criteria, resource_type)
-        key = criteria_hash(resource_type, params)
+        key = self._claim_key(resource_type, params)
         for _ in range(_CLAIM_ATTEMPTS):
             # Read the claim before matching: a holder that committed before this read
             # has its resource visible to the match below, so a holder without a
@@ -430,8 +527,10 @@ class SqlRepository:
         """``claim_conditional`` for many (type, parsed criteria, ``criteria_hash``, new id)
         at once, by claim key: (the new id, None) when claimed for it, (id, the existing
         resource) when one matches. Only ``identifier=system|value`` criteria are resolved
-        here, in a few statements per type; keys missing from the answer need
-        ``claim_conditional``."""
+        here, in a few statements per type, and only for a scope that reaches every
+        resource; keys missing from the answer need ``claim_conditional``."""
+        if visible_resources(self.scope, "s") is not None:
+            return {}
         registry = self.search_registry()
         claims = []
         for resource_type, params, key, id in items:
@@ -462,6 +561,7 @@ class SqlRepository:
         self, resource_type: str, id: str, resource: JSON, *, if_match: int | None = None
     ) -> StoredResult:
         body = self._prepare(resource, resource_type)
+        self.require(resource_type, "u")
         check_id(id)
         if body.get("id") != id:
             raise InvalidRequest(
@@ -482,17 +582,28 @@ class SqlRepository:
     ) -> StoredResult:
         if current is None:
             current = self._current_row(resource_type, id, lock=True)
+        if current is not None and not self._sees(resource_type, current.seq, "u"):
+            raise _unknown(resource_type, id)
         self._check_if_match(resource_type, id, current, if_match)
+        subtype = "patch" if method == "PATCH" else "update"
         if current is None:
-            return StoredResult(self._write_new(resource_type, id, body, method), "created")
+            stored = self._write_new(resource_type, id, body, method)
+            self._note(subtype, [stored])
+            return StoredResult(stored, "created")
         if current.deleted:
-            return StoredResult(self._write(resource_type, id, body, method, current), "created")
+            stored = self._write(resource_type, id, body, method, current)
+            self._note(subtype, [stored])
+            return StoredResult(stored, "created")
         previous = self._version_by_seq(current.seq)
         if previous.resource is not None and _content(previous.resource) == _content(
             {**body, "resourceType": resource_type, "id": id}
         ):
+            self._check_placement(resource_type, previous.resource, "u")
+            self._note(subtype, [previous])
             return StoredResult(previous, "unchanged")
-        return StoredResult(self._write(resource_type, id, body, method, current), "updated")
+        stored = self._write(resource_type, id, body, method, current)
+        self._note(subtype, [stored])
+        return StoredResult(stored, "updated")
 
     @staticmethod
     def _check_if_match(
@@ -514,6 +625,7 @@ class SqlRepository:
         self, resource_type: str, criteria: str, resource: JSON, *, if_match: int | None = None
     ) -> StoredResult:
         body = self._prepare(resource, resource_type)
+        self.require(resource_type, "u")
         params = parse_criteria(criteria, resource_type)
         match = self._single_match(resource_type, params, criteria)
         if match is None:
@@ -544,14 +656,15 @@ class SqlRepository:
         if_match: int | None = None,
     ) -> StoredResult:
         model_class(resource_type)
+        self.require(resource_type, "u")
         fhirpath = is_fhirpath_patch(operations)
         if not fhirpath and (
             not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations)
         ):
             raise InvalidRequest("A JSON Patch document must be an array of operation objects")
         current = self._current_row(resource_type, id, lock=True)
-        if current is None:
-            raise NotFound(f"{resource_type}/{id} is not known")
+        if current is None or not self._sees(resource_type, current.seq, "u"):
+            raise _unknown(resource_type, id)
         if current.deleted:
             raise Gone(f"{resource_type}/{id} was deleted (version {current.version})")
         self._check_if_match(resource_type, id, current, if_match)
@@ -575,11 +688,17 @@ class SqlRepository:
 
     def delete(self, resource_type: str, id: str, *, if_match: int | None = None) -> Stored | None:
         model_class(resource_type)
+        self.require(resource_type, "d")
         current = self._current_row(resource_type, id, lock=True)
+        if current is not None and not self._sees(resource_type, current.seq, "d"):
+            current = None  # outside the scope: as if there were nothing to delete
         self._check_if_match(resource_type, id, current, if_match)
         if current is None or current.deleted:
+            self._note("delete", [])
             return None
-        return self._write(resource_type, id, None, "DELETE", current)
+        marker = self._write(resource_type, id, None, "DELETE", current)
+        self._note("delete", [marker])
+        return marker
 
     def conditional_patch(
         self,
@@ -590,6 +709,7 @@ class SqlRepository:
         if_match: int | None = None,
     ) -> StoredResult:
         model_class(resource_type)
+        self.require(resource_type, "u")
         params = parse_criteria(criteria, resource_type)
         match = self._single_match(resource_type, params, criteria)
         if match is None:
@@ -598,6 +718,7 @@ class SqlRepository:
 
     def conditional_delete(self, resource_type: str, criteria: str) -> list[Stored]:
         model_class(resource_type)
+        self.require(resource_type, "d")
         params = parse_criteria(criteria, resource_type)
         match = self._single_match(resource_type, params, criteria)
         if match is None:
@@ -621,13 +742,24 @@ class SqlRepository:
         filters: list[sa.ColumnElement[bool]] = []
         if resource_type is not None:
             model_class(resource_type)
+            self.require(resource_type, "r")
             filters.append(resource_version.c.type == resource_type)
+        inside = visible(self.scope, resource_version.c.type, resource_version.c.seq, "r")
+        if inside is not None:
+            filters.append(inside)
         if id is not None:
             if resource_type is None:
                 raise InvalidRequest("Instance history needs a resource type")
             if self._current_row(resource_type, id) is None:
-                raise NotFound(f"{resource_type}/{id} is not known")
+                raise _unknown(resource_type, id)
             filters.append(resource_version.c.id == id)
+            if (
+                inside is not None
+                and not self._conn.execute(
+                    sa.select(resource_version.c.seq).where(*filters).limit(1)
+                ).first()
+            ):
+                raise _unknown(resource_type, id)
         if since is not None:
             if since.tzinfo is None:
                 raise InvalidRequest("_since needs a timezone", expression="_since")
@@ -649,7 +781,10 @@ class SqlRepository:
         more = len(rows) > count
         rows = rows[:count]
         next_cursor = str(rows[-1].seq) if more and rows else None
-        return HistoryPage([self._stored(r) for r in rows], next_cursor, total)
+        entries = [self._stored(r) for r in rows]
+        level = "instance" if id is not None else ("type" if resource_type else "system")
+        self._note(f"history-{level}", entries)
+        return HistoryPage(entries, next_cursor, total)
 
     # ----------------------------------------------------------------- search
 
@@ -664,7 +799,7 @@ class SqlRepository:
         registry = self.search_registry()
         request = parse_search(registry, [resource_type], pairs, strict=True)
         lookup = self._conn if few else None
-        return match_query(registry, request, self._conn.dialect.name, lookup=lookup)
+        return match_query(registry, request, self.scope, self._conn.dialect.name, lookup=lookup)
 
     def search_registry(self) -> Registry:
         """The SearchParameters in force: the core ones plus those stored here, read once
@@ -681,16 +816,41 @@ class SqlRepository:
         except PackageError:
             return None
 
-    def search_page(self, request: SearchRequest, extra: list[Any] | None = None) -> SearchPage:
-        """One page of a parsed search, with includes (https://hl7.org/fhir/R4/search.html)."""
-        page = run_search(self._conn, self.search_registry(), request, extra)
-        return SearchPage(
+    def search_page(
+        self,
+        request: SearchRequest,
+        *,
+        compartment: str | None = None,
+        since: datetime | None = None,
+    ) -> SearchPage:
+        """One page of a parsed search, with includes (https://hl7.org/fhir/R4/search.html),
+        inside the scope: types the scope may not search are dropped (Forbidden when none
+        is left). ``compartment`` keeps the Patient/<id> compartment
+        (https://hl7.org/fhir/R4/compartmentdefinition.html), ``since`` what changed at or
+        after it (``$everything``'s ``_since``)."""
+        allowed = [t for t in request.types if self.scope.reach(t, "s") is not None]
+        if not allowed:
+            self.require(request.types[0] if request.types else "Resource", "s")
+        if allowed != request.types:
+            request = dataclasses.replace(request, types=allowed)
+        registry = self.search_registry()
+        extra = []
+        if compartment is not None:
+            extra.append(
+                compartment_filter(patient_compartment(registry), request.types, compartment)
+            )
+        if since is not None:
+            extra.append(since_filter(request.types, since))
+        page = run_search(self._conn, registry, request, self.scope, extra)
+        result = SearchPage(
             [self._stored(r) for r in page.rows],
             [self._stored(r) for r in page.included],
             page.total,
             page.next_cursor,
             page.previous_cursor,
         )
+        self._note("search-type", result.matches + result.included)
+        return result
 
     def match_ids(
         self, resource_type: str, params: SearchParams, *, limit: int | None = None
@@ -698,7 +858,7 @@ class SqlRepository:
         """Ids of current resources matching ``params`` (see ``search``), sorted; few
         matches expected (conditional interactions)."""
         identifier = identifier_criteria(self.search_registry(), resource_type, params)
-        if identifier is not None:
+        if identifier is not None and visible_resources(self.scope, "s") is None:
             found = match_identifier(self._conn, resource_type, *identifier, limit)
             if found is not None:
                 return found
@@ -710,6 +870,7 @@ class SqlRepository:
     def search(
         self, resource_type: str, params: SearchParams, *, limit: int | None = None
     ) -> list[Stored]:
+        self.require(resource_type, "s")
         matched = self.search_query(resource_type, params).subquery()
         query = (
             sa.select(resource_version)
@@ -718,13 +879,16 @@ class SqlRepository:
         )
         if limit is not None:
             query = query.limit(limit)
-        return [self._stored(row) for row in self._conn.execute(query)]
+        found = [self._stored(row) for row in self._conn.execute(query)]
+        self._note("search-type", found)
+        return found
 
     def counts(self) -> dict[str, int]:
-        """Number of current (not deleted) resources per type."""
+        """Number of current (not deleted) resources per type, of those the scope may search."""
+        inside = visible_resources(self.scope, "s")
         rows = self._conn.execute(
             sa.select(resource.c.type, sa.func.count())
-            .where(resource.c.deleted.is_(False))
+            .where(resource.c.deleted.is_(False), *([inside] if inside is not None else []))
             .group_by(resource.c.type)
         )
         return {rtype: int(n) for rtype, n in rows}

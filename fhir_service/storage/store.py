@@ -1,8 +1,10 @@
 """``SqlStore``: units of work on one database (https://hl7.org/fhir/R4/http.html#transaction).
 
-The transaction boundary is the request: ``begin()`` opens one database
-transaction, hands out a repository bound to it, commits when the block ends
-and rolls back on any exception, so every write is all-or-nothing.
+The transaction boundary is the request: ``begin(scope)`` opens one database
+transaction, hands out a repository bound to it and to the caller's access scope,
+commits when the block ends and rolls back on any exception, so every write is
+all-or-nothing. No unit of work opens without a scope; ``scoped(scope)`` is the store as
+one caller sees it (the ``Store`` protocol the api layer hands its routes).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.fhir.validation_pool import ValidationPool, shared_pool
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.checkpoint import Checkpointer
 from fhir_service.storage.engine import BEGIN_OPTION, SQLITE_BUSY_TIMEOUT_MS, create_engine
 from fhir_service.storage.migrate import check_schema_current
-from fhir_service.storage.repository import BeforeWrite, Repository, Store
+from fhir_service.storage.repository import BeforeWrite, Journal, Repository, Store
 from fhir_service.storage.sql_repository import SqlRepository, utc_now
 
 T = TypeVar("T")
@@ -91,8 +94,17 @@ class SqlStore:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
 
+    def scoped(self, scope: AccessScope, journal: Journal | None = None) -> ScopedStore:
+        """This store as a caller with ``scope`` sees it; ``journal`` records what it touches."""
+        return ScopedStore(self, scope, journal)
+
     def begin(
-        self, *, readonly: bool = False, before_write: BeforeWrite | None = None
+        self,
+        scope: AccessScope,
+        *,
+        readonly: bool = False,
+        before_write: BeforeWrite | None = None,
+        journal: Journal | None = None,
     ) -> AbstractContextManager[SqlRepository]:
         """One unit of work; a write unit is one database transaction, which on SQLite
         takes the write lock up front. ``before_write`` sees every resource version stored
@@ -102,17 +114,21 @@ class SqlStore:
         own committed snapshot, as under PostgreSQL's READ COMMITTED inside a transaction
         too, so BEGIN and COMMIT would only cost two statements (a fifth of a read by id).
         Work that needs one snapshot across statements (``$export``) begins its own."""
-        return self._unit(self.engine, readonly, before_write)
+        return self._unit(scope, journal, readonly, before_write)
 
-    async def run_read(self, work: Callable[[Repository], T]) -> T:
+    async def run_read(
+        self, scope: AccessScope, work: Callable[[Repository], T], journal: Journal | None = None
+    ) -> T:
         """``work`` on a readonly unit, awaited: with a read engine (SQLite) right here, on
         the calling thread's own connection; else (PostgreSQL, whose every statement is a
         network round trip that must not hold the event loop) in a worker thread."""
         if self._read_engine is not None:
-            return self._on_loop_read(work)
-        return await anyio.to_thread.run_sync(self._read_in_thread, work)
+            return self._on_loop_read(scope, journal, work)
+        return await anyio.to_thread.run_sync(self._read_in_thread, scope, journal, work)
 
-    def _on_loop_read(self, work: Callable[[Repository], T]) -> T:
+    def _on_loop_read(
+        self, scope: AccessScope, journal: Journal | None, work: Callable[[Repository], T]
+    ) -> T:
         """``work`` on this thread's readonly repository on the read engine, opened on first
         use and kept: in autocommit no transaction outlives a statement, so only the
         connection stays (a unit per read cost an eighth of a read by id). A database error
@@ -121,23 +137,36 @@ class SqlStore:
         unit: tuple[Connection, SqlRepository] | None = getattr(self._loop_reads, "unit", None)
         if unit is None:
             conn = self._read_engine.connect().execution_options(**{BEGIN_OPTION: "AUTOCOMMIT"})
-            unit = self._loop_reads.unit = (conn, SqlRepository(conn, clock=self._clock))
+            repo = SqlRepository(conn, scope=AccessScope.of(()), clock=self._clock)
+            unit = self._loop_reads.unit = (conn, repo)
+        repo = unit[1]
+        repo.scope, repo.journal = scope, journal
         try:
-            return work(unit[1])
+            return work(repo)
         except SQLAlchemyError:
             del self._loop_reads.unit
             unit[0].close()
             raise
+        finally:
+            repo.scope, repo.journal = AccessScope.of(()), None
 
-    def _read_in_thread(self, work: Callable[[Repository], T]) -> T:
-        with self.begin(readonly=True) as repo:
+    def _read_in_thread(
+        self, scope: AccessScope, journal: Journal | None, work: Callable[[Repository], T]
+    ) -> T:
+        with self.begin(scope, readonly=True, journal=journal) as repo:
             return work(repo)
 
     @contextmanager
     def _unit(
-        self, engine: Engine, readonly: bool, before_write: BeforeWrite | None
+        self,
+        scope: AccessScope,
+        journal: Journal | None,
+        readonly: bool,
+        before_write: BeforeWrite | None,
     ) -> Iterator[SqlRepository]:
-        with engine.connect() as conn:
+        if not isinstance(scope, AccessScope):
+            raise TypeError("a unit of work needs an AccessScope")
+        with self.engine.connect() as conn:
             if readonly and conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             elif readonly:
@@ -145,6 +174,8 @@ class SqlStore:
             with conn.begin():
                 yield SqlRepository(
                     conn,
+                    scope=scope,
+                    journal=journal,
                     clock=self._clock,
                     before_write=before_write,
                     validation_pool=None if readonly else self.validation_pool,
@@ -160,6 +191,28 @@ class SqlStore:
             self._read_engine.dispose()
 
 
-def as_protocols(store: SqlStore, repo: SqlRepository) -> tuple[Store, Repository]:
+class ScopedStore:
+    """A ``SqlStore`` as one caller sees it: every unit of work carries its scope."""
+
+    def __init__(self, store: SqlStore, scope: AccessScope, journal: Journal | None) -> None:
+        self._store = store
+        self.scope = scope
+        self._journal = journal
+
+    def begin(
+        self, *, readonly: bool = False, before_write: BeforeWrite | None = None
+    ) -> AbstractContextManager[SqlRepository]:
+        return self._store.begin(
+            self.scope, readonly=readonly, before_write=before_write, journal=self._journal
+        )
+
+    async def run_read(self, work: Callable[[Repository], T]) -> T:
+        return await self._store.run_read(self.scope, work, self._journal)
+
+    def close(self) -> None:
+        """The store's owner closes it; a caller's view has nothing of its own to close."""
+
+
+def as_protocols(store: ScopedStore, repo: SqlRepository) -> tuple[Store, Repository]:
     """The SQL classes seen through the protocols (mypy checks that they conform)."""
     return store, repo

@@ -5,6 +5,9 @@
   JSON text on SQLite, stored once.
 - ``resource``: one row per (type, id) pointing at its current version.
 - the search index tables are in ``search_tables.py``.
+- ``version_patient``: one row per (patient, version) for each version in that patient's
+  compartment (https://hl7.org/fhir/R4/compartmentdefinition-patient.html); a delete
+  marker keeps the rows of the content it deleted. Patient scopes read through it.
 - ``conditional_claim``: one row per (type, SHA-256 of the normalized If-None-Exist
   criteria) naming the resource that criteria created; its
   primary key makes concurrent conditional creates produce one resource.
@@ -81,4 +84,12 @@ conditional_claim = sa.Table(
     sa.Column("type", sa.String(64), primary_key=True),
     sa.Column("criteria_hash", sa.String(64), primary_key=True),
     sa.Column("id", sa.String(64), nullable=False),
+)
+
+version_patient = sa.Table(
+    "version_patient",
+    metadata,
+    sa.Column("patient_id", sa.String(64), primary_key=True),
+    sa.Column("seq", _Seq, primary_key=True),
+    sa.Index("ix_version_patient_seq", "seq"),
 )

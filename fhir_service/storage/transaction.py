@@ -100,6 +100,10 @@ def _check_bundle(bundle: Any, expected: str) -> list[JSON]:
     return entries
 
 
+_ACTIONS = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
+"""The scope action each entry method needs (GET: read by id, else search)."""
+
+
 @dataclass
 class _Entry:
     index: int
@@ -141,6 +145,11 @@ class _Transaction:
         request = raw["request"]
         target = parse_request_url(request.get("url"), index=index)
         self.repo_type(target.resource_type, index)
+        action = _ACTIONS.get(method) or ("s" if target.id is None else "r")
+        try:
+            self.repo.require(target.resource_type, action)
+        except FhirServiceError as exc:
+            raise _in_entry(exc, index) from None
         body = raw.get("resource")
         full_url = raw.get("fullUrl")
         if full_url is not None and not isinstance(full_url, str):
@@ -312,7 +321,7 @@ class _Transaction:
         rtype = entry.target.resource_type
         body = self.rewrite(entry.resource)
         now = self.repo.now()
-        stored_body = self.repo.versioned_body(rtype, entry.id, body, 1, now)
+        stored_body = self.repo.versioned_body(rtype, entry.id, body, 1, now, action="c")
         self.pending.append((entry.index, (rtype, entry.id, stored_body, now)))
 
     def check_validation(self) -> None:

@@ -326,7 +326,7 @@ class Puller:
                         (
                             rtype,
                             local_id,
-                            repo.versioned_body(rtype, local_id, body, 1, now),
+                            repo.versioned_body(rtype, local_id, body, 1, now, action="c"),
                             now,
                         )
                     )

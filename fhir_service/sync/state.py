@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from fhir_service.storage import SqlRepository, SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.engine import BEGIN_OPTION
 from fhir_service.sync.tables import sync_checkpoint, sync_id_map, sync_run
 
@@ -37,7 +38,7 @@ def unit(store: SqlStore) -> Iterator[tuple[Connection, SqlRepository]]:
     with store.engine.connect() as conn:
         conn = conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         with conn.begin():
-            yield conn, SqlRepository(conn)
+            yield conn, SqlRepository(conn, scope=AccessScope.full())
 
 
 @dataclass(frozen=True)

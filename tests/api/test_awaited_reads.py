@@ -19,8 +19,11 @@ from fastapi.testclient import TestClient
 from fhir_service.api import create_app
 from fhir_service.errors import NotFound
 from fhir_service.storage import Repository, SqlStore, Stored
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.engine import create_engine
 from tests.api.conftest import settings_for
+
+FULL_ACCESS = AccessScope.full()
 
 PATIENT = {"resourceType": "Patient", "name": [{"family": "Awaited"}]}
 
@@ -63,12 +66,12 @@ def test_sqlite_loop_reads_see_each_commit(small_pool: tuple[TestClient, SqlStor
     client, store = small_pool
     pid = client.post("/fhir/Patient", json=PATIENT).json()["id"]
     assert client.get(f"/fhir/Patient/{pid}").headers["etag"] == 'W/"1"'
-    with store.begin() as repo:  # a commit on a pool connection, not through the app
+    with store.begin(FULL_ACCESS) as repo:  # a commit on a pool connection, not through the app
         repo.update("Patient", pid, {**PATIENT, "id": pid, "gender": "female"})
     again = client.get(f"/fhir/Patient/{pid}")
     assert again.headers["etag"] == 'W/"2"'
     assert again.json()["gender"] == "female"
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.delete("Patient", pid)
     assert client.get(f"/fhir/Patient/{pid}").status_code == 410
 
@@ -86,12 +89,12 @@ def test_reads_without_read_engine_run_in_a_thread(database_url: str, opened: bo
         return repo.read("Patient", id)
 
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             repo.update("Patient", "p1", {**PATIENT, "id": "p1"})
-        stored = asyncio.run(store.run_read(lambda repo: read(repo, "p1")))
+        stored = asyncio.run(store.run_read(FULL_ACCESS, lambda repo: read(repo, "p1")))
         assert stored.version_id == 1
         with pytest.raises(NotFound):
-            asyncio.run(store.run_read(lambda repo: read(repo, "p2")))
+            asyncio.run(store.run_read(FULL_ACCESS, lambda repo: read(repo, "p2")))
         main = threading.current_thread().name
         assert threads == [main, main] if here else main not in threads
     finally:

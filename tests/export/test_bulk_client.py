@@ -20,8 +20,11 @@ import pytest
 from fhir_service.api import create_app
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from tests.export.conftest import SECRET
 from tests.served import serve
+
+FULL_ACCESS = AccessScope.full()
 
 SMART_FETCH = Path(__file__).parent / "bulk_client" / ".venv" / "bin" / "smart-fetch"
 TYPES = "Patient,Observation"
@@ -107,7 +110,7 @@ def _seed(http: httpx.Client) -> dict[str, Any]:
 def _database(url: str) -> dict[tuple[str, str], dict[str, Any]]:
     store = SqlStore.open(url)
     try:
-        with store.begin(readonly=True) as repo:
+        with store.begin(FULL_ACCESS, readonly=True) as repo:
             return {
                 (s.resource_type, s.id): s.resource
                 for t in repo.counts()

@@ -11,7 +11,10 @@ from fastapi.testclient import TestClient
 
 from fhir_service.export.tables import export_job
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from tests.export.conftest import ASYNC, download, kick_off, wait_manifest
+
+FULL_ACCESS = AccessScope.full()
 
 
 def _patient(client: TestClient, family: str) -> str:
@@ -55,7 +58,7 @@ def test_system_round_trip_matches_database(client: TestClient, database_url: st
     }
     store = SqlStore.open(database_url)
     try:
-        with store.begin(readonly=True) as repo:
+        with store.begin(FULL_ACCESS, readonly=True) as repo:
             for resource in exported:
                 stored = repo.read(resource["resourceType"], resource["id"]).resource
                 assert stored == resource

@@ -11,6 +11,9 @@ from typer.testing import CliRunner
 
 from fhir_service.cli import commands, export
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
+
+FULL_ACCESS = AccessScope.full()
 
 app = typer.Typer()
 
@@ -26,7 +29,7 @@ export.register(app)
 def _seed(url: str) -> str:
     store = SqlStore.open(url)
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             patient = repo.create(
                 {
                     "resourceType": "Patient",

@@ -12,8 +12,11 @@ from fastapi.testclient import TestClient
 
 from fhir_service.export.deidentify import Deidentifier
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from tests.export.conftest import SECRET, download, kick_off, wait_manifest
 from tests.sync.conftest import case_bundle
+
+FULL_ACCESS = AccessScope.full()
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
@@ -38,9 +41,9 @@ def _single_dates(resource: dict[str, Any]) -> dict[str, date]:
 def _load_case(database_url: str) -> list[dict[str, Any]]:
     store = SqlStore.open(database_url)
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             repo.transaction(case_bundle())
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             # The published case is anonymous; give its patient the contact data of a real record.
             for stored in repo.search("Patient", []):
                 assert stored.resource is not None
@@ -49,7 +52,7 @@ def _load_case(database_url: str) -> list[dict[str, Any]]:
                 patient["telecom"] = [{"system": "phone", "value": "+1-555-0142"}]
                 patient["address"] = [{"city": "Lakewood", "postalCode": "80226"}]
                 repo.update("Patient", stored.id, patient)
-        with store.begin(readonly=True) as repo:
+        with store.begin(FULL_ACCESS, readonly=True) as repo:
             counts = repo.counts()
             return [s.resource for t in counts for s in repo.search(t, []) if s.resource]
     finally:

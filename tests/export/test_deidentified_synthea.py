@@ -12,7 +12,10 @@ from fastapi.testclient import TestClient
 
 from fhir_service.cli.load import load_bundle, providers_first
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from tests.export.conftest import download, kick_off, wait_manifest
+
+FULL_ACCESS = AccessScope.full()
 
 ARCHIVE = "synthea-r4-300-patients.tar.xz"
 PATIENTS = 2
@@ -36,7 +39,7 @@ def _load(url: str, archive: Path) -> list[dict[str, Any]]:
                     break
                 patients += 1
             load_bundle(store, bundle)
-        with store.begin(readonly=True) as repo:
+        with store.begin(FULL_ACCESS, readonly=True) as repo:
             return [s.resource for t in repo.counts() for s in repo.search(t, []) if s.resource]
     finally:
         store.close()

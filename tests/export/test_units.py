@@ -8,17 +8,15 @@ from pathlib import Path
 import orjson
 import sqlalchemy as sa
 
-from fhir_service.api.auth.compartment import PatientCompartment
 from fhir_service.export.deidentify import Deidentifier, shift_date
 from fhir_service.export.jobs import ExportParams, JobStore
 from fhir_service.export.ndjson import NdjsonWriter
 from fhir_service.export.runner import ExportRunner
 from fhir_service.export.tables import export_job
-from fhir_service.settings import Settings
+from fhir_service.search.compartment import compartment_paths
+from fhir_service.search.registry import get_registry
 from fhir_service.storage import create_engine
 from fhir_service.storage.tables import resource, resource_version
-
-PACKAGES = Settings().package_cache
 
 
 def test_writer_splits_files_at_the_size_limit(tmp_path: Path) -> None:
@@ -118,7 +116,7 @@ def test_runner_runs_then_sweeps_expired_files(database_url: str, tmp_path: Path
                 resource.insert().values(type="Patient", id="p1", version=1, deleted=False, seq=1)
             )
         runner = ExportRunner(
-            engine, tmp_path, compartment=lambda: PatientCompartment.load(PACKAGES)
+            engine, tmp_path, compartment=lambda: compartment_paths(get_registry())
         )
         job = runner.jobs.create("a", "r", ExportParams())
         assert job is not None

@@ -12,11 +12,14 @@ import sqlalchemy as sa
 from fhir_service.search.query import parse_search
 from fhir_service.search.registry import get_registry
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.search_tables import SEARCH_TABLES
+
+FULL_ACCESS = AccessScope.full()
 
 
 def _names(store: SqlStore, family: str) -> list[str]:
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         request = parse_search(get_registry(), ["Patient"], [("family", family)])
         return [s.id for s in repo.search_page(request).matches]
 
@@ -34,17 +37,17 @@ def _rows(store: SqlStore, id: str) -> int:
 def test_index_replaced_on_update_and_removed_on_delete(database_url: str) -> None:
     store = SqlStore.open(database_url)
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             created = repo.create({"resourceType": "Patient", "name": [{"family": "Before"}]})
         id = created.stored.id
         assert _names(store, "before") == [id]
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             repo.update(
                 "Patient", id, {"resourceType": "Patient", "id": id, "name": [{"family": "After"}]}
             )
         assert _names(store, "before") == []
         assert _names(store, "after") == [id]
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             repo.delete("Patient", id)
         assert _names(store, "after") == []
         assert _rows(store, id) == 0
@@ -55,7 +58,7 @@ def test_index_replaced_on_update_and_removed_on_delete(database_url: str) -> No
 def test_failed_transaction_leaves_no_index_rows(database_url: str) -> None:
     store = SqlStore.open(database_url)
     try:
-        with pytest.raises(RuntimeError), store.begin() as repo:
+        with pytest.raises(RuntimeError), store.begin(FULL_ACCESS) as repo:
             repo.create({"resourceType": "Patient", "name": [{"family": "Rolledback"}]})
             raise RuntimeError("abort")
         assert _names(store, "rolledback") == []
@@ -72,7 +75,7 @@ def test_failed_transaction_leaves_no_index_rows(database_url: str) -> None:
 def test_reindex_command_rebuilds_missing_rows(database_url: str) -> None:
     store = SqlStore.open(database_url)
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             ids = [
                 repo.create({"resourceType": "Patient", "name": [{"family": f"Re{i}"}]}).stored.id
                 for i in range(7)

@@ -16,11 +16,14 @@ from fastapi.testclient import TestClient
 
 from fhir_service.search.query import parse_search
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.reindex_jobs import ReindexJobs, reindex_job
 from fhir_service.storage.reindex_run import run_job, watch
 from fhir_service.storage.search_tables import SEARCH_TABLES
 from tests.search.helpers import ids, search
 from tests.security.conftest import Smart, make_smart
+
+FULL_ACCESS = AccessScope.full()
 
 __all__ = ["make_smart"]
 
@@ -175,7 +178,7 @@ def test_reindex_status_of_unknown_and_ended_jobs(client: TestClient) -> None:
 
 
 def _family(store: SqlStore, code: str, value: str) -> set[str]:
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         request = parse_search(
             repo.search_registry(), ["Patient"], [(code, value), ("_count", "100")]
         )
@@ -190,7 +193,7 @@ class _ProcessDied(Exception):
 def test_job_resumes_from_its_checkpoint(database_url: str) -> None:
     store = SqlStore.open(database_url)
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             made = sorted(repo.create(_patient("blue")).stored.id for _ in range(7))
             repo.create(_search_parameter(["Patient"]))
         jobs = ReindexJobs(store.engine)
@@ -231,7 +234,7 @@ def test_job_resumes_from_its_checkpoint(database_url: str) -> None:
 def test_starting_job_completes_the_queued_jobs_it_covers(database_url: str) -> None:
     store = SqlStore.open(database_url)
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             repo.create(_patient("blue"))
             repo.create({"resourceType": "Observation", "status": "final", "code": {"text": "x"}})
         jobs = ReindexJobs(store.engine)
@@ -264,7 +267,7 @@ def test_starting_job_completes_the_queued_jobs_it_covers(database_url: str) -> 
 def test_cancelled_job_stops(database_url: str) -> None:
     store = SqlStore.open(database_url)
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             for _ in range(4):
                 repo.create(_patient("blue"))
         jobs = ReindexJobs(store.engine)
@@ -295,7 +298,7 @@ def test_claim_skips_a_job_locked_by_another_worker(postgres_url: str) -> None:
         jobs = ReindexJobs(store.engine)
         job = jobs.create(["Patient"], "test")
         assert job is not None
-        with store.engine.connect() as other, other.begin():
+        with store.engine.connect() as other, other.begin(FULL_ACCESS):
             other.execute(
                 sa.select(reindex_job).where(reindex_job.c.id == job.id).with_for_update()
             ).one()

@@ -168,9 +168,11 @@ def test_batch_get_entries_cannot_cross(smart: Smart, world: World, as_a: dict[s
     assert "Bravo" not in response.text
 
 
-def test_writes_outside_the_compartment_are_403(
+def test_writes_outside_the_compartment_are_refused(
     smart: Smart, world: World, as_a: dict[str, str]
 ) -> None:
+    """Content placed outside A's compartment is 403 (it depends on the request alone);
+    B's resources do not exist for A: PUT and PATCH are 404, DELETE deletes nothing."""
     for_b = {
         "resourceType": "Observation",
         "status": "final",
@@ -184,9 +186,12 @@ def test_writes_outside_the_compartment_are_403(
     )
     stolen = {**for_b, "id": world.obs_b, "subject": {"reference": f"Patient/{world.a}"}}
     assert_outcome(
-        smart.client.put(f"/fhir/Observation/{world.obs_b}", json=stolen, headers=as_a), 403
+        smart.client.put(f"/fhir/Observation/{world.obs_b}", json=stolen, headers=as_a), 404
     )
-    assert_outcome(smart.client.delete(f"/fhir/Observation/{world.obs_b}", headers=as_a), 403)
+    deleted = smart.client.delete(f"/fhir/Observation/{world.obs_b}", headers=as_a)
+    never = smart.client.delete("/fhir/Observation/never-existed", headers=as_a)
+    assert deleted.status_code == never.status_code
+    assert deleted.status_code // 100 == 2
     json_patch = {**as_a, "Content-Type": "application/json-patch+json"}
     for operations in (
         [{"op": "replace", "path": "/status", "value": "amended"}],
@@ -195,7 +200,7 @@ def test_writes_outside_the_compartment_are_403(
         conditional = smart.client.patch(
             f"/fhir/Observation?_id={world.obs_b}", json=operations, headers=json_patch
         )
-        assert_outcome(conditional, 403)
+        assert_outcome(conditional, 404)
     admin = smart.client.get(f"/fhir/Observation/{world.obs_b}", headers=smart.headers(ADMIN))
     assert admin.json()["meta"]["versionId"] == "1"
     assert admin.json()["subject"]["reference"] == f"Patient/{world.b}"
@@ -232,7 +237,7 @@ def test_transaction_writes_outside_roll_back(
         ],
     }
     response = smart.client.post("/fhir", json=bundle, headers=as_a)
-    assert_outcome(response, 403, "Bundle.entry[1]")
+    assert_outcome(response, 404, "Bundle.entry[1]")
     admin = smart.headers(ADMIN)
     listed = smart.client.get("/fhir/Observation", headers=admin).json()
     assert len(_ids(listed)) == 2

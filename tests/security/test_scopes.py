@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_service.api.auth.compartment import PatientCompartment, element_paths
 from fhir_service.api.auth.scopes import ScopeSet, parse_scope
-from fhir_service.settings import Settings
+from fhir_service.search.compartment import compartment_paths, element_paths
+from fhir_service.search.registry import get_registry
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_element_paths() -> None:
 
 
 def test_core_patient_compartment() -> None:
-    compartment = PatientCompartment.load(Settings().package_cache)
+    compartment = compartment_paths(get_registry())
     observation = {
         "resourceType": "Observation",
         "subject": {"reference": "Patient/a"},

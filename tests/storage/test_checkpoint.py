@@ -10,6 +10,9 @@ import time
 from sqlalchemy.engine import make_url
 
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
+
+FULL_ACCESS = AccessScope.full()
 
 PATIENTS = 200  # about 300 log pages: far below the commits' own threshold (10,000)
 
@@ -28,7 +31,7 @@ def test_committed_pages_reach_the_database_file_without_a_commit_checkpointing(
     store = SqlStore.open(sqlite_url)
     try:
         before = os.path.getsize(path)
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             for i in range(PATIENTS):
                 repo.create({"resourceType": "Patient", "name": [{"family": f"Wal{i}"}]})
         assert os.path.getsize(f"{path}-wal") > 0
@@ -36,7 +39,7 @@ def test_committed_pages_reach_the_database_file_without_a_commit_checkpointing(
         while os.path.getsize(path) <= before and time.monotonic() < deadline:
             time.sleep(0.05)
         assert os.path.getsize(path) > before
-        with store.begin(readonly=True) as repo:
+        with store.begin(FULL_ACCESS, readonly=True) as repo:
             assert repo.counts()["Patient"] == PATIENTS
     finally:
         store.close()
@@ -47,7 +50,7 @@ def test_closing_the_store_stops_its_checkpoint_thread(sqlite_url: str) -> None:
     store = SqlStore.open(sqlite_url)
     started = set(_checkpoint_threads()) - already
     assert len(started) == 1
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.create({"resourceType": "Patient"})
     store.close()
     assert not any(t.is_alive() for t in started)
@@ -67,7 +70,7 @@ def test_close_right_after_a_commit_never_hangs(sqlite_url: str) -> None:
     a commit's wake-up (an early version then waited for a wake-up that never came)."""
     for i in range(40):
         store = SqlStore.open(sqlite_url)
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             repo.create({"resourceType": "Patient", "name": [{"family": f"Close{i}"}]})
         if i % 2:
             time.sleep(0.02)  # close while the thread settles or checkpoints

@@ -11,6 +11,9 @@ from typer.testing import CliRunner
 
 from fhir_service.cli import db, load
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
+
+FULL_ACCESS = AccessScope.full()
 
 
 @pytest.fixture
@@ -71,7 +74,7 @@ def test_db_upgrade_then_load(app: typer.Typer, tmp_path: Path) -> None:
     assert "loaded 2 bundle(s), 3 entries" in loaded.output
     store = SqlStore.open(url)
     try:
-        with store.begin(readonly=True) as repo:
+        with store.begin(FULL_ACCESS, readonly=True) as repo:
             assert repo.counts() == {"Organization": 1, "Patient": 1}
             assert repo.read("Patient", "ivc-1").version_id == 1
     finally:

@@ -12,6 +12,9 @@ from typing import TypeVar
 
 from fhir_service.errors import PreconditionFailed
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
+
+FULL_ACCESS = AccessScope.full()
 
 T = TypeVar("T")
 WORKERS = 20
@@ -42,12 +45,12 @@ def new_patient() -> dict[str, object]:
 
 def test_concurrent_conditional_creates_make_one_resource(store: SqlStore) -> None:
     def create() -> str:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             return repo.create(new_patient(), if_none_exist=CRITERIA).outcome
 
     outcomes = race(create)
     assert Counter(map(str, outcomes)) == {"created": 1, "existing": WORKERS - 1}
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         assert len(repo.search("Patient", [])) == 1
 
 
@@ -74,12 +77,12 @@ def test_concurrent_transactions_with_if_none_exist_make_one_resource(store: Sql
     }
 
     def load() -> str:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             return str(repo.transaction(bundle)["entry"][0]["response"]["status"])
 
     outcomes = race(load)
     assert Counter(map(str, outcomes)) == {"201 Created": 1, "200 OK": WORKERS - 1}
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         patients = repo.search("Patient", [])
         observations = repo.search("Observation", [])
     assert len(patients) == 1
@@ -90,34 +93,34 @@ def test_concurrent_transactions_with_if_none_exist_make_one_resource(store: Sql
 
 def test_concurrent_conditional_updates_make_one_resource(store: SqlStore) -> None:
     def put() -> str:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             return repo.conditional_update("Patient", CRITERIA, new_patient()).outcome
 
     outcomes = race(put)
     assert Counter(map(str, outcomes))["created"] == 1
     assert not [o for o in outcomes if isinstance(o, Exception)]
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         assert len(repo.search("Patient", [])) == 1
 
 
 def test_concurrent_if_match_updates_let_exactly_one_win(store: SqlStore) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         id = repo.create(new_patient()).stored.id
 
     def update() -> int:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             body = {**new_patient(), "id": id, "gender": "female"}
             return repo.update("Patient", id, body, if_match=1).stored.version_id
 
     outcomes = race(update, workers=10)
     assert sorted(map(str, outcomes)).count("2") == 1
     assert sum(isinstance(o, PreconditionFailed) for o in outcomes) == 9
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         assert repo.history("Patient", id).total == 2
 
 
 def test_concurrent_plain_updates_lose_no_version(store: SqlStore) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         id = repo.create(new_patient()).stored.id
     counter = iter(range(1000))
     lock = threading.Lock()
@@ -125,7 +128,7 @@ def test_concurrent_plain_updates_lose_no_version(store: SqlStore) -> None:
     def update() -> int:
         with lock:
             n = next(counter)
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             body = {**new_patient(), "id": id, "multipleBirthInteger": n}
             return repo.update("Patient", id, body).stored.version_id
 
@@ -173,7 +176,7 @@ def test_concurrent_transactions_claiming_many_identifiers_in_any_order(store: S
                 "request": {"method": "POST", "url": "Observation"},
             }
         )
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             response = repo.transaction(
                 {"resourceType": "Bundle", "type": "transaction", "entry": entries}
             )
@@ -183,7 +186,7 @@ def test_concurrent_transactions_claiming_many_identifiers_in_any_order(store: S
     assert not [o for o in outcomes if isinstance(o, Exception)]
     created = Counter(s for statuses in outcomes if isinstance(statuses, list) for s in statuses)
     assert created == {"201 Created": 6 + WORKERS, "200 OK": 6 * (WORKERS - 1)}
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         assert repo.counts() == {"Patient": 3, "Practitioner": 3, "Observation": WORKERS}
         ids = {
             f"{s.resource_type}/{s.id}"

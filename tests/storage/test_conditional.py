@@ -14,8 +14,11 @@ from sqlalchemy import event
 
 from fhir_service.errors import PreconditionFailed
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.conditional import LOOKUP_MAX
 from fhir_service.storage.criteria import parse_criteria
+
+FULL_ACCESS = AccessScope.full()
 
 MRN = "http://hospital.example/mrn"
 
@@ -30,13 +33,13 @@ def patient(value: str, system: str = MRN, **extra: object) -> dict[str, object]
 
 def test_create_after_delete_takes_the_stale_claim_over(store: SqlStore) -> None:
     criteria = f"identifier={MRN}|A-1"
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         first = repo.create(patient("A-1"), if_none_exist=criteria)
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.delete("Patient", first.stored.id)
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         second = repo.create(patient("A-1"), if_none_exist=criteria)
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         third = repo.create(patient("A-1"), if_none_exist=criteria)
     assert second.outcome == "created" and second.stored.id != first.stored.id
     assert third.outcome == "existing" and third.stored.id == second.stored.id
@@ -44,12 +47,12 @@ def test_create_after_delete_takes_the_stale_claim_over(store: SqlStore) -> None
 
 def test_create_after_the_identifier_changed_creates_again(store: SqlStore) -> None:
     criteria = f"identifier={MRN}|B-1"
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         first = repo.create(patient("B-1"), if_none_exist=criteria)
     changed = patient("B-2", id=first.stored.id)
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.update("Patient", first.stored.id, changed)
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         again = repo.create(patient("B-1"), if_none_exist=criteria)
     assert again.outcome == "created" and again.stored.id != first.stored.id
 
@@ -72,7 +75,7 @@ def test_create_after_the_identifier_changed_creates_again(store: SqlStore) -> N
 def test_identifier_matches_agree_with_the_general_search(
     store: SqlStore, criteria: str, expected: set[str]
 ) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.update("Patient", "c1", patient("C-1", id="c1"))
         repo.update("Patient", "c2", patient("C-2", id="c2"))
         repo.update("Patient", "c2-again", patient("C-2", id="c2-again"))
@@ -89,10 +92,10 @@ def test_identifier_matches_agree_with_the_general_search(
                 "identifier": [{"system": MRN, "value": "C-1"}],
             },
         )
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.delete("Patient", "gone")
     params = parse_criteria(criteria, "Patient")
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         matched = repo.match_ids("Patient", params)
         searched = {s.id for s in repo.search("Patient", params)}
     assert set(matched) == expected == searched
@@ -101,14 +104,14 @@ def test_identifier_matches_agree_with_the_general_search(
 
 def test_more_index_rows_than_the_lookup_takes(store: SqlStore) -> None:
     count = LOOKUP_MAX + 5
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         for i in range(count):
             repo.update("Patient", f"many-{i}", patient("SHARED", id=f"many-{i}"))
     criteria = f"identifier={MRN}|SHARED"
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         matched = repo.match_ids("Patient", parse_criteria(criteria, "Patient"))
     assert len(matched) == count
-    with pytest.raises(PreconditionFailed), store.begin() as repo:
+    with pytest.raises(PreconditionFailed), store.begin(FULL_ACCESS) as repo:
         repo.create(patient("SHARED"), if_none_exist=criteria)
 
 
@@ -133,11 +136,11 @@ def transaction(*entries: dict[str, object]) -> dict[str, object]:
 def test_one_transaction_resolves_many_conditional_creates(store: SqlStore) -> None:
     """The claims of a Bundle's conditional creates are resolved together: each entry still
     gets what it would get alone (existing match, stale claim taken over, new claim)."""
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         existing = repo.create(patient("E-1"), if_none_exist=f"identifier={MRN}|E-1").stored
         deleted = repo.create(patient("E-2"), if_none_exist=f"identifier={MRN}|E-2").stored
         repo.update("Group", "g", {**conditional_post("E-3", "Group")["resource"], "id": "g"})
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.delete("Patient", deleted.id)
     bundle = transaction(
         conditional_post("E-1"),
@@ -146,28 +149,31 @@ def test_one_transaction_resolves_many_conditional_creates(store: SqlStore) -> N
         conditional_post("E-4"),
         conditional_post("E-4", "Group"),
     )
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         first = repo.transaction(bundle)["entry"]
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         again = repo.transaction(bundle)["entry"]
     assert [e["response"]["status"] for e in first] == ["200 OK"] + ["201 Created"] * 4
     assert [e["response"]["status"] for e in again] == ["200 OK"] * 5
     assert first[0]["response"]["location"].startswith(f"Patient/{existing.id}/")
     assert not first[1]["response"]["location"].startswith(f"Patient/{deleted.id}/")
     assert [e["response"]["location"] for e in again] == [e["response"]["location"] for e in first]
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         assert repo.counts() == {"Patient": 4, "Group": 2}
 
 
 def test_several_matches_fail_the_transaction_at_their_entry(store: SqlStore) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.update("Patient", "twin-1", patient("TWIN", id="twin-1"))
         repo.update("Patient", "twin-2", patient("TWIN", id="twin-2"))
-    with pytest.raises(PreconditionFailed, match=r"Bundle\.entry\[1\]"), store.begin() as repo:
+    with (
+        pytest.raises(PreconditionFailed, match=r"Bundle\.entry\[1\]"),
+        store.begin(FULL_ACCESS) as repo,
+    ):
         repo.transaction(transaction(conditional_post("F-1"), conditional_post("TWIN")))
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         assert repo.counts() == {"Patient": 2}
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         created = repo.transaction(transaction(conditional_post("F-1"), conditional_post("F-2")))
     assert [e["response"]["status"] for e in created["entry"]] == ["201 Created"] * 2
 
@@ -205,7 +211,7 @@ def test_a_bundle_claims_its_identifiers_in_a_few_statements(store: SqlStore) ->
     entries = [conditional_post(f"G-{i}") for i in range(30)]
     entries += [conditional_post(f"G-{i}", "Practitioner") for i in range(10)]
     entries += [conditional_post(f"G-{i}", "Device") for i in range(10)]
-    with statements_run(store) as statements, store.begin() as repo:
+    with statements_run(store) as statements, store.begin(FULL_ACCESS) as repo:
         response = repo.transaction(transaction(*entries))
     assert [e["response"]["status"] for e in response["entry"]] == ["201 Created"] * 50
     claim_reads = [s for s in statements if "conditional_claim" in s and s.startswith("SELECT")]
@@ -234,7 +240,7 @@ def test_bundle_lookups_probe_the_index_once_per_value(fresh_postgres_url: str) 
     store = SqlStore.open(fresh_postgres_url)
     try:
         for start in range(0, 2000, 500):
-            with store.begin() as repo:
+            with store.begin(FULL_ACCESS) as repo:
                 repo.transaction(
                     transaction(*(conditional_post(f"H-{i}") for i in range(start, start + 500)))
                 )
@@ -249,7 +255,7 @@ def test_bundle_lookups_probe_the_index_once_per_value(fresh_postgres_url: str) 
         bundle = transaction(*(conditional_post(f"H-{i}") for i in range(1990, 2010)))
         event.listen(store.engine, "before_cursor_execute", record)
         try:
-            with store.begin() as repo:
+            with store.begin(FULL_ACCESS) as repo:
                 entries = repo.transaction(bundle)["entry"]
         finally:
             event.remove(store.engine, "before_cursor_execute", record)
@@ -285,7 +291,7 @@ def test_prepared_statements_are_planned_for_the_tables_as_they_are(
             )
             for _ in range(8):
                 conn.exec_driver_sql("EXECUTE lookup('Patient', 'H-1')").all()
-            with store.begin() as repo:
+            with store.begin(FULL_ACCESS) as repo:
                 repo.transaction(transaction(*(conditional_post(f"H-{i}") for i in range(300))))
             plan = "\n".join(
                 row[0] for row in conn.exec_driver_sql("EXPLAIN EXECUTE lookup('Patient', 'H-1')")

@@ -27,7 +27,10 @@ import pytest
 from fhir_service.errors import FhirServiceError, InvalidResource
 from fhir_service.fhir.validation_pool import ValidationPool, first_invalid, packed, unpacked
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.deferred_validation import BATCH
+
+FULL_ACCESS = AccessScope.full()
 
 T = TypeVar("T")
 
@@ -92,13 +95,13 @@ def invalid_at(bundle: dict[str, Any], *positions: int) -> dict[str, Any]:
 
 
 def outcome(store: SqlStore, bundle: dict[str, Any]) -> FhirServiceError:
-    with pytest.raises(FhirServiceError) as raised, store.begin() as repo:
+    with pytest.raises(FhirServiceError) as raised, store.begin(FULL_ACCESS) as repo:
         repo.transaction(bundle)
     return raised.value
 
 
 def count(store: SqlStore) -> int:
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         return sum(repo.counts().values())
 
 
@@ -106,7 +109,7 @@ def test_a_transaction_sends_its_new_resources_to_the_worker_in_batches(
     stores: tuple[SqlStore, SqlStore], pool: CountingPool
 ) -> None:
     pooled, _ = stores
-    with pooled.begin() as repo:
+    with pooled.begin(FULL_ACCESS) as repo:
         response = repo.transaction(transaction(*[patient(n) for n in range(3 * BATCH + 3)]))
     assert [e["response"]["status"] for e in response["entry"]] == ["201 Created"] * 27
     assert pool.batches == [BATCH, BATCH, BATCH]  # the last 3 are validated in the caller
@@ -139,7 +142,7 @@ def test_of_several_invalid_resources_the_first_in_processing_order_is_the_error
 
 def stale_put_of_a_new_patient(store: SqlStore) -> dict[str, Any]:
     """A PUT entry with If-Match W/"7" for a Patient just created (at version 1)."""
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         existing = repo.create({"resourceType": "Patient", "gender": "male"}).stored.id
     return {
         "resource": {"resourceType": "Patient", "id": existing, "gender": "other"},
@@ -173,7 +176,7 @@ def test_put_and_patch_entries_are_validated_in_the_worker_too(
     stores: tuple[SqlStore, SqlStore], pool: CountingPool
 ) -> None:
     pooled, _ = stores
-    with pooled.begin() as repo:
+    with pooled.begin(FULL_ACCESS) as repo:
         repo.transaction(transaction(*[put(n) for n in range(2 * BATCH + 1)]))
     patch = {
         "resource": {
@@ -186,10 +189,10 @@ def test_put_and_patch_entries_are_validated_in_the_worker_too(
     changed = [put(n) for n in range(1, BATCH)]
     for entry in changed:
         entry["resource"]["gender"] = "male"  # an unchanged PUT writes (and validates) nothing
-    with pooled.begin() as repo:
+    with pooled.begin(FULL_ACCESS) as repo:
         repo.transaction(transaction(patch, *changed))
     assert pool.batches == [BATCH, BATCH, BATCH]
-    with pooled.begin(readonly=True) as repo:
+    with pooled.begin(FULL_ACCESS, readonly=True) as repo:
         assert repo.read("Patient", "client-0").resource["active"] is True
 
 
@@ -229,7 +232,7 @@ def test_a_killed_worker_costs_speed_not_checks(
         assert outcome(pooled, bundle).issues == expected.issues
         for entry in bundle["entry"]:
             entry["resource"]["gender"] = "female"
-        with pooled.begin() as repo:
+        with pooled.begin(FULL_ACCESS) as repo:
             repo.transaction(bundle)
         assert count(pooled) == 3 * BATCH
         # The pool replaced its dead worker: a batch is answered by a process again.

@@ -15,11 +15,14 @@ from fhir_service.storage import (
     head_revision,
     upgrade,
 )
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.engine import BEGIN_OPTION
 from fhir_service.storage.migrate import current_revision, downgrade_engine, upgrade_engine
 from fhir_service.storage.reindex_jobs import ReindexJobs
 from fhir_service.storage.reindex_run import run_job
 from fhir_service.storage.search_tables import sp_composite
+
+FULL_ACCESS = AccessScope.full()
 
 
 def test_empty_database_is_refused_with_the_command_to_run(tmp_path: Path) -> None:
@@ -112,11 +115,11 @@ def test_upgrade_to_0010_reindexes_the_composites_with_a_choice(database_url: st
     query = [("code-value-date", "http://loinc.org|21918-8$ge2021-01-01")]
 
     def found() -> list[str]:
-        with store.begin(readonly=True) as repo:
+        with store.begin(FULL_ACCESS, readonly=True) as repo:
             return [s.id for s in repo.search("Observation", query)]
 
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             created = repo.create(observation).stored.id
             repo.create({"resourceType": "Patient"})
         with store.engine.begin() as conn:
@@ -162,12 +165,12 @@ def test_upgrade_to_0011_keeps_only_references_with_a_url_in_the_url_index(
     store = SqlStore.open(database_url)
 
     def by_url() -> list[str]:
-        with store.begin(readonly=True) as repo:
+        with store.begin(FULL_ACCESS, readonly=True) as repo:
             found = repo.search("QuestionnaireResponse", [("questionnaire", questionnaire)])
             return [s.id for s in found]
 
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             patient = repo.create({"resourceType": "Patient"}).stored.id
             answered = repo.create(
                 {

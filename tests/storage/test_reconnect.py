@@ -9,6 +9,9 @@ import sqlalchemy as sa
 
 import fhir_service.storage.engine as engine_module
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
+
+FULL_ACCESS = AccessScope.full()
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female"}
 
@@ -33,18 +36,18 @@ def test_connections_closed_by_the_server_are_replaced(
     monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", idle_ping)
     store = SqlStore.open(postgres_url, pool_size=1)
     try:
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             repo.update("Patient", "p1", PATIENT)
         with store.engine.connect() as conn:
             pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
         assert _terminate(postgres_url, pid)
         if idle_ping == 0.0:
-            with store.begin(readonly=True) as repo:
+            with store.begin(FULL_ACCESS, readonly=True) as repo:
                 assert repo.read("Patient", "p1").resource["gender"] == "female"
         else:
-            with pytest.raises(sa.exc.DBAPIError), store.begin(readonly=True) as repo:
+            with pytest.raises(sa.exc.DBAPIError), store.begin(FULL_ACCESS, readonly=True) as repo:
                 repo.read("Patient", "p1")
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             updated = repo.update("Patient", "p1", {**PATIENT, "gender": "male"})
         assert updated.stored.version_id == 2
     finally:

@@ -20,14 +20,17 @@ import pytest
 from fhir_service.cli.load import PROVIDER_TYPES, iter_bundles, load_all, providers_first
 from fhir_service.fhir.references import iter_references, parse_reference
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.repository import Stored
+
+FULL_ACCESS = AccessScope.full()
 
 pytestmark = pytest.mark.shared_data
 ANCHOR = date(2022, 3, 1)
 
 
 def current_resources(store: SqlStore) -> list[Stored]:
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         return [s for t in sorted(repo.counts()) for s in repo.search(t, [])]
 
 

@@ -11,7 +11,10 @@ import pytest
 from fhir_service.errors import InvalidRequest, InvalidResource, NotFound, PreconditionFailed
 from fhir_service.fhir.references import iter_references
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.repository import iter_pages
+
+FULL_ACCESS = AccessScope.full()
 
 PATIENT_URN = "urn:uuid:6f1c3a52-1b6e-4c55-9d7f-0d9b1d3f5a11"
 ORG = {"system": "http://hospital.example/org", "value": "IVC-CENTER"}
@@ -69,12 +72,12 @@ def case_bundle() -> dict[str, Any]:
 
 
 def all_versions(store: SqlStore) -> list[tuple[str, str, int, bool]]:
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         return [(s.resource_type, s.id, s.version_id, s.deleted) for s in iter_pages(repo)]
 
 
 def test_urn_uuid_references_are_rewritten_everywhere(store: SqlStore) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         response = repo.transaction(case_bundle())
     assert response["type"] == "transaction-response"
     statuses = [e["response"]["status"] for e in response["entry"]]
@@ -82,7 +85,7 @@ def test_urn_uuid_references_are_rewritten_everywhere(store: SqlStore) -> None:
     locations = [e["response"]["location"] for e in response["entry"]]
     obs_ref, cond_ref, patient_ref = (loc.split("/_history")[0] for loc in locations)
     assert patient_ref.startswith("Patient/") and cond_ref.startswith("Condition/")
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         condition = repo.read("Condition", cond_ref.split("/")[1]).resource
         observation = repo.read("Observation", obs_ref.split("/")[1]).resource
     assert condition is not None and observation is not None
@@ -92,7 +95,7 @@ def test_urn_uuid_references_are_rewritten_everywhere(store: SqlStore) -> None:
 
 
 def test_one_bad_entry_leaves_the_database_as_before(store: SqlStore) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         existing = repo.create({"resourceType": "Patient", "gender": "male"}).stored
     before = all_versions(store)
     bad = case_bundle()
@@ -104,14 +107,14 @@ def test_one_bad_entry_leaves_the_database_as_before(store: SqlStore) -> None:
     )
     bad["entry"].append({"request": {"method": "DELETE", "url": f"Patient/{existing.id}"}})
     bad["entry"].append(post({"resourceType": "Observation", "status": "no-such-status"}))
-    with pytest.raises(InvalidResource) as info, store.begin() as repo:
+    with pytest.raises(InvalidResource) as info, store.begin(FULL_ACCESS) as repo:
         repo.transaction(bad)
     assert info.value.expression[0].startswith("Bundle.entry[5].resource")
     assert all_versions(store) == before
 
 
 def test_processing_order_and_response_entries(store: SqlStore) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         old = repo.create({"resourceType": "Patient", "gender": "male"}).stored
         kept = repo.create({"resourceType": "Patient", "gender": "female"}).stored
     tx = bundle(
@@ -124,7 +127,7 @@ def test_processing_order_and_response_entries(store: SqlStore) -> None:
         post({"resourceType": "Patient", "gender": "unknown"}),
         {"request": {"method": "DELETE", "url": f"Patient/{old.id}"}},
     )
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         response = repo.transaction(tx)
     get, put, created, deleted = response["entry"]
     # GET runs after PUT, so it sees version 2
@@ -134,12 +137,12 @@ def test_processing_order_and_response_entries(store: SqlStore) -> None:
     assert put["response"]["location"] == f"Patient/{kept.id}/_history/2"
     assert created["response"]["status"] == "201 Created"
     assert deleted["response"]["status"] == "204 No Content"
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         assert repo.history("Patient", old.id).entries[0].deleted
 
 
 def test_delete_runs_before_post_and_put(store: SqlStore) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
     tx = bundle(
         "transaction",
@@ -149,7 +152,7 @@ def test_delete_runs_before_post_and_put(store: SqlStore) -> None:
         },
         {"request": {"method": "DELETE", "url": "Patient/p1"}},
     )
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         response = repo.transaction(tx)
         current = repo.read("Patient", "p1")
     assert response["entry"][0]["response"]["status"] == "201 Created"
@@ -157,7 +160,7 @@ def test_delete_runs_before_post_and_put(store: SqlStore) -> None:
 
 
 def test_conditional_references_and_if_none_exist(store: SqlStore) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         org = repo.create({"resourceType": "Organization", "identifier": [ORG], "name": "IVC"})
     tx = bundle(
         "transaction",
@@ -185,7 +188,7 @@ def test_conditional_references_and_if_none_exist(store: SqlStore) -> None:
             "urn:uuid:aa",
         ),
     )
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         response = repo.transaction(tx)
         encounter_id = response["entry"][0]["response"]["location"].split("/")[1]
         encounter = repo.read("Encounter", encounter_id).resource
@@ -203,13 +206,13 @@ def test_conditional_references_and_if_none_exist(store: SqlStore) -> None:
 def test_conditional_reference_without_single_match_fails(store: SqlStore) -> None:
     ref = {"reference": "Organization?identifier=http://hospital.example/org|NONE"}
     tx = bundle("transaction", post({"resourceType": "Patient", "managingOrganization": ref}))
-    with pytest.raises(NotFound), store.begin() as repo:
+    with pytest.raises(NotFound), store.begin(FULL_ACCESS) as repo:
         repo.transaction(tx)
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         for _ in range(2):
             repo.create({"resourceType": "Organization", "identifier": [ORG]})
     ref["reference"] = f"Organization?identifier={ORG['system']}|IVC-CENTER"
-    with pytest.raises(PreconditionFailed), store.begin() as repo:
+    with pytest.raises(PreconditionFailed), store.begin(FULL_ACCESS) as repo:
         repo.transaction(tx)
 
 
@@ -229,7 +232,7 @@ def test_same_if_none_exist_twice_in_one_bundle_creates_one(store: SqlStore) -> 
         ),
         post({"resourceType": "Patient", "managingOrganization": {"reference": "urn:uuid:o2"}}),
     )
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         response = repo.transaction(tx)
         orgs = repo.search("Organization", [])
     assert [e["response"]["status"] for e in response["entry"]] == [
@@ -250,17 +253,17 @@ def test_unresolved_urn_and_wrong_bundle_type_are_client_errors(store: SqlStore)
             }
         ),
     )
-    with pytest.raises(InvalidRequest, match="urn:uuid:missing"), store.begin() as repo:
+    with pytest.raises(InvalidRequest, match="urn:uuid:missing"), store.begin(FULL_ACCESS) as repo:
         repo.transaction(tx)
-    with pytest.raises(InvalidRequest, match=r"Bundle\.type"), store.begin() as repo:
+    with pytest.raises(InvalidRequest, match=r"Bundle\.type"), store.begin(FULL_ACCESS) as repo:
         repo.transaction(bundle("collection"))
-    with pytest.raises(InvalidRequest, match="method"), store.begin() as repo:
+    with pytest.raises(InvalidRequest, match="method"), store.begin(FULL_ACCESS) as repo:
         repo.transaction(bundle("transaction", {"request": {"method": "FETCH", "url": "Patient"}}))
     assert all_versions(store) == []
 
 
 def test_stale_if_match_in_a_transaction_rolls_back(store: SqlStore) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
         repo.update("Patient", "p1", {"resourceType": "Patient", "id": "p1", "gender": "male"})
     before = all_versions(store)
@@ -272,13 +275,13 @@ def test_stale_if_match_in_a_transaction_rolls_back(store: SqlStore) -> None:
             "resource": {"resourceType": "Patient", "id": "p1", "gender": "female"},
         },
     )
-    with pytest.raises(PreconditionFailed), store.begin() as repo:
+    with pytest.raises(PreconditionFailed), store.begin(FULL_ACCESS) as repo:
         repo.transaction(tx)
     assert all_versions(store) == before
 
 
 def test_patch_entry_with_binary_json_patch(store: SqlStore) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"})
     ops = [{"op": "add", "path": "/gender", "value": "female"}]
     binary = {
@@ -289,7 +292,7 @@ def test_patch_entry_with_binary_json_patch(store: SqlStore) -> None:
     tx = bundle(
         "transaction", {"request": {"method": "PATCH", "url": "Patient/p1"}, "resource": binary}
     )
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         response = repo.transaction(tx)
         current = repo.read("Patient", "p1")
     assert response["entry"][0]["response"]["etag"] == 'W/"2"'
@@ -307,7 +310,7 @@ def test_batch_entries_are_independent(store: SqlStore) -> None:
             "resource": {"resourceType": "Patient", "id": "p2"},
         },
     )
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         response = repo.batch(batch)
     assert response["type"] == "batch-response"
     statuses = [e["response"]["status"] for e in response["entry"]]
@@ -315,5 +318,5 @@ def test_batch_entries_are_independent(store: SqlStore) -> None:
     bad = response["entry"][1]["response"]["outcome"]
     assert bad["resourceType"] == "OperationOutcome"
     assert bad["issue"][0]["expression"][0].startswith("Bundle.entry[1].resource.birthDate")
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         assert len(repo.search("Patient", [])) == 2

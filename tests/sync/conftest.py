@@ -11,8 +11,11 @@ from typing import Any, TypeVar
 import pytest
 
 from fhir_service.storage import SqlStore, upgrade
+from fhir_service.storage.access import AccessScope
 from fhir_service.sync.client import FhirClient, RetryPolicy
 from tests.peer.process import Peer, start_peer
+
+FULL_ACCESS = AccessScope.full()
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CASE = REPO_ROOT / "examples" / "ivc-leiomyosarcoma" / "case.yaml"
@@ -75,5 +78,5 @@ def load_example(store: SqlStore) -> dict[str, Any]:
     for entry in bundle["entry"]:
         # Plain creates: conditional-create criteria belong to the load path, not to sync.
         entry["request"].pop("ifNoneExist", None)
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         return repo.transaction(bundle)

@@ -12,7 +12,10 @@ from typing import Any
 import httpx
 
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.storage.tables import resource
+
+FULL_ACCESS = AccessScope.full()
 
 
 def remote_all(base_url: str, rtype: str) -> list[dict[str, Any]]:
@@ -48,7 +51,7 @@ def local_all(store: SqlStore) -> dict[tuple[str, str], dict[str, Any]]:
             for r in conn.execute(resource.select().where(resource.c.deleted.is_(False)))
         ]
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    with store.begin(readonly=True) as repo:
+    with store.begin(FULL_ACCESS, readonly=True) as repo:
         for rtype, id in keys:
             body = repo.read(rtype, id).resource
             assert body is not None
@@ -57,7 +60,7 @@ def local_all(store: SqlStore) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def fill(store: SqlStore, count: int) -> None:
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         patient = repo.create({"resourceType": "Patient", "name": [{"family": "Resume"}]})
         for i in range(count - 1):
             repo.create(

@@ -14,10 +14,13 @@ from fastapi.testclient import TestClient
 from fhir_service.api import create_app
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, upgrade
+from fhir_service.storage.access import AccessScope
 from tests.security.conftest import backend_client, smart_settings
 from tests.served import serve
 from tests.sync.conftest import case_bundle, load_example
 from tests.sync.test_api import wait_for_end
+
+FULL_ACCESS = AccessScope.full()
 
 SCOPE = "system/*.read system/*.write"
 
@@ -57,7 +60,7 @@ def test_runs_to_the_configured_remote_use_its_credentials_and_no_other_does(
     assert run["counts"]["created"] == len(case_bundle()["entry"])
     remote_store = SqlStore.open(remote_db)
     try:
-        with remote_store.begin(readonly=True) as repo:
+        with remote_store.begin(FULL_ACCESS, readonly=True) as repo:
             assert sum(repo.counts().values()) == len(case_bundle()["entry"])
     finally:
         remote_store.close()

@@ -7,9 +7,12 @@ import subprocess
 import sys
 
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from tests.peer.process import Peer
 from tests.sync.conftest import CASE, case_bundle, load_example
 from tests.sync.helpers import remote_all
+
+FULL_ACCESS = AccessScope.full()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -25,7 +28,7 @@ def test_push_one_case_then_status(sqlite_url: str, peer: Peer) -> None:
     store = SqlStore.open(sqlite_url)
     try:
         load_example(store)
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             repo.create({"resourceType": "Patient", "name": [{"family": "Other"}]})
     finally:
         store.close()

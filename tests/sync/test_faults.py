@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.sync.client import FhirClient, RetryPolicy
 from fhir_service.sync.pull import pull
 from fhir_service.sync.push import RunReport, push
@@ -19,6 +20,8 @@ from tests.peer.process import Peer
 from tests.sync.conftest import case_bundle, load_example
 from tests.sync.fault_proxy import FaultProxy
 from tests.sync.helpers import content, local_all, remote_all
+
+FULL_ACCESS = AccessScope.full()
 
 CASE_TYPES = sorted({e["resource"]["resourceType"] for e in case_bundle()["entry"]})
 
@@ -53,7 +56,7 @@ def test_push_and_pull_converge_under_faults(
         url = f"http://127.0.0.1:{proxy.port}/fhir"
         first, retries = run(url, lambda c: push(store, c, chunk_size=10))
         assert first.errors == []
-        with store.begin() as repo:
+        with store.begin(FULL_ACCESS) as repo:
             patient = repo.search("Patient", [])[0]
             body = dict(patient.resource or {})
             body["gender"] = "unknown" if body.get("gender") != "unknown" else "other"

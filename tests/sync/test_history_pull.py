@@ -15,11 +15,14 @@ import httpx
 import pytest
 
 from fhir_service.storage import SqlStore, upgrade
+from fhir_service.storage.access import AccessScope
 from fhir_service.sync.pull import pull
 from fhir_service.sync.push import push
 from tests.peer.process import Peer, start_fhir_service
 from tests.sync.conftest import load_example, with_client
 from tests.sync.helpers import content, local_all
+
+FULL_ACCESS = AccessScope.full()
 
 
 @pytest.fixture
@@ -73,7 +76,7 @@ def test_everything_pulls_one_patient(
 ) -> None:
     base = service_peer.base_url
     load_example(store)
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         other = repo.create({"resourceType": "Patient", "name": [{"family": "Other"}]})
         repo.create(
             {

@@ -6,6 +6,7 @@ import httpx
 import sqlalchemy as sa
 
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.sync.client import FhirClient
 from fhir_service.sync.errors import RemoteRejected
 from fhir_service.sync.pull import pull
@@ -14,6 +15,8 @@ from fhir_service.sync.tables import sync_run
 from tests.peer.process import Peer
 from tests.sync.conftest import case_bundle, load_example, with_client
 from tests.sync.helpers import content, local_all, remote_all
+
+FULL_ACCESS = AccessScope.full()
 
 CASE_TYPES = sorted({e["resource"]["resourceType"] for e in case_bundle()["entry"]})
 
@@ -61,7 +64,7 @@ def test_remote_update_is_pulled_and_local_edit_is_not_overwritten(
         assert (
             httpx.put(f"{peer.base_url}/Condition/{remote['id']}", json=remote).status_code == 200
         )
-    with empty_store.begin() as repo:
+    with empty_store.begin(FULL_ACCESS) as repo:
         mine = dict(repo.read("Condition", guarded["id"]).resource or {})
         mine["note"] = [{"text": "edited locally"}]
         repo.update("Condition", guarded["id"], mine)

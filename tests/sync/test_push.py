@@ -8,11 +8,14 @@ import httpx
 import pytest
 
 from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope
 from fhir_service.sync.client import FhirClient
 from fhir_service.sync.push import push
 from tests.peer.process import Peer
 from tests.sync.conftest import case_bundle, load_example, with_client
 from tests.sync.helpers import remote_all
+
+FULL_ACCESS = AccessScope.full()
 
 
 def case_types() -> dict[str, int]:
@@ -43,12 +46,12 @@ def test_push_example_case_twice_creates_each_resource_once(store: SqlStore, pee
 def test_local_change_updates_the_remote_with_a_new_version(store: SqlStore, peer: Peer) -> None:
     load_example(store)
     with_client(peer.base_url, lambda c: push(store, c))
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         patient = repo.search("Patient", [])[0]
     before = httpx.get(f"{peer.base_url}/Patient/{patient.id}").json()
     body = dict(patient.resource or {})
     body["gender"] = "other" if body.get("gender") != "other" else "unknown"
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.update("Patient", patient.id, body)
 
     report = with_client(peer.base_url, lambda c: push(store, c))
@@ -64,14 +67,14 @@ def test_local_change_updates_the_remote_with_a_new_version(store: SqlStore, pee
 def test_remote_change_is_reported_not_overwritten(store: SqlStore, peer: Peer) -> None:
     load_example(store)
     with_client(peer.base_url, lambda c: push(store, c))
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         patient = repo.search("Patient", [])[0]
     remote = httpx.get(f"{peer.base_url}/Patient/{patient.id}").json()
     remote["birthDate"] = "1901-01-01"
     assert httpx.put(f"{peer.base_url}/Patient/{patient.id}", json=remote).status_code == 200
     body = dict(patient.resource or {})
     body["gender"] = "other" if body.get("gender") != "other" else "unknown"
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.update("Patient", patient.id, body)
 
     report = with_client(peer.base_url, lambda c: push(store, c))
@@ -125,7 +128,7 @@ def test_remote_assigned_ids_are_mapped_and_references_rewritten(
 
     first = with_client(peer.base_url, post_all)
     assert first.errors == [] and first.counts["created"] == len(case_bundle()["entry"])
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         patient = repo.search("Patient", [])[0]
     (remote_patient,) = remote_all(peer.base_url, "Patient")
     assert remote_patient["id"] != patient.id
@@ -134,7 +137,7 @@ def test_remote_assigned_ids_are_mapped_and_references_rewritten(
 
     body = dict(patient.resource or {})
     body["gender"] = "other" if body.get("gender") != "other" else "unknown"
-    with store.begin() as repo:
+    with store.begin(FULL_ACCESS) as repo:
         repo.update("Patient", patient.id, body)
     second = with_client(peer.base_url, post_all)
     assert second.counts["updated"] == 1 and second.counts["created"] == 0

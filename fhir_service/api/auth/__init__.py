@@ -5,8 +5,8 @@
 
 - ``AuthMiddleware`` authenticates bearer tokens (``smart`` mode), checks ``$export``,
   rate-limits per client and writes one audit record per FHIR request;
-- the ``get_store`` dependency is overridden so every route's ``store.begin()`` yields
-  a ``GuardedRepository`` enforcing scopes and the patient compartment (``access.py``);
+- every route's store is the application's store seen through the request's access
+  scope (``AccessContext.scope``): storage applies it inside every statement it runs;
 - routes: ``POST /auth/token``, ``GET /auth/jwks``, ``GET /fhir/.well-known/smart-configuration``,
   ``GET /fhir/AuditEvent[/{id}]``; security headers; CORS for the configured origins.
 """
@@ -18,7 +18,6 @@ import logging
 from fastapi import FastAPI, Request
 
 from fhir_service.api.auth import audit, token_endpoint, well_known
-from fhir_service.api.auth.access import GuardedStore, guard
 from fhir_service.api.auth.config import Security
 from fhir_service.api.auth.context import AccessContext
 from fhir_service.api.auth.hardening import SecurityHeaders, install_cors
@@ -37,18 +36,25 @@ OPEN_MODE_BANNER = """
 *  set FHIR_SERVICE_AUTH_MODE=smart to require SMART bearer tokens.    *
 ************************************************************************"""
 
-__all__ = ["AccessContext", "GuardedStore", "Security", "guard", "install"]
+__all__ = ["AccessContext", "Security", "install", "request_access"]
 
 
-def guarded_store(request: Request) -> Store:
-    """The application's store seen through the request's AccessContext."""
-    store: Store = request.app.state.store
-    context = getattr(request.state, "access", None)
+def request_access(request: Request) -> AccessContext:
+    """The request's AccessContext (open mode: everything); Unauthorized when smart mode
+    left none (default deny)."""
+    context: AccessContext | None = getattr(request.state, "access", None)
     if context is None:
         if request.app.state.security.mode != "open":
             raise Unauthorized("This request carries no authenticated access context")
         context = AccessContext.open()
-    return guard(store, context)
+    return context
+
+
+def scoped_store(request: Request) -> Store:
+    """The application's store seen through the request's access scope."""
+    context = request_access(request)
+    store: Store = request.app.state.store.scoped(context.scope, context.note)
+    return store
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -59,7 +65,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         log.warning("%s", OPEN_MODE_BANNER)
     else:
         log.info("auth mode smart: bearer tokens required on /fhir")
-    app.state.store_view = guarded_store
+    app.state.store_view = scoped_store
     for router in (token_endpoint.router, well_known.router, audit.router):
         add_routes(app, router)
     app.add_middleware(AuthMiddleware, security=security)

@@ -22,7 +22,6 @@ from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
 from fhir_service.api.auth.audit import AuditLog
-from fhir_service.api.auth.compartment import PatientCompartment
 from fhir_service.api.auth.context import AccessContext
 from fhir_service.api.auth.hardening import RateLimiter
 from fhir_service.api.auth.keys import KeyFileError, key_set, load_signing_key, read_key_set
@@ -86,15 +85,14 @@ class Security:
         self._remote = RemoteKeySet(settings.auth_jwks_url) if settings.auth_jwks_url else None
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.client_jwks: dict[str, RemoteKeySet] = {}
-        self._compartment: PatientCompartment | None = None
         self._load_keys(settings.auth_signing_key_path, settings.auth_jwks_path)
-        if self.mode == "smart":
-            if self.signing_key is None and self._local is None and self._remote is None:
-                raise KeyFileError(
-                    "FHIR_SERVICE_AUTH_MODE=smart needs trusted keys: run `fhir-service auth "
-                    "generate-key`, or set FHIR_SERVICE_AUTH_JWKS_PATH or _JWKS_URL"
-                )
-            self._compartment = PatientCompartment.load(settings.package_cache)
+        if self.mode == "smart" and (
+            self.signing_key is None and self._local is None and self._remote is None
+        ):
+            raise KeyFileError(
+                "FHIR_SERVICE_AUTH_MODE=smart needs trusted keys: run `fhir-service auth "
+                "generate-key`, or set FHIR_SERVICE_AUTH_JWKS_PATH or _JWKS_URL"
+            )
 
     def _load_keys(self, signing: Path, jwks: Path | None) -> None:
         if signing.is_file():
@@ -169,5 +167,4 @@ class Security:
             client_id=claims.client_id,
             scopes=ScopeSet.parse(claims.scope),
             patient=claims.patient,
-            compartment=self._compartment,
         )

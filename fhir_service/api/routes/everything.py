@@ -12,13 +12,12 @@ from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep, IdDep, StoreDep
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes import interaction
 from fhir_service.api.routes.history import parse_count, parse_since
-from fhir_service.api.routes.search import CURSOR, searching, searchset
+from fhir_service.api.routes.search import CURSOR, searchset
 from fhir_service.errors import InvalidRequest
 from fhir_service.fhir.models import is_resource_type
 from fhir_service.search.compartment import patient_compartment
 from fhir_service.search.query import SearchRequest
 from fhir_service.search.registry import get_registry
-from fhir_service.storage.search_sql import compartment_filter, since_filter
 
 router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
@@ -45,12 +44,9 @@ def everything(
     since = parse_since(query.get("_since"))
     search = SearchRequest(types=types, count=parse_count(query.get("_count")))
     search.cursor = query.get(CURSOR)
-    extra = [compartment_filter(compartment, types, id)]
-    if since is not None:
-        extra.append(since_filter(types, since))
     with store.begin(readonly=True) as repo:
         repo.read("Patient", id)
-        page = searching(repo).search_page(search, extra)
+        page = repo.search_page(search, compartment=id, since=since)
     pairs = list(query.multi_items())
     bundle = searchset(page, search, pairs, base, f"/Patient/{id}/$everything")
     return fhir_response(bundle, 200, fmt)

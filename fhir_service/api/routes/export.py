@@ -27,7 +27,6 @@ from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
-from fhir_service.api.auth.compartment import PatientCompartment
 from fhir_service.api.background import running
 from fhir_service.api.deps import BASE_PATH, BaseDep, IdDep, SettingsDep, StoreDep
 from fhir_service.api.export_params import check_type_filters, export_params, parameter_pairs
@@ -36,6 +35,8 @@ from fhir_service.api.routes import operation
 from fhir_service.errors import InvalidRequest, Issue, NotFound
 from fhir_service.export.jobs import Job, Level
 from fhir_service.export.runner import ExportRunner
+from fhir_service.search.compartment import compartment_paths
+from fhir_service.search.registry import get_registry
 from fhir_service.storage import format_instant
 
 RETRY_AFTER = "2"
@@ -54,7 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runner = ExportRunner(
         engine,
         settings.export_dir.resolve(),
-        compartment=functools.cache(lambda: PatientCompartment.load(settings.package_cache)),
+        compartment=functools.cache(lambda: compartment_paths(get_registry())),
         deid_secret=settings.deid_secret,
         stale_after=timedelta(seconds=settings.worker_stale_seconds),
     )

@@ -173,8 +173,7 @@ def metadata(request: Request, fmt: FormatDep, base: BaseDep, store: StoreDep) -
     """The CapabilityStatement; computed once per application, base and set of stored
     SearchParameters (a custom one POSTed is listed from then on)."""
     with store.begin(readonly=True) as repo:
-        stored = getattr(repo, "search_registry", None)
-        registry = stored() if callable(stored) else get_registry()
+        registry = repo.search_registry()
     cached: dict[str, tuple[Registry, dict[str, Any]]] = request.app.state.capabilities
     if base not in cached or cached[base][0] is not registry:
         cached[base] = (registry, capability_statement(request.app, base, registry))

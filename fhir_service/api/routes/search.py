@@ -8,7 +8,7 @@ ignored parameters (``Prefer: handling=strict`` makes those a 400).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
@@ -24,28 +24,10 @@ from fhir_service.fhir.outcome import operation_outcome
 from fhir_service.fhir.summary import select_elements, summarize
 from fhir_service.search.compartment import patient_compartment
 from fhir_service.search.query import SearchRequest, parse_search
-from fhir_service.search.registry import Registry, get_registry
-from fhir_service.storage import Store, Stored
-from fhir_service.storage.search_sql import SearchPage, compartment_filter
+from fhir_service.search.registry import get_registry
+from fhir_service.storage import SearchPage, Store, Stored
 
 router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
-
-
-class Searching(Protocol):
-    """What search needs of a unit of work (``SqlRepository``, or a guard around it)."""
-
-    def search_page(self, request: SearchRequest, extra: list[Any] | None = None) -> SearchPage: ...
-
-    def counts(self) -> dict[str, int]: ...
-
-    def search_registry(self) -> Registry: ...
-
-    def read(self, resource_type: str, id: str) -> Stored: ...
-
-
-def searching(repo: object) -> Searching:
-    """The unit of work seen as Searching (SqlStore hands out SqlRepository)."""
-    return cast(Searching, repo)
 
 
 CURSOR = "_cursor"
@@ -135,17 +117,13 @@ def run_search(
     fmt: Format,
     base: str,
     path: str,
-    compartment: tuple[str, str] | None = None,
+    compartment: str | None = None,
 ) -> Response:
-    """Parse, run and answer one search."""
+    """Parse, run and answer one search (``compartment``: in Patient/<id>'s compartment)."""
     with store.begin(readonly=True) as repo:
-        registry = searching(repo).search_registry()
+        registry = repo.search_registry()
         search = parse_search(registry, types, pairs, strict=strict_handling(request))
-        extra = []
-        if compartment is not None:
-            members = patient_compartment(registry)
-            extra.append(compartment_filter(members, types, compartment[1]))
-        page = searching(repo).search_page(search, extra)
+        page = repo.search_page(search, compartment=compartment)
     warnings = reindex_warnings(request, search)
     return fhir_response(searchset(page, search, pairs, base, path, warnings), 200, fmt)
 
@@ -194,7 +172,7 @@ def _system_types(store: Store, pairs: list[tuple[str, str]]) -> list[str]:
     if named:
         return sorted(set(named))
     with store.begin(readonly=True) as repo:
-        return sorted(searching(repo).counts()) or ["Patient"]
+        return sorted(repo.counts()) or ["Patient"]
 
 
 @router.get("", openapi_extra=interaction("search-system"))
@@ -220,6 +198,4 @@ async def search_compartment(
     if type != "Patient" and type not in patient_compartment(get_registry()):
         raise NotFound(f"{type} is not in the Patient compartment", expression="type")
     pairs = await request_pairs(request)
-    return run_search(
-        store, [type], pairs, request, fmt, base, f"/Patient/{id}/{type}", ("Patient", id)
-    )
+    return run_search(store, [type], pairs, request, fmt, base, f"/Patient/{id}/{type}", id)
