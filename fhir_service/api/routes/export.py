@@ -28,7 +28,7 @@ from fastapi.responses import FileResponse
 from starlette.responses import Response
 
 from fhir_service.api.background import running
-from fhir_service.api.deps import BASE_PATH, BaseDep, IdDep, SettingsDep, StoreDep
+from fhir_service.api.deps import BASE_PATH, BaseDep, IdDep, SettingsDep, StoreDep, request_store
 from fhir_service.api.export_params import check_type_filters, export_params, parameter_pairs
 from fhir_service.api.responses import fhir_response, outcome_response
 from fhir_service.api.routes import operation
@@ -87,7 +87,7 @@ async def _kick_off(
     params = export_params(level, await parameter_pairs(request), group)
     if params.deidentify and not request.app.state.settings.deid_secret:
         raise InvalidRequest("De-identified export is not configured (deid_secret)")
-    await asyncio.to_thread(check_type_filters, request.app.state.store, params)
+    await asyncio.to_thread(check_type_filters, request_store(request), params)
     runner = _runner(request)
     job = await asyncio.to_thread(runner.jobs.create, _client(request), str(request.url), params)
     if job is None:

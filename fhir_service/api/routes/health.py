@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse, Response
 
@@ -21,11 +21,11 @@ def healthz() -> Response:
 
 
 @router.get("/readyz")
-def readyz(store: StoreDep) -> Response:
+def readyz(request: Request, store: StoreDep) -> Response:
     """The database answers and its schema is current; 503 with an OperationOutcome if not."""
     try:
-        if isinstance(store, SqlStore):
-            check_schema_current(store.engine)
+        database: SqlStore = request.app.state.store
+        check_schema_current(database.engine)
         with store.begin(readonly=True) as repo:
             repo.history(count=1)
     except FhirServiceError as exc:
