@@ -137,3 +137,22 @@ def test_jobs_answer_only_their_client_and_its_scopes(smart: Smart, world: World
     assert smart.client.get(file, headers=owner).status_code == 200
     assert smart.client.delete(status, headers=owner).status_code == 202
     assert_outcome(smart.client.get(status, headers=owner), 404, job)
+
+
+def test_deleted_resource_files_need_the_scopes_of_every_type_of_the_job(
+    smart: Smart, world: World
+) -> None:
+    since = smart.client.get(f"/fhir/Observation/{world.obs_b}", headers=auth(smart, ADMIN)).json()[
+        "meta"
+    ]["lastUpdated"]
+    time.sleep(0.01)
+    deleted = smart.client.delete(f"/fhir/Observation/{world.obs_b}", headers=auth(smart, ADMIN))
+    assert deleted.status_code in (200, 204), deleted.text
+    status = kick_off(smart, "/fhir/$export", OBSERVATIONS, params={"_since": since})
+    done = manifest(smart.client, status, auth(smart, OBSERVATIONS))
+    assert [f["type"] for f in done["deleted"]] == ["Bundle"]
+    url = done["deleted"][0]["url"].removeprefix(ORIGIN)
+    listed = smart.client.get(url, headers=auth(smart, OBSERVATIONS))
+    assert listed.status_code == 200, listed.text
+    assert f"Observation/{world.obs_b}" in listed.text
+    assert_outcome(smart.client.get(url, headers=auth(smart, "system/Patient.rs")), 403)
