@@ -56,3 +56,20 @@ class Settings(BaseSettings):
     transaction does its SQL work (0: validate them in the request's own thread)."""
     worker_stale_seconds: float = Field(default=120.0, gt=0)
     """A background job (sync run, export, reindex) whose heartbeat is older is taken over."""
+
+    def smart_problem(self) -> str | None:
+        """Why ``smart`` mode cannot start with these settings, or None.
+
+        The expected token ``iss``/``aud`` and the token endpoint's URL must be configured,
+        never taken from a request's Host header
+        (https://hl7.org/fhir/smart-app-launch/backend-services.html#step-4-fhir-api-access).
+        """
+        if self.auth_mode != "smart" or self.base_url:
+            return None
+        if self.auth_audience and self.auth_issuer:
+            return None
+        return (
+            "FHIR_SERVICE_AUTH_MODE=smart needs FHIR_SERVICE_BASE_URL (the public FHIR base "
+            "URL), or both FHIR_SERVICE_AUTH_AUDIENCE and FHIR_SERVICE_AUTH_ISSUER: the "
+            "expected token audience and issuer are never taken from the request's Host"
+        )

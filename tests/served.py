@@ -21,9 +21,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: Any, *, start_timeout: float = 60) -> Iterator[str]:
-    """Run ``app`` until the block ends; yields its origin, ``http://127.0.0.1:PORT``."""
-    port = free_port()
+def serve(app: Any, *, start_timeout: float = 60, port: int | None = None) -> Iterator[str]:
+    """Run ``app`` until the block ends (on ``port``, else a free one); yields its origin,
+    ``http://127.0.0.1:PORT``."""
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

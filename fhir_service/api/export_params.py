@@ -4,6 +4,9 @@ string (GET) or a ``Parameters`` body (POST), checked into an ``ExportParams``.
 
 Every client mistake is an InvalidRequest (400 OperationOutcome) at kick-off, so a job
 never starts on parameters it cannot run.
+
+The kick-off's access check (``fhir_service.api.auth.export_scopes``) and the job see the
+one ``ExportParams`` built here, query string and body together.
 """
 
 from __future__ import annotations

@@ -43,6 +43,10 @@ def demo_command(
     """Create or upgrade the SQLite database, load the example case and serve it."""
     url = f"sqlite:///{DEMO_DATABASE.resolve()}"
     settings = Settings(database_url=url)
+    problem = settings.smart_problem() if serve else None
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
     try:
         revision = upgrade(url)
         store = SqlStore.open(url)

@@ -1,7 +1,8 @@
 """`fhir-service serve [--host H] [--port P]`: the FHIR API at /fhir with uvicorn.
 
 Refuses to start on a database whose schema is behind, naming the command that
-fixes it (`fhir-service db upgrade`).
+fixes it (`fhir-service db upgrade`), and in smart mode without the configured base URL
+(or audience and issuer) that tokens are checked against.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def serve_command(
 ) -> None:
     """Serve the FHIR R4 API at /fhir (CapabilityStatement at /fhir/metadata)."""
     settings = Settings()
-    problem = check_database(settings)
+    problem = settings.smart_problem() or check_database(settings)
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)

@@ -40,6 +40,8 @@ class ExportParams:
     """``_typeFilter``: resource type -> search queries (a resource matching any is kept)."""
     elements: list[str] | None = None
     """``_elements``: ``Type.element`` or ``element`` names."""
+    scopes: list[str] | None = None
+    """The scopes the job was started with (None: unrestricted, as in open mode)."""
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -51,6 +53,7 @@ class ExportParams:
             "deidentify": self.deidentify,
             "type_filters": self.type_filters,
             "elements": self.elements,
+            "scopes": self.scopes,
         }
         return json.dumps(data)
 
@@ -67,6 +70,7 @@ class ExportParams:
             deidentify=bool(data.get("deidentify")),
             type_filters=data.get("type_filters"),
             elements=data.get("elements"),
+            scopes=data.get("scopes"),
         )
 
 

@@ -71,7 +71,7 @@ def smart_settings(database_url: str, tmp_path: Path, **extra: Any) -> Settings:
         "database_url": database_url,
         "auth_mode": "smart",
         "auth_signing_key_path": key_path,
-        "base_url": None,
+        "base_url": "http://testserver/fhir",
         "rate_limit_per_minute": 0,
         **extra,
     }

@@ -39,6 +39,7 @@ def test_smart_mode_without_keys_refuses_to_start(database_url: str, tmp_path: P
     settings = Settings(
         database_url=database_url,
         auth_mode="smart",
+        base_url="http://testserver/fhir",
         auth_signing_key_path=tmp_path / "missing.json",
     )
     with pytest.raises(ValueError, match="generate-key"):

@@ -16,7 +16,7 @@ from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, upgrade
 from fhir_service.storage.access import AccessScope
 from tests.security.conftest import backend_client, smart_settings
-from tests.served import serve
+from tests.served import free_port, serve
 from tests.sync.conftest import case_bundle, load_example
 from tests.sync.test_api import wait_for_end
 
@@ -36,7 +36,9 @@ def test_runs_to_the_configured_remote_use_its_credentials_and_no_other_does(
         load_example(store)
     finally:
         store.close()
-    with serve(create_app(smart_settings(remote_db, tmp_path))) as origin:
+    port = free_port()
+    smart = smart_settings(remote_db, tmp_path, base_url=f"http://127.0.0.1:{port}/fhir")
+    with serve(create_app(smart), port=port) as origin:
         remote = f"{origin}/fhir"
         # The same server under another name is another remote: allowed, no credentials.
         other = remote.replace("127.0.0.1", "localhost")

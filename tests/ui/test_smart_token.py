@@ -19,7 +19,7 @@ from fhir_service.api import create_app
 from fhir_service.cli.load import load_all, providers_first
 from fhir_service.storage import SqlStore, upgrade
 from tests.security.conftest import backend_client, smart_settings
-from tests.served import serve
+from tests.served import free_port, serve
 from tests.ui.conftest import EXAMPLE_CASE, Watched, screenshot
 
 
@@ -41,7 +41,9 @@ def smart_server(tmp_path: Path) -> Iterator[SmartServer]:
     finally:
         store.close()
     client_id, key_file = backend_client(url, tmp_path, "system/*.rs")
-    with serve(create_app(smart_settings(url, tmp_path))) as origin:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/fhir"
+    with serve(create_app(smart_settings(url, tmp_path, base_url=base_url)), port=port) as origin:
         yield SmartServer(origin, client_id, key_file)
 
 

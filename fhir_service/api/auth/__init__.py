@@ -19,11 +19,10 @@ from fastapi import FastAPI, Request
 
 from fhir_service.api.auth import audit, token_endpoint, well_known
 from fhir_service.api.auth.config import Security
-from fhir_service.api.auth.context import AccessContext
+from fhir_service.api.auth.context import AccessContext, request_access
 from fhir_service.api.auth.hardening import SecurityHeaders, install_cors
 from fhir_service.api.auth.middleware import AuthMiddleware
 from fhir_service.api.routing import add_routes
-from fhir_service.errors import Unauthorized
 from fhir_service.settings import Settings
 from fhir_service.storage import Store
 
@@ -37,17 +36,6 @@ OPEN_MODE_BANNER = """
 ************************************************************************"""
 
 __all__ = ["AccessContext", "Security", "install", "request_access"]
-
-
-def request_access(request: Request) -> AccessContext:
-    """The request's AccessContext (open mode: everything); Unauthorized when smart mode
-    left none (default deny)."""
-    context: AccessContext | None = getattr(request.state, "access", None)
-    if context is None:
-        if request.app.state.security.mode != "open":
-            raise Unauthorized("This request carries no authenticated access context")
-        context = AccessContext.open()
-    return context
 
 
 def scoped_store(request: Request) -> Store:

@@ -34,8 +34,9 @@ from fhir_service.storage import Store, create_engine
 log = logging.getLogger("fhir_service.security")
 
 JWKS_CACHE_SECONDS = 300
-TOKEN_PATH = "/auth/token"
-JWKS_PATH = "/auth/jwks"
+AUTH_PATH = "/auth"
+TOKEN_PATH = f"{AUTH_PATH}/token"
+JWKS_PATH = f"{AUTH_PATH}/jwks"
 
 
 class RemoteKeySet:
@@ -72,6 +73,10 @@ def _fetch_json(url: str) -> dict[str, object]:
     return data
 
 
+class SmartConfigError(ValueError):
+    """Smart mode without a configured base URL, audience or issuer."""
+
+
 class Security:
     """Everything the security layer needs at request time."""
 
@@ -85,6 +90,9 @@ class Security:
         self._remote = RemoteKeySet(settings.auth_jwks_url) if settings.auth_jwks_url else None
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.client_jwks: dict[str, RemoteKeySet] = {}
+        problem = settings.smart_problem()
+        if problem is not None:
+            raise SmartConfigError(problem)
         self._load_keys(settings.auth_signing_key_path, settings.auth_jwks_path)
         if self.mode == "smart" and (
             self.signing_key is None and self._local is None and self._remote is None
@@ -101,27 +109,43 @@ class Security:
             self._local = read_key_set(jwks)
 
     # ------------------------------------------------------------------ places
+    # In smart mode every place comes from the settings (``smart_problem`` guarantees
+    # them): a request's Host header never decides which tokens or assertions are valid.
+    # Open mode, which checks no token, still follows the request when nothing is set.
 
     def origin(self, request: Request) -> str:
         """``scheme://host[:port]`` of the service (``base_url`` wins over the request)."""
         if self.settings.base_url:
             parts = urlsplit(str(self.settings.base_url))
             return f"{parts.scheme}://{parts.netloc}"
+        if self.mode == "smart":
+            return self.auth_root(request).removesuffix(AUTH_PATH)
         return str(request.base_url).rstrip("/")
 
     def fhir_base(self, request: Request) -> str:
         if self.settings.base_url:
             return str(self.settings.base_url).rstrip("/")
+        if self.mode == "smart":
+            return str(self.settings.auth_audience)
         return self.origin(request) + BASE_PATH
 
+    def auth_root(self, request: Request) -> str:
+        """Where ``/token`` and ``/jwks`` are: ``<origin>/auth`` of the base URL; in smart
+        mode without one, the configured issuer."""
+        if self.settings.base_url or self.mode != "smart":
+            return self.origin(request) + AUTH_PATH
+        return str(self.settings.auth_issuer).rstrip("/")
+
     def issuer(self, request: Request) -> str:
-        return self.settings.auth_issuer or self.origin(request) + "/auth"
+        return self.settings.auth_issuer or self.origin(request) + AUTH_PATH
 
     def audience(self, request: Request) -> str:
         return self.settings.auth_audience or self.fhir_base(request)
 
     def token_url(self, request: Request) -> str:
-        return self.origin(request) + TOKEN_PATH
+        """The token endpoint's URL: the ``aud`` a client assertion must carry
+        (https://www.rfc-editor.org/rfc/rfc7523#section-3)."""
+        return self.auth_root(request) + TOKEN_PATH.removeprefix(AUTH_PATH)
 
     # -------------------------------------------------------------- database
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from starlette.requests import Request
+
 from fhir_service.api.auth.scopes import ScopeSet
+from fhir_service.errors import Unauthorized
 from fhir_service.storage.access import AccessScope, Grant, Reach
 
 MAX_AUDIT_ENTITIES = 50
@@ -78,3 +81,14 @@ class AccessContext:
     def require(self, resource_type: str, action: str) -> Reach:
         """The reach of ``action`` on the type; Forbidden when no scope grants it."""
         return self.scope.require(resource_type, action)
+
+
+def request_access(request: Request) -> AccessContext:
+    """The request's AccessContext (open mode: everything); Unauthorized when smart mode
+    left none (default deny)."""
+    access = getattr(request.state, "access", None)
+    if isinstance(access, AccessContext):
+        return access
+    if request.app.state.security.mode != "open":
+        raise Unauthorized("This request carries no authenticated access context")
+    return AccessContext.open()

@@ -6,16 +6,16 @@ In ``smart`` mode every request under ``/fhir`` and ``/sync`` but the public one
 ``/.well-known/smart-configuration``) needs ``Authorization: Bearer <token>``: without
 a valid token the answer is 401 with an OperationOutcome and ``WWW-Authenticate``. The
 request's ``AccessContext`` is put on ``request.state.access`` for the repository guard;
-in ``open`` mode it grants everything. Bulk Data ``$export`` (which runs outside the
-request) is checked here: it needs system-level read scopes for every exported type;
-sync runs (which push or pull every resource) need ``system/*.cruds``.
+in ``open`` mode it grants everything. Tokens are checked against the configured issuer
+and audience, never against the request's Host. Sync runs (which push or pull every
+resource) need ``system/*.cruds``. Bulk Data ``$export`` is checked by its routes, on the
+parameters they parse (``fhir_service.api.auth.export_scopes``).
 Every FHIR request then leaves one audit record.
 """
 
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qsl
 
 import anyio
 from starlette.requests import Request
@@ -64,30 +64,6 @@ def _challenge(error: FhirServiceError | None) -> str:
     return f'Bearer realm="{REALM}", error="invalid_token", error_description="{description}"'
 
 
-def check_export(context: AccessContext, path: str, query: str) -> None:
-    """``$export`` needs system-level read scopes for each type of ``_type`` (every type
-    when ``_type`` is absent)."""
-    if "$export" not in path or context.scopes is None:
-        return
-    requested = [
-        t.strip()
-        for name, value in parse_qsl(query)
-        if name == "_type"
-        for t in value.split(",")
-        if t.strip()
-    ]
-    for rtype in requested or ["*"]:
-        covered = any(
-            scope.context == "system"
-            and "r" in scope.actions
-            and scope.resource_type in ("*", rtype)
-            for scope in context.scopes.scopes
-        )
-        if not covered:
-            what = rtype if rtype != "*" else "all resource types"
-            raise Forbidden(f"$export of {what} needs a system/ read scope for it")
-
-
 def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
@@ -117,7 +93,6 @@ class AuthMiddleware:
             context = AccessContext(client_id="unauthenticated")
             try:
                 context = await self._authenticate(request)
-                check_export(context, path, scope.get("query_string", b"").decode("latin-1"))
                 check_admin(context, path)
             except FhirServiceError as exc:
                 await self._refuse(scope, receive, send, request, context, exc)

@@ -5,10 +5,12 @@ https://www.rfc-editor.org/rfc/rfc7523#section-2.2).
 ``POST /auth/token`` (form encoded): ``grant_type=client_credentials``, ``scope``,
 ``client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`` and
 ``client_assertion``: a JWT signed by the client's registered key with ``iss`` = ``sub``
-= client id, ``aud`` = this endpoint's URL, ``exp`` at most five minutes ahead and a
-``jti`` never used before. The answer is a signed access token with the requested scopes
-that the client's registration allows (patient scopes only for a client registered with
-a patient). Errors are OAuth errors (RFC 6749 section 5.2), not OperationOutcomes.
+= client id, ``aud`` = this endpoint's configured URL (``<origin of FHIR_SERVICE_BASE_URL>
+/auth/token``, else ``<FHIR_SERVICE_AUTH_ISSUER>/token``; never the request's Host),
+``exp`` at most five minutes ahead and a ``jti`` never used before. The answer is a
+signed access token with the requested scopes that the client's registration allows
+(patient scopes only for a client registered with a patient). Errors are OAuth errors
+(RFC 6749 section 5.2), not OperationOutcomes.
 ``GET /auth/jwks`` publishes the public key the access tokens are signed with.
 """
 

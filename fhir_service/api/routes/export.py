@@ -10,6 +10,9 @@ Parameters (``fhir_service.api.export_params``): ``_outputFormat``, ``_type``, `
 ``_typeFilter``, ``_elements``, ``patient`` (POST) and the service's ``_deidentify=true``;
 ``includeAssociatedData`` is answered with 400. A client with an export still queued or
 running gets 429 with ``Retry-After`` (one active job per client is a unique index).
+
+Access (``fhir_service.api.auth.export_scopes``) is checked on the parsed parameters the
+job runs with; status, files and cancel belong to the client that started the job.
 """
 
 from __future__ import annotations
@@ -27,6 +30,15 @@ from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
+from fhir_service.api.auth.context import request_access
+from fhir_service.api.auth.export_scopes import (
+    authorize_kick_off,
+    file_types,
+    job_types,
+    own_job,
+    require_export_scope,
+    require_job_scopes,
+)
 from fhir_service.api.background import running
 from fhir_service.api.deps import BASE_PATH, BaseDep, IdDep, SettingsDep, StoreDep, request_store
 from fhir_service.api.export_params import check_type_filters, export_params, parameter_pairs
@@ -74,22 +86,20 @@ def _runner(request: Request) -> ExportRunner:
     return runner
 
 
-def _client(request: Request) -> str:
-    access = getattr(request.state, "access", None)
-    return str(getattr(access, "client_id", "anonymous"))
-
-
 async def _kick_off(
     request: Request, level: Level, base: str, prefer: str | None, group: str | None = None
 ) -> Response:
+    access = request_access(request)
+    require_export_scope(access)
+    parsed = export_params(level, await parameter_pairs(request), group)
+    params = authorize_kick_off(access, parsed)
     if "respond-async" not in (prefer or ""):
         raise InvalidRequest("$export needs the header Prefer: respond-async", expression="Prefer")
-    params = export_params(level, await parameter_pairs(request), group)
     if params.deidentify and not request.app.state.settings.deid_secret:
         raise InvalidRequest("De-identified export is not configured (deid_secret)")
     await asyncio.to_thread(check_type_filters, request_store(request), params)
     runner = _runner(request)
-    job = await asyncio.to_thread(runner.jobs.create, _client(request), str(request.url), params)
+    job = await asyncio.to_thread(runner.jobs.create, access.client_id, str(request.url), params)
     if job is None:
         return outcome_response(
             [Issue("error", "throttled", "An export of this client is still in progress")],
@@ -138,14 +148,17 @@ async def export_group(
     prefer: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Group-level export: the compartments of the Group's Patient members."""
+    require_export_scope(request_access(request))
     with store.begin(readonly=True) as repo:
         repo.read("Group", id)
     return await _kick_off(request, "group", base, prefer, group=id)
 
 
 async def _own_job(request: Request, job_id: str) -> Job:
-    job = await asyncio.to_thread(_runner(request).jobs.get, job_id)
-    if job is None or job.client_id != _client(request) or job.status == "cancelled":
+    """The caller's own job; NotFound for another client's, as for no job at all."""
+    found = await asyncio.to_thread(_runner(request).jobs.get, job_id)
+    job = own_job(request_access(request), found)
+    if job is None:
         raise NotFound(f"No export job '{job_id[:40]}'")
     return job
 
@@ -156,6 +169,7 @@ async def export_status(
 ) -> Response:
     """Status: 202 while running, 200 with the manifest, 500 with an outcome on failure."""
     job = await _own_job(request, job_id)
+    require_job_scopes(request_access(request), job, job_types(job), "this export")
     if job.status in ("queued", "running"):
         return Response(
             status_code=202, headers={"X-Progress": job.progress, "Retry-After": RETRY_AFTER}
@@ -197,7 +211,9 @@ async def export_file(request: Request, job_id: str, name: str) -> Response:
     job = await _own_job(request, job_id)
     runner = _runner(request)
     path = runner.directory(job.id) / name
-    if job.status != "completed" or not _FILE_NAME.match(name) or not path.is_file():
+    types = file_types(job, name) if job.status == "completed" else None
+    if types is None or not _FILE_NAME.match(name) or not path.is_file():
         raise NotFound(f"No export file '{name[:80]}'")
+    require_job_scopes(request_access(request), job, types, "this export file")
     headers = {"Expires": format_datetime(job.expires, usegmt=True)} if job.expires else None
     return FileResponse(path, media_type="application/fhir+ndjson", headers=headers)
