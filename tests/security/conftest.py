@@ -21,6 +21,7 @@ from fhir_service.api import create_app
 from fhir_service.api.auth.keys import ALGORITHMS, generate_signing_key, load_signing_key
 from fhir_service.cli.app import _register_commands, app
 from fhir_service.settings import Settings
+from tests.security.leaks import guard
 
 ISSUER = "http://testserver/auth"
 AUDIENCE = "http://testserver/fhir"
@@ -125,6 +126,8 @@ class World:
     enc_b: str
     more_b: list[str] = field(default_factory=list)
     """Ids of further resources of B's compartment made by a test."""
+    allow: set[str] = field(default_factory=set)
+    """What of B's a response to A may hold in a test (A's own data naming it)."""
 
     def b_secrets(self) -> list[str]:
         """Everything of B's that must never reach patient A: ids, name, identifier, code."""
@@ -220,7 +223,9 @@ V2_PATIENT = "patient/*.cruds"
 
 @pytest.fixture(params=[V1_PATIENT, V2_PATIENT], ids=["v1", "v2"])
 def attacker(request: pytest.FixtureRequest, smart: Smart, world: World) -> dict[str, str]:
-    """Headers of a token for patient A, with SMART v1 then v2 patient scopes."""
+    """Headers of a token for patient A, with SMART v1 then v2 patient scopes; from now on
+    every response to a token of patient A is checked for B's data (``leaks.guard``)."""
+    guard(smart.client, world)
     return smart.headers(str(request.param), world.a)
 
 

@@ -50,6 +50,7 @@ def test_conditional_reference_to_b_is_no_match(
     the transaction fails as it does when nothing matches, and B's id is written nowhere
     (R4 http.html#trules, conditional references)."""
     before = _observations(smart)
+    world.allow.add(B_IDENTIFIER)  # the request's own criteria, echoed as for a no-match
 
     def transaction(headers: dict[str, str], field: str, value: str) -> Any:
         resource = observation(world.a, "mine")
@@ -89,6 +90,7 @@ def test_conditional_entries_ignore_b(smart: Smart, world: World, attacker: dict
     """Transaction entries with ifNoneExist, a conditional update and a conditional delete
     whose criteria match only B's Observation answer as when nothing matches; B unchanged."""
     b_criteria = f"code={CODE_SYSTEM}|{B_CODE}"
+    world.allow.add(B_CODE)  # the request's own criteria, echoed as for a no-match
     no_criteria = f"code={CODE_SYSTEM}|nothing-has-this-code"
 
     def entries(criteria: str) -> list[dict[str, Any]]:

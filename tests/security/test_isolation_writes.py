@@ -139,8 +139,8 @@ def test_create_into_b_compartment_is_403(
     for label, resource in _in_b_compartment(world):
         rtype = resource["resourceType"]
         count = _count(smart, rtype)
-        response = smart.client.post(f"/fhir/{rtype}", json=resource, headers=attacker)
         try:
+            response = smart.client.post(f"/fhir/{rtype}", json=resource, headers=attacker)
             assert response.status_code == 403, response.text
             assert response.json()["resourceType"] == "OperationOutcome"
             assert world.b not in response.text, response.text
@@ -169,8 +169,8 @@ def test_update_into_b_compartment_is_403(
         fresh = new_id()
         for target in (own, fresh):
             body = {**resource, "id": target}
-            response = smart.client.put(f"/fhir/{rtype}/{target}", json=body, headers=attacker)
             try:
+                response = smart.client.put(f"/fhir/{rtype}/{target}", json=body, headers=attacker)
                 assert response.status_code == 403, response.text
                 assert world.b not in response.text, response.text
             except AssertionError as exc:
