@@ -23,12 +23,10 @@ EVIL = "evil.example"
 def test_smart_mode_without_base_url_refuses_to_start(database_url: str, tmp_path: Path) -> None:
     """No base URL, audience nor issuer: creating or starting the app fails, naming what is
     missing."""
-    settings = smart_settings(database_url, tmp_path, base_url=None)
-    with (
-        pytest.raises(Exception, match=r"(?i)base.?url"),
-        TestClient(create_app(settings)) as client,
-    ):
-        client.get("/fhir/metadata")
+    with pytest.raises(Exception, match=r"(?i)base.?url"):
+        settings = smart_settings(database_url, tmp_path, base_url=None)
+        with TestClient(create_app(settings)) as client:
+            client.get("/fhir/metadata")
 
 
 def test_smart_mode_with_audience_and_issuer_starts(

@@ -8,8 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.security.conftest import ADMIN, B_CODE, Links, Smart, World, create, observation
+from tests.security.conftest import (
+    ADMIN,
+    B_CODE,
+    B_FAMILY,
+    Links,
+    Smart,
+    World,
+    create,
+    observation,
+)
 from tests.security.leaks import assert_like_missing, assert_no_leak, entry_ids, new_id
 
 # (resource type, which of B's resources, what follows the id)
@@ -137,3 +147,19 @@ def test_counts_and_metadata_reveal_nothing_of_b(
     assert_no_leak(after, world)
     never = smart.client.get(f"/fhir/Observation/{new_id()}", headers=attacker)
     assert never.status_code == 404
+
+
+def test_the_leak_check_catches_what_it_should() -> None:
+    """The check used on every response to A: B's id or family name in a response is
+    caught, an id echoed from the request's own URL is not."""
+    world = World("id-of-a", "id-of-b", "obs-of-a", "obs-of-b", "enc-of-b")
+    listing = httpx.Request("GET", "http://testserver/fhir/Observation")
+    for text in ('{"subject":{"reference":"Patient/id-of-b"}}', f'{{"family":"{B_FAMILY}"}}'):
+        with pytest.raises(AssertionError):
+            assert_no_leak(httpx.Response(200, text=text, request=listing), world)
+    read = httpx.Request("GET", "http://testserver/fhir/Observation/obs-of-b")
+    assert_no_leak(
+        httpx.Response(404, text="Observation/obs-of-b is not known", request=read), world
+    )
+    world.allow.add("id-of-b")
+    assert_no_leak(httpx.Response(200, text="Patient/id-of-b", request=listing), world)

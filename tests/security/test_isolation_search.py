@@ -202,3 +202,42 @@ def _walk(
             break
         url = following[0]
     return versions, totals
+
+
+TYPE_LIMITED = ["system/Observation.rs", "system/Observation.read"]
+
+
+@pytest.mark.parametrize("scope", TYPE_LIMITED)
+def test_type_limited_client_chains_learn_nothing_of_patients(
+    smart: Smart, world: World, links: Links, scope: str
+) -> None:
+    """A client that may read only Observations: chains through Patient answer the same for
+    B's values as for values nothing has (SMART scopes: a type outside them is not there)."""
+    headers = smart.headers(scope)
+    for template, secret in (
+        ("Observation?subject:Patient.family={value}", B_FAMILY),
+        ("Observation?focus:Patient.identifier=" + IDENTIFIER_SYSTEM + "|{value}", B_IDENTIFIER),
+    ):
+        got = smart.client.get(f"/fhir/{template.format(value=secret)}", headers=headers)
+        nothing = smart.client.get(f"/fhir/{template.format(value=NOTHING)}", headers=headers)
+        assert got.status_code == nothing.status_code, (got.text, nothing.text)
+        if got.status_code == 200:
+            assert entry_ids(got.json()) == entry_ids(nothing.json()), (template, got.text)
+
+
+@pytest.mark.parametrize("scope", TYPE_LIMITED)
+def test_type_limited_client_gets_no_patient_through_include_or_history(
+    smart: Smart, world: World, scope: str
+) -> None:
+    """A client that may read only Observations: _include brings no Patient, and system
+    history shows and counts Observation versions only."""
+    headers = smart.headers(scope)
+    included = _search(smart, headers, "Observation?_include=Observation:subject")
+    assert {i.split("/")[0] for i in entry_ids(included.json())} == {"Observation"}
+    assert B_FAMILY not in included.text and B_IDENTIFIER not in included.text
+    admin = _search(smart, smart.headers(ADMIN), "_history?_count=500").json()
+    observations = [_location(e) for e in admin["entry"] if _location(e).startswith("Observation/")]
+    history = _search(smart, headers, "_history?_count=500").json()
+    seen = [_location(e) for e in history.get("entry", [])]
+    assert sorted(seen) == sorted(observations)
+    assert history.get("total", len(seen)) == len(observations)
