@@ -198,3 +198,19 @@ def test_transaction_writes_onto_b_are_like_missing(
     if gone.status_code != 410:
         problems.append(f"B's deleted Observation answers {gone.status_code}: re-created")
     assert not problems, "\n".join(problems)
+
+
+def test_transaction_create_into_b_compartment_is_403(
+    smart: Smart, world: World, attacker: dict[str, str]
+) -> None:
+    """A transaction creating A's Observation and one whose subject is B (A its performer):
+    403 naming no id of B's, nothing written (R4 http.html#trules: all or nothing)."""
+    before = _observations(smart)
+    mine = observation(world.a, "mine")
+    theirs = observation(world.b, "theirs", performer=[{"reference": f"Patient/{world.a}"}])
+    response = smart.client.post(
+        "/fhir", json=_bundle("transaction", _post(mine), _post(theirs)), headers=attacker
+    )
+    assert response.status_code == 403, response.text
+    assert world.b not in response.text
+    assert set(_observations(smart)) == set(before)

@@ -86,9 +86,10 @@ def test_posted_type_is_checked_against_scopes(
 
 
 def test_downloads_recheck_the_scopes_of_who_fetches(smart: Smart, world: World) -> None:
-    """Files of an export made under ``system/*.rs`` fetched with a token of the same
-    client that may read only Observations (or only patient A's compartment): the Patient
-    file is refused (403/404); another client gets 404 for everything."""
+    """Status and files of an export made under ``system/*.rs`` fetched with a token of the
+    same client that may read only Observations (or only patient A's compartment): refused
+    (403/404), the manifest (Patient count) and the Patient file alike; another client
+    gets 404 for everything."""
     wide = {**_token(smart, "system/*.rs", "exporter"), **ASYNC}
     kicked = smart.client.get("/fhir/$export?_type=Patient,Observation", headers=wide)
     assert kicked.status_code == 202, kicked.text
@@ -104,6 +105,9 @@ def test_downloads_recheck_the_scopes_of_who_fetches(smart: Smart, world: World)
         ("patient scope of A", _token(smart, V2_PATIENT, "exporter", world.a)),
     ):
         for suffix in ("", TRICK):
+            status = smart.client.get(status_url + suffix, headers=headers)
+            if status.status_code not in (403, 404):
+                problems.append(f"{label}: status{suffix} answers {status.status_code}")
             patients = smart.client.get(files["Patient"] + suffix, headers=headers)
             if patients.status_code not in (403, 404):
                 problems.append(f"{label}: Patient file{suffix} answers {patients.status_code}")

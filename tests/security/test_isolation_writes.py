@@ -271,3 +271,39 @@ def test_conditional_delete_of_b_patient_by_identifier(
     assert admin.status_code == 200
     listed = smart.client.get("/fhir/Patient", headers=smart.headers(ADMIN)).json()
     assert f"Patient/{world.b}" in entry_ids(listed)
+
+
+def test_patch_into_b_compartment_is_403(
+    smart: Smart, world: World, attacker: dict[str, str]
+) -> None:
+    """JSON Patch of A's own Observation that adds Patient B as performer, or makes B its
+    subject while A stays performer: 403 naming no id of B's, A's Observation unchanged
+    (R4 http.html#patch, CompartmentDefinition-patient Observation: subject, performer)."""
+    headers = {**attacker, "Content-Type": "application/json-patch+json"}
+    problems = []
+    for label, operations in (
+        ("performer=B", [{"op": "add", "path": "/performer", "value": [_patient(world.b)]}]),
+        (
+            "subject=B, performer=A",
+            [
+                {"op": "add", "path": "/performer", "value": [_patient(world.a)]},
+                {"op": "replace", "path": "/subject", "value": _patient(world.b)},
+            ],
+        ),
+    ):
+        try:
+            response = smart.client.patch(
+                f"/fhir/Observation/{world.obs_a}", json=operations, headers=headers
+            )
+            assert response.status_code == 403, response.text
+            assert world.b not in response.text, response.text
+        except AssertionError as exc:
+            problems.append(f"PATCH {label}: {str(exc)[:300]}")
+        kept = smart.client.get(f"/fhir/Observation/{world.obs_a}", headers=smart.headers(ADMIN))
+        if kept.json()["meta"]["versionId"] != "1":
+            problems.append(f"PATCH {label}: A's Observation was changed")
+            restore = _restored(kept.json(), world)
+            smart.client.put(
+                f"/fhir/Observation/{world.obs_a}", json=restore, headers=smart.headers(ADMIN)
+            )
+    assert not problems, "\n".join(problems)
