@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from fhir_service.api import create_app
 from fhir_service.api.auth.keys import ALGORITHMS, generate_signing_key, load_signing_key
 from fhir_service.cli.app import _register_commands, app
 from fhir_service.settings import Settings
+from tests.security.leaks import guard
 
 ISSUER = "http://testserver/auth"
 AUDIENCE = "http://testserver/fhir"
@@ -71,7 +72,8 @@ def smart_settings(database_url: str, tmp_path: Path, **extra: Any) -> Settings:
         "database_url": database_url,
         "auth_mode": "smart",
         "auth_signing_key_path": key_path,
-        "base_url": "http://testserver/fhir",
+        "base_url": AUDIENCE,
+        "export_dir": tmp_path / "exports",
         "rate_limit_per_minute": 0,
         **extra,
     }
@@ -103,15 +105,34 @@ def smart(make_smart: Callable[..., Smart]) -> Smart:
 ADMIN = "system/*.cruds system/AuditEvent.rs"
 
 
+# Patient B's distinctive data: none of it may ever reach a response given to patient A.
+B_FAMILY = "Bravo-Secret"
+B_IDENTIFIER = "B-SECRET-4471"
+B_CODE = "b-secret-code-93"
+A_IDENTIFIER = "A-PUBLIC-1001"
+IDENTIFIER_SYSTEM = "urn:test:mrn"
+CODE_SYSTEM = "urn:test:codes"
+
+
 @dataclass
 class World:
-    """Patients A and B, each with an Observation and an Encounter, written by an admin."""
+    """Patients A and B, each with an Observation and an Encounter, written by an admin;
+    B's family name, identifier and observation code are distinctive."""
 
     a: str
     b: str
     obs_a: str
     obs_b: str
     enc_b: str
+    more_b: list[str] = field(default_factory=list)
+    """Ids of further resources of B's compartment made by a test."""
+    allow: set[str] = field(default_factory=set)
+    """What of B's a response to A may hold in a test (A's own data naming it)."""
+
+    def b_secrets(self) -> list[str]:
+        """Everything of B's that must never reach patient A: ids, name, identifier, code."""
+        ids = [self.b, self.obs_b, self.enc_b, *self.more_b]
+        return [*ids, B_FAMILY, B_IDENTIFIER, B_CODE]
 
 
 def _create(smart: Smart, resource: dict[str, Any]) -> str:
@@ -122,21 +143,43 @@ def _create(smart: Smart, resource: dict[str, Any]) -> str:
     return str(response.json()["id"])
 
 
+def create(smart: Smart, resource: dict[str, Any]) -> str:
+    """Create ``resource`` with the admin token; its id."""
+    return _create(smart, resource)
+
+
+def observation(patient: str, text: str, code: str = "8867-4", **fields: Any) -> dict[str, Any]:
+    """An Observation of ``patient`` (its subject) with a coded ``code``."""
+    system = "http://loinc.org" if code == "8867-4" else CODE_SYSTEM
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": system, "code": code}], "text": text},
+        "subject": {"reference": f"Patient/{patient}"},
+        **fields,
+    }
+
+
 @pytest.fixture
 def world(smart: Smart) -> World:
-    a = _create(smart, {"resourceType": "Patient", "name": [{"family": "Alpha"}]})
-    b = _create(smart, {"resourceType": "Patient", "name": [{"family": "Bravo"}]})
-
-    def observation(patient: str, text: str) -> dict[str, Any]:
-        return {
-            "resourceType": "Observation",
-            "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}], "text": text},
-            "subject": {"reference": f"Patient/{patient}"},
-        }
-
+    a = _create(
+        smart,
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Alpha"}],
+            "identifier": [{"system": IDENTIFIER_SYSTEM, "value": A_IDENTIFIER}],
+        },
+    )
+    b = _create(
+        smart,
+        {
+            "resourceType": "Patient",
+            "name": [{"family": B_FAMILY}],
+            "identifier": [{"system": IDENTIFIER_SYSTEM, "value": B_IDENTIFIER}],
+        },
+    )
     obs_a = _create(smart, observation(a, "heart rate A"))
-    obs_b = _create(smart, observation(b, "heart rate B"))
+    obs_b = _create(smart, observation(b, "heart rate B", B_CODE))
     enc_b = _create(
         smart,
         {
@@ -172,3 +215,52 @@ def backend_client(database_url: str, tmp_path: Path, scope: str) -> tuple[str, 
     pem = tmp_path / f"client-{uuid.uuid4().hex}.pem"
     pem.write_bytes(key.as_pem(private=True))
     return register(database_url, tmp_path, key, scope), pem
+
+
+V1_PATIENT = "patient/*.read patient/*.write"
+V2_PATIENT = "patient/*.cruds"
+
+
+@pytest.fixture(params=[V1_PATIENT, V2_PATIENT], ids=["v1", "v2"])
+def attacker(request: pytest.FixtureRequest, smart: Smart, world: World) -> dict[str, str]:
+    """Headers of a token for patient A, with SMART v1 then v2 patient scopes; from now on
+    every response to a token of patient A is checked for B's data (``leaks.guard``)."""
+    guard(smart.client, world)
+    return smart.headers(str(request.param), world.a)
+
+
+@pytest.fixture
+def gone_b(smart: Smart, world: World) -> str:
+    """A deleted Observation of patient B (two versions: the resource, then its deletion)."""
+    gone = _create(smart, observation(world.b, "deleted B"))
+    deleted = smart.client.delete(f"/fhir/Observation/{gone}", headers=smart.headers(ADMIN))
+    assert deleted.status_code in (200, 204), deleted.text
+    world.more_b.append(gone)
+    return gone
+
+
+@dataclass
+class Links:
+    """Cross-patient references written by an admin: A's Observation whose ``focus`` is
+    Patient B, and B's Observation (B's code) whose ``focus`` is Patient A. ``focus`` is not
+    a parameter of CompartmentDefinition-patient for Observation, so each stays in the
+    compartment of its subject only."""
+
+    obs_a_focus_b: str
+    obs_b_focus_a: str
+
+
+@pytest.fixture
+def links(smart: Smart, world: World) -> Links:
+    a_focus_b = _create(
+        smart,
+        observation(
+            world.a, "A about B", "a-own-code", focus=[{"reference": f"Patient/{world.b}"}]
+        ),
+    )
+    b_focus_a = _create(
+        smart,
+        observation(world.b, "B about A", B_CODE, focus=[{"reference": f"Patient/{world.a}"}]),
+    )
+    world.more_b.append(b_focus_a)
+    return Links(a_focus_b, b_focus_a)

@@ -184,6 +184,8 @@ def test_writes_outside_the_compartment_are_refused(
     assert_outcome(
         smart.client.put(f"/fhir/Observation/{world.obs_a}", json=moved, headers=as_a), 403
     )
+    # B's resources do not exist for A: PUT onto one is 404, DELETE deletes nothing, a
+    # conditional PATCH matching only B's matches nothing (404)
     stolen = {**for_b, "id": world.obs_b, "subject": {"reference": f"Patient/{world.a}"}}
     assert_outcome(
         smart.client.put(f"/fhir/Observation/{world.obs_b}", json=stolen, headers=as_a), 404
@@ -237,6 +239,7 @@ def test_transaction_writes_outside_roll_back(
         ],
     }
     response = smart.client.post("/fhir", json=bundle, headers=as_a)
+    # a PUT onto B's id is a PUT onto an id that does not exist for A: 404
     assert_outcome(response, 404, "Bundle.entry[1]")
     admin = smart.headers(ADMIN)
     listed = smart.client.get("/fhir/Observation", headers=admin).json()
