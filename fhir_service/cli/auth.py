@@ -13,12 +13,12 @@ from typing import Annotated
 
 import httpx
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.api.auth.clients import list_clients, register_client, set_active
 from fhir_service.api.auth.keys import generate_signing_key
 from fhir_service.settings import Settings
 from fhir_service.storage import create_engine
+from fhir_service.storage.errors import DatabaseError
 from fhir_service.sync.auth import SmartBackendAuth
 from fhir_service.sync.errors import RemoteError
 
@@ -94,7 +94,7 @@ def register_client_command(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    except SQLAlchemyError as exc:
+    except DatabaseError as exc:
         typer.echo(f"error: cannot store the client: {type(exc).__name__}", err=True)
         raise typer.Exit(2) from None
     finally:

@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import create_engine, head_revision, upgrade
+from fhir_service.storage.errors import DatabaseError
 from fhir_service.storage.migrate import current_revision
 
 db_app = typer.Typer(help="Database schema: upgrade and status.", no_args_is_help=True)
@@ -35,7 +35,7 @@ def upgrade_command(database_url: DatabaseUrl = None) -> None:
     url = _url(database_url)
     try:
         reached = upgrade(url)
-    except (SQLAlchemyError, FhirServiceError) as exc:
+    except (DatabaseError, FhirServiceError) as exc:
         typer.echo(f"error: cannot upgrade {_redacted(url)}: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"database {_redacted(url)} is at revision {reached}")
@@ -51,7 +51,7 @@ def status_command(database_url: DatabaseUrl = None) -> None:
             current = current_revision(engine)
         finally:
             engine.dispose()
-    except (SQLAlchemyError, FhirServiceError) as exc:
+    except (DatabaseError, FhirServiceError) as exc:
         typer.echo(f"error: cannot read {_redacted(url)}: {exc}", err=True)
         raise typer.Exit(2) from None
     head = head_revision()

@@ -13,12 +13,12 @@ import time
 from typing import Annotated
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.errors import FhirServiceError
 from fhir_service.search import registry as search_registry
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
+from fhir_service.storage.errors import DatabaseError
 from fhir_service.storage.reindex_jobs import ReindexJobs
 from fhir_service.storage.reindex_run import run_job
 
@@ -69,7 +69,7 @@ def reindex_command(
     search_registry.configure(settings.package_cache)
     try:
         store = SqlStore.open(database_url or settings.database_url)
-    except (SQLAlchemyError, FhirServiceError) as exc:
+    except (DatabaseError, FhirServiceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
