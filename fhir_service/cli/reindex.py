@@ -29,7 +29,7 @@ def reindex(store: SqlStore, types: list[str] | None, batch: int, echo: bool = T
     """Reindex every resource of ``types`` (default: every stored type) as a reindex job
     run in this process (listed by ``GET /fhir/$reindex`` like the server's jobs);
     returns the count."""
-    jobs = ReindexJobs(store.engine)
+    jobs = ReindexJobs.of(store)
     job = jobs.create(types, "fhir-service search reindex")
     claimed = jobs.claim(job.id) if job is not None else None
     if claimed is None:

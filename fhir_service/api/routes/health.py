@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 from fhir_service.api.deps import StoreDep
 from fhir_service.api.responses import outcome_response
 from fhir_service.errors import FhirServiceError, Issue
-from fhir_service.storage import SqlStore, check_schema_current
+from fhir_service.storage import SqlStore
 from fhir_service.storage.errors import DatabaseError
 
 router = APIRouter()
@@ -25,7 +25,7 @@ def readyz(store: StoreDep) -> Response:
     """The database answers and its schema is current; 503 with an OperationOutcome if not."""
     try:
         if isinstance(store, SqlStore):
-            check_schema_current(store.engine)
+            store.check_schema()
         with store.begin(readonly=True) as repo:
             repo.history(count=1)
     except FhirServiceError as exc:
