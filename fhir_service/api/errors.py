@@ -18,14 +18,13 @@ import traceback
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_service.api.responses import outcome_response
 from fhir_service.errors import FhirServiceError, Issue
+from fhir_service.storage.errors import DatabaseBusy, DatabaseUnavailable, DataRejected
 
 log = logging.getLogger("fhir_service.api")
 
@@ -113,7 +112,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(FhirServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(DataError, _data_error)
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(DataRejected, _data_error)
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_exception_handler(DatabaseBusy, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

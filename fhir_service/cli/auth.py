@@ -13,12 +13,12 @@ from typing import Annotated
 
 import httpx
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
-from fhir_service.api.auth.clients import list_clients, register_client, set_active
+from fhir_service.api.auth.clients import register_client
 from fhir_service.api.auth.keys import generate_signing_key
 from fhir_service.settings import Settings
-from fhir_service.storage import create_engine
+from fhir_service.storage.clients import ClientRegistry
+from fhir_service.storage.errors import DatabaseError
 from fhir_service.sync.auth import SmartBackendAuth
 from fhir_service.sync.errors import RemoteError
 
@@ -79,11 +79,11 @@ def register_client_command(
         except (OSError, ValueError) as exc:
             typer.echo(f"error: cannot read {jwks}: {type(exc).__name__}", err=True)
             raise typer.Exit(2) from None
-    engine = create_engine(database_url or Settings().database_url)
+    registry = ClientRegistry.open(database_url or Settings().database_url)
     try:
-        with engine.begin() as conn:
+        with registry.begin() as rows:
             client = register_client(
-                conn,
+                rows,
                 name=name,
                 scope=scope,
                 jwks=document,
@@ -94,23 +94,23 @@ def register_client_command(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    except SQLAlchemyError as exc:
+    except DatabaseError as exc:
         typer.echo(f"error: cannot store the client: {type(exc).__name__}", err=True)
         raise typer.Exit(2) from None
     finally:
-        engine.dispose()
+        registry.close()
     typer.echo(client.client_id)
 
 
 @auth_app.command("list-clients")
 def list_clients_command(database_url: DatabaseUrl = None) -> None:
     """List the registered clients (id, state, patient, scopes)."""
-    engine = create_engine(database_url or Settings().database_url)
+    registry = ClientRegistry.open(database_url or Settings().database_url)
     try:
-        with engine.connect() as conn:
-            clients = list_clients(conn)
+        with registry.read() as rows:
+            clients = rows.all()
     finally:
-        engine.dispose()
+        registry.close()
     for client in clients:
         state = "active" if client.active else "disabled"
         typer.echo(f"{client.client_id}\t{state}\t{client.patient or '-'}\t{client.scope}")
@@ -119,12 +119,12 @@ def list_clients_command(database_url: DatabaseUrl = None) -> None:
 @auth_app.command("disable-client")
 def disable_client_command(client_id: str, database_url: DatabaseUrl = None) -> None:
     """Disable a client: its assertions are refused from now on."""
-    engine = create_engine(database_url or Settings().database_url)
+    registry = ClientRegistry.open(database_url or Settings().database_url)
     try:
-        with engine.begin() as conn:
-            found = set_active(conn, client_id, False)
+        with registry.begin() as rows:
+            found = rows.set_active(client_id, False)
     finally:
-        engine.dispose()
+        registry.close()
     if not found:
         typer.echo(f"error: no client {client_id}", err=True)
         raise typer.Exit(1)

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
-from fhir_service.storage import create_engine, head_revision, upgrade
-from fhir_service.storage.migrate import current_revision
+from fhir_service.storage import database_revision, head_revision, redacted_url, upgrade
+from fhir_service.storage.errors import DatabaseError
 
 db_app = typer.Typer(help="Database schema: upgrade and status.", no_args_is_help=True)
 
@@ -25,20 +23,16 @@ def _url(database_url: str | None) -> str:
     return database_url or Settings().database_url
 
 
-def _redacted(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
 @db_app.command("upgrade")
 def upgrade_command(database_url: DatabaseUrl = None) -> None:
     """Bring the database schema up to date (creates the SQLite file if needed)."""
     url = _url(database_url)
     try:
         reached = upgrade(url)
-    except (SQLAlchemyError, FhirServiceError) as exc:
-        typer.echo(f"error: cannot upgrade {_redacted(url)}: {exc}", err=True)
+    except (DatabaseError, FhirServiceError) as exc:
+        typer.echo(f"error: cannot upgrade {redacted_url(url)}: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"database {_redacted(url)} is at revision {reached}")
+    typer.echo(f"database {redacted_url(url)} is at revision {reached}")
 
 
 @db_app.command("status")
@@ -46,16 +40,12 @@ def status_command(database_url: DatabaseUrl = None) -> None:
     """Print the database revision and whether it is current (exit 1 when behind)."""
     url = _url(database_url)
     try:
-        engine = create_engine(url)
-        try:
-            current = current_revision(engine)
-        finally:
-            engine.dispose()
-    except (SQLAlchemyError, FhirServiceError) as exc:
-        typer.echo(f"error: cannot read {_redacted(url)}: {exc}", err=True)
+        current = database_revision(url)
+    except (DatabaseError, FhirServiceError) as exc:
+        typer.echo(f"error: cannot read {redacted_url(url)}: {exc}", err=True)
         raise typer.Exit(2) from None
     head = head_revision()
-    typer.echo(f"database {_redacted(url)}: revision {current or '(none)'}, shipped head {head}")
+    typer.echo(f"database {redacted_url(url)}: revision {current or '(none)'}, shipped head {head}")
     if current != head:
         typer.echo("run `fhir-service db upgrade`", err=True)
         raise typer.Exit(1)

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.cli.load import LoadError, load_all, providers_first
 from fhir_service.cli.serve import run
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, upgrade
+from fhir_service.storage.errors import DatabaseError
 
 EXAMPLE_CASE = Path("examples/ivc-leiomyosarcoma/case.yaml")
 DEMO_DATABASE = Path("var/fhir-service.sqlite3")
@@ -50,7 +50,7 @@ def demo_command(
     try:
         revision = upgrade(url)
         store = SqlStore.open(url)
-    except (FhirServiceError, SQLAlchemyError) as exc:
+    except (FhirServiceError, DatabaseError) as exc:
         typer.echo(f"error: cannot prepare {DEMO_DATABASE}: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"database {DEMO_DATABASE} at revision {revision}")

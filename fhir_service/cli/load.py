@@ -26,13 +26,13 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.errors import FhirServiceError
 from fhir_service.fhir.bundle import add_identifier_conditions
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
+from fhir_service.storage.errors import DatabaseError
 
 PROVIDER_TYPES = frozenset({"Organization", "Location", "Practitioner", "PractitionerRole"})
 CASE_SUFFIXES = (".yaml", ".yml")
@@ -227,7 +227,7 @@ def load_command(
             database_url or settings.database_url,
             validation_workers=settings.validation_workers,
         )
-    except (FhirServiceError, SQLAlchemyError) as exc:
+    except (FhirServiceError, DatabaseError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:

@@ -13,12 +13,12 @@ import time
 from typing import Annotated
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.errors import FhirServiceError
 from fhir_service.search import registry as search_registry
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
+from fhir_service.storage.errors import DatabaseError
 from fhir_service.storage.reindex_jobs import ReindexJobs
 from fhir_service.storage.reindex_run import run_job
 
@@ -29,7 +29,7 @@ def reindex(store: SqlStore, types: list[str] | None, batch: int, echo: bool = T
     """Reindex every resource of ``types`` (default: every stored type) as a reindex job
     run in this process (listed by ``GET /fhir/$reindex`` like the server's jobs);
     returns the count."""
-    jobs = ReindexJobs(store.engine)
+    jobs = ReindexJobs.of(store)
     job = jobs.create(types, "fhir-service search reindex")
     claimed = jobs.claim(job.id) if job is not None else None
     if claimed is None:
@@ -69,7 +69,7 @@ def reindex_command(
     search_registry.configure(settings.package_cache)
     try:
         store = SqlStore.open(database_url or settings.database_url)
-    except (SQLAlchemyError, FhirServiceError) as exc:
+    except (DatabaseError, FhirServiceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:

@@ -13,11 +13,11 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
+from fhir_service.storage.errors import DatabaseError
 
 
 def check_database(settings: Settings) -> str | None:
@@ -26,7 +26,7 @@ def check_database(settings: Settings) -> str | None:
         SqlStore.open(settings.database_url).close()
     except FhirServiceError as exc:
         return exc.diagnostics
-    except SQLAlchemyError as exc:
+    except DatabaseError as exc:
         return f"cannot open the database: {type(exc).__name__}: {exc}"
     return None
 

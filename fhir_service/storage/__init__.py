@@ -4,15 +4,18 @@
     with store.begin(scope) as repo:        # one database transaction, one access scope
         repo.create({...})
 
-``upgrade(url)`` runs the alembic migrations; ``check_schema_current(engine)``
-raises ``SchemaNotCurrent`` naming ``fhir-service db upgrade``.
+``upgrade(url)`` runs the alembic migrations; ``store.check_schema()`` (and
+``check_schema_current(engine)``) raises ``SchemaNotCurrent`` naming
+``fhir-service db upgrade``. The database failures callers handle are named in
+``storage.errors``.
 """
 
 from fhir_service.storage.access import AccessScope, Grant
-from fhir_service.storage.engine import create_engine
+from fhir_service.storage.engine import create_engine, redacted_url
 from fhir_service.storage.migrate import (
     SchemaNotCurrent,
     check_schema_current,
+    database_revision,
     head_revision,
     upgrade,
 )
@@ -44,7 +47,9 @@ __all__ = [
     "StoredResult",
     "check_schema_current",
     "create_engine",
+    "database_revision",
     "format_instant",
     "head_revision",
+    "redacted_url",
     "upgrade",
 ]

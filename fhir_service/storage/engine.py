@@ -67,6 +67,11 @@ def normalize_url(url: str) -> str:
     raise InvalidRequest(f"Unsupported database '{backend}': use sqlite:/// or postgresql://")
 
 
+def redacted_url(url: str) -> str:
+    """``url`` with its password hidden, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def create_engine(
     url: str, *, pool_size: int = 20, per_thread: bool = False, pool_timeout: float = 30.0
 ) -> Engine:

@@ -47,6 +47,16 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def database_revision(url: str) -> str | None:
+    """The revision of the database at ``url`` (``None`` for an empty database), read on
+    an engine of its own."""
+    engine = create_engine(url)
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()
+
+
 def upgrade_engine(engine: Engine, revision: str = "head") -> None:
     """Run every pending migration on ``engine`` in one transaction."""
     config = _config()

@@ -23,7 +23,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from fhir_service.search.registry import Registry
 from fhir_service.storage.jobs import read_connection, write_connection
+from fhir_service.storage.search_index import registry_for
+from fhir_service.storage.store import SqlStore
 from fhir_service.storage.tables import UtcDateTime
 
 ACTIVE = ("queued", "running")
@@ -98,6 +101,17 @@ class ReindexJobs:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    @classmethod
+    def of(cls, store: SqlStore) -> ReindexJobs:
+        """The job table on the store's database."""
+        return cls(store.engine)
+
+    def registry(self, core: Registry) -> Registry:
+        """``core`` plus the active SearchParameters stored in this database
+        (https://hl7.org/fhir/R4/searchparameter.html)."""
+        with self.read() as conn:
+            return registry_for(conn, core)
 
     def read(self) -> Connection:
         return read_connection(self.engine)

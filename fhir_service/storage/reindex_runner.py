@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from fhir_service.storage.jobs import RECOVER_EVERY, poll_forever
 from fhir_service.storage.reindex_jobs import ReindexJob, ReindexJobs
 from fhir_service.storage.reindex_run import run_job, watch
+from fhir_service.storage.store import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ class ReindexRunner:
         self.poll_interval = poll_interval
         self.stale_after = stale_after
         self._wake = asyncio.Event()
+
+    @classmethod
+    def of(cls, store: SqlStore, *, stale_after: timedelta = timedelta(minutes=2)) -> ReindexRunner:
+        """The runner of the store's database."""
+        return cls(store.engine, stale_after=stale_after)
 
     def wake(self) -> None:
         """Look for changes and queued jobs now rather than at the next poll."""

@@ -89,6 +89,10 @@ class SqlStore:
             )
         return cls(engine, validation_pool=pool)
 
+    def check_schema(self) -> None:
+        """Raise ``SchemaNotCurrent`` unless the database is at the shipped head revision."""
+        check_schema_current(self.engine)
+
     @property
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""

@@ -298,7 +298,7 @@ def test_claim_skips_a_job_locked_by_another_worker(postgres_url: str) -> None:
         jobs = ReindexJobs(store.engine)
         job = jobs.create(["Patient"], "test")
         assert job is not None
-        with store.engine.connect() as other, other.begin(FULL_ACCESS):
+        with store.engine.connect() as other, other.begin():
             other.execute(
                 sa.select(reindex_job).where(reindex_job.c.id == job.id).with_for_update()
             ).one()

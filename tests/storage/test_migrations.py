@@ -12,7 +12,9 @@ from fhir_service.storage import (
     SqlStore,
     check_schema_current,
     create_engine,
+    database_revision,
     head_revision,
+    redacted_url,
     upgrade,
 )
 from fhir_service.storage.access import AccessScope
@@ -86,6 +88,28 @@ def test_database_behind_head_is_refused(database_url: str) -> None:
         assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
+
+
+def test_an_open_store_checks_its_schema(database_url: str) -> None:
+    """``SqlStore.check_schema`` and ``database_revision``: storage's API for callers that
+    hold a store or a URL, not an engine."""
+    store = SqlStore.open(database_url)
+    try:
+        store.check_schema()
+        assert database_revision(database_url) == head_revision()
+        downgrade_engine(store.engine, "base")
+        assert database_revision(database_url) is None
+        with pytest.raises(SchemaNotCurrent, match="fhir-service db upgrade"):
+            store.check_schema()
+        upgrade_engine(store.engine)
+        store.check_schema()
+    finally:
+        store.close()
+
+
+def test_redacted_url_hides_the_password() -> None:
+    url = "postgresql+psycopg://app:s3cret@db.example:5432/fhir"
+    assert redacted_url(url) == "postgresql+psycopg://app:***@db.example:5432/fhir"
 
 
 def test_unknown_newer_revision_is_refused(database_url: str) -> None:

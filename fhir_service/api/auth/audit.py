@@ -13,70 +13,28 @@ scope, and a patient-scoped token sees only the events of its patient.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
-from sqlalchemy.engine import Engine
 from starlette.responses import Response
 
 from fhir_service.api.auth.context import AccessContext
-from fhir_service.api.auth.tables import audit_event
 from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes.history import parse_count
 from fhir_service.errors import InvalidRequest, NotFound
 from fhir_service.storage import format_instant
+from fhir_service.storage.audit_log import AuditEntry, AuditRecord, AuditTrail
+from fhir_service.storage.errors import DatabaseError
 
 log = logging.getLogger("fhir_service.audit")
 
-_ACTIONS = {
-    "create": "C",
-    "read": "R",
-    "vread": "R",
-    "search-type": "R",
-    "search-system": "R",
-    "history-instance": "R",
-    "history-type": "R",
-    "history-system": "R",
-    "update": "U",
-    "patch": "U",
-    "delete": "D",
-}
-_METHOD_ACTIONS = {"GET": "R", "HEAD": "R", "POST": "E", "PUT": "U", "PATCH": "U", "DELETE": "D"}
 _SEARCH_PARAMS = {"_count", "patient", "action", "outcome", "_cursor", "_format", "_pretty"}
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One audited request."""
-
-    recorded: datetime
-    client_id: str
-    patient: str | None
-    source: str | None
-    subtype: str
-    method: str
-    path: str
-    status: int
-    entities: list[str]
-
-    @property
-    def action(self) -> str:
-        return _ACTIONS.get(self.subtype, _METHOD_ACTIONS.get(self.method, "E"))
-
-    @property
-    def outcome(self) -> str:
-        if self.status < 400:
-            return "0"
-        return "4" if self.status < 500 else "8"
 
 
 def record_for(
@@ -110,7 +68,7 @@ def _default_subtype(method: str, path: str) -> str:
 
 
 class AuditLog:
-    """Writes and reads the ``audit_event`` table.
+    """Queues the audit records of requests for the ``AuditTrail`` and reads it back.
 
     ``write`` only queues the record: one writer thread stores what is queued every
     ``FLUSH_SECONDS`` (or as soon as ``BATCH`` records wait) in one transaction, so
@@ -124,8 +82,8 @@ class AuditLog:
     BATCH = 500
     MAX_PENDING = 100_000
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, trail: AuditTrail) -> None:
+        self.trail = trail
         self._pending: deque[AuditRecord] = deque()
         self._wake = threading.Event()
         self._flush_lock = threading.Lock()
@@ -153,9 +111,8 @@ class AuditLog:
                 size = min(self.BATCH, len(self._pending))
                 batch = [self._pending.popleft() for _ in range(size)]
                 try:
-                    with self.engine.begin() as conn:
-                        conn.execute(audit_event.insert(), [_row(record) for record in batch])
-                except sa.exc.SQLAlchemyError as exc:
+                    self.trail.append(batch)
+                except DatabaseError as exc:
                     log.error("%d audit records not stored: %s", len(batch), type(exc).__name__)
 
     def close(self) -> None:
@@ -186,41 +143,16 @@ class AuditLog:
         action: str | None = None,
         outcome: str | None = None,
         before: int | None = None,
-    ) -> list[Any]:
-        query = sa.select(audit_event).order_by(audit_event.c.seq.desc()).limit(count + 1)
-        if patient is not None:
-            query = query.where(audit_event.c.patient == patient)
-        if action is not None:
-            query = query.where(audit_event.c.action == action)
-        if outcome is not None:
-            query = query.where(audit_event.c.outcome == outcome)
-        if before is not None:
-            query = query.where(audit_event.c.seq < before)
+    ) -> list[AuditEntry]:
+        """Up to ``count + 1`` entries, newest first (the extra one tells a next page)."""
         self.flush()
-        with self.engine.connect() as conn:
-            return list(conn.execute(query))
+        return self.trail.search(
+            count=count + 1, patient=patient, action=action, outcome=outcome, before=before
+        )
 
-    def get(self, seq: int) -> Any:
+    def get(self, seq: int) -> AuditEntry | None:
         self.flush()
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(audit_event).where(audit_event.c.seq == seq)).first()
-
-
-def _row(record: AuditRecord) -> dict[str, Any]:
-    """The ``audit_event`` row of one record."""
-    return {
-        "recorded": record.recorded,
-        "client_id": record.client_id[:128],
-        "patient": record.patient,
-        "source": (record.source or "")[:100] or None,
-        "action": record.action,
-        "subtype": record.subtype[:40],
-        "method": record.method[:10],
-        "path": record.path,
-        "status": record.status,
-        "outcome": record.outcome,
-        "entities": json.dumps(record.entities),
-    }
+        return self.trail.get(seq)
 
 
 _EVENT_TYPE = {
@@ -231,7 +163,7 @@ _EVENT_TYPE = {
 _CLIENT_SYSTEM = "urn:fhir-service:client-id"
 
 
-def audit_event_resource(row: Any) -> dict[str, Any]:
+def audit_event_resource(row: AuditEntry) -> dict[str, Any]:
     """The AuditEvent of one stored record."""
     recorded = row.recorded if row.recorded.tzinfo else row.recorded.replace(tzinfo=UTC)
     agent: dict[str, Any] = {
@@ -249,9 +181,7 @@ def audit_event_resource(row: Any) -> dict[str, Any]:
     }
     if row.source:
         agent["network"] = {"address": row.source, "type": "2"}
-    entities: list[dict[str, Any]] = [
-        {"what": {"reference": ref}} for ref in json.loads(row.entities or "[]")
-    ]
+    entities: list[dict[str, Any]] = [{"what": {"reference": ref}} for ref in row.entities]
     if row.patient:
         entities.append(
             {

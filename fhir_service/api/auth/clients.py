@@ -1,55 +1,23 @@
-"""Registered clients of the token endpoint and replay protection of their assertions
+"""Registering clients of the token endpoint: what a registration may hold
 (https://hl7.org/fhir/smart-app-launch/backend-services.html#registering-a-client-communicating-public-keys).
+
+The clients and the assertions they used are stored by ``fhir_service.storage.clients``.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from fhir_service.api.auth.keys import key_set
 from fhir_service.api.auth.scopes import ScopeSet
-from fhir_service.api.auth.tables import auth_assertion, auth_client
+from fhir_service.storage.clients import Client, ClientRows
 
-
-@dataclass(frozen=True, slots=True)
-class Client:
-    """A registered client: its keys (JWKS document or URL), allowed scopes, patient."""
-
-    client_id: str
-    name: str
-    jwks: dict[str, Any] | None
-    jwks_url: str | None
-    scope: str
-    patient: str | None
-    active: bool
-
-    @property
-    def scopes(self) -> ScopeSet:
-        return ScopeSet.parse(self.scope)
-
-
-def _row_client(row: Any) -> Client:
-    return Client(
-        client_id=row.client_id,
-        name=row.name,
-        jwks=json.loads(row.jwks) if row.jwks else None,
-        jwks_url=row.jwks_url,
-        scope=row.scope,
-        patient=row.patient,
-        active=bool(row.active),
-    )
+__all__ = ["Client", "register_client"]
 
 
 def register_client(
-    conn: Connection,
+    clients: ClientRows,
     *,
     name: str,
     scope: str,
@@ -76,48 +44,5 @@ def register_client(
         patient=patient,
         active=True,
     )
-    conn.execute(
-        auth_client.insert().values(
-            client_id=client.client_id,
-            name=name,
-            jwks=json.dumps(jwks) if jwks is not None else None,
-            jwks_url=jwks_url,
-            scope=client.scope,
-            patient=patient,
-            active=True,
-            created=datetime.now(UTC),
-        )
-    )
+    clients.add(client)
     return client
-
-
-def get_client(conn: Connection, client_id: str) -> Client | None:
-    row = conn.execute(sa.select(auth_client).where(auth_client.c.client_id == client_id)).first()
-    return _row_client(row) if row is not None else None
-
-
-def list_clients(conn: Connection) -> list[Client]:
-    rows = conn.execute(sa.select(auth_client).order_by(auth_client.c.client_id))
-    return [_row_client(row) for row in rows]
-
-
-def set_active(conn: Connection, client_id: str, active: bool) -> bool:
-    """Enable or disable a client; False when it is not registered."""
-    result = conn.execute(
-        auth_client.update().where(auth_client.c.client_id == client_id).values(active=active)
-    )
-    return bool(result.rowcount)
-
-
-def remember_assertion(conn: Connection, client_id: str, jti: str, expires: datetime) -> bool:
-    """Record an assertion's ``jti``; False when the client already used it (a replay)."""
-    now = datetime.now(UTC)
-    conn.execute(auth_assertion.delete().where(auth_assertion.c.expires < now))
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                auth_assertion.insert().values(client_id=client_id, jti=jti, expires=expires)
-            )
-    except IntegrityError:
-        return False
-    return True

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import httpx
 from joserfc.jwk import ECKey, KeySet, RSAKey
-from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
 from fhir_service.api.auth.audit import AuditLog
@@ -29,7 +28,9 @@ from fhir_service.api.auth.scopes import ScopeSet
 from fhir_service.api.auth.tokens import InvalidToken, TokenValidator
 from fhir_service.api.deps import BASE_PATH
 from fhir_service.settings import Settings
-from fhir_service.storage import Store, create_engine
+from fhir_service.storage import SqlStore
+from fhir_service.storage.audit_log import AuditTrail
+from fhir_service.storage.clients import ClientRegistry
 
 log = logging.getLogger("fhir_service.security")
 
@@ -80,11 +81,10 @@ class SmartConfigError(ValueError):
 class Security:
     """Everything the security layer needs at request time."""
 
-    def __init__(self, settings: Settings, store: Callable[[], Store]) -> None:
+    def __init__(self, settings: Settings, store: Callable[[], SqlStore]) -> None:
         self.settings = settings
         self.mode = settings.auth_mode
         self._store = store
-        self._engine: Engine | None = None
         self.signing_key: RSAKey | ECKey | None = None
         self._local: KeySet | None = None
         self._remote = RemoteKeySet(settings.auth_jwks_url) if settings.auth_jwks_url else None
@@ -149,19 +149,14 @@ class Security:
 
     # -------------------------------------------------------------- database
 
-    @property
-    def engine(self) -> Engine:
-        """The store's engine (a separate one on the same URL if the store has none)."""
-        if self._engine is None:
-            engine = getattr(self._store(), "engine", None)
-            self._engine = (
-                engine if isinstance(engine, Engine) else create_engine(self.settings.database_url)
-            )
-        return self._engine
+    @cached_property
+    def clients(self) -> ClientRegistry:
+        """The registered clients, on the store's database."""
+        return ClientRegistry.of(self._store())
 
     @cached_property
     def audit(self) -> AuditLog | None:
-        return AuditLog(self.engine) if self.settings.audit_enabled else None
+        return AuditLog(AuditTrail.of(self._store())) if self.settings.audit_enabled else None
 
     def close(self) -> None:
         """Store the audit records still queued (application shutdown)."""

@@ -27,7 +27,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from fhir_service.api.auth.clients import Client, get_client, remember_assertion
+from fhir_service.api.auth.clients import Client
 from fhir_service.api.auth.config import JWKS_PATH, TOKEN_PATH, RemoteKeySet, Security
 from fhir_service.api.auth.hardening import TOKEN_BODY_LIMIT
 from fhir_service.api.auth.keys import KeyFileError, key_set, public_jwks
@@ -96,8 +96,8 @@ def exchange(
     if security.signing_key is None:
         raise OAuthError("server_error", "the token endpoint has no signing key", 503)
     client_id = _unverified_claims(assertion).get("iss")
-    with security.engine.begin() as conn:
-        client = get_client(conn, client_id) if isinstance(client_id, str) else None
+    with security.clients.begin() as clients:
+        client = clients.get(client_id) if isinstance(client_id, str) else None
         if client is None or not client.active:
             raise OAuthError("invalid_client", "unknown or disabled client", 401)
         try:
@@ -114,11 +114,11 @@ def exchange(
         expires = int(claims["exp"])
         if expires > int(time.time()) + MAX_ASSERTION_LIFETIME + 30:
             raise OAuthError("invalid_client", "the assertion expires too far ahead", 401)
-        if not remember_assertion(
-            conn, client.client_id, jti[:255], datetime.fromtimestamp(expires, UTC)
+        if not clients.remember_assertion(
+            client.client_id, jti[:255], datetime.fromtimestamp(expires, UTC)
         ):
             raise OAuthError("invalid_client", "this assertion was already used", 401)
-    granted = requested.within(client.scopes)
+    granted = requested.within(ScopeSet.parse(client.scope))
     if client.patient is None:
         granted = ScopeSet(tuple(s for s in granted.scopes if s.context != "patient"))
     if not granted.scopes:

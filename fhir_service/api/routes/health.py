@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse, Response
 
 from fhir_service.api.deps import StoreDep
 from fhir_service.api.responses import outcome_response
 from fhir_service.errors import FhirServiceError, Issue
-from fhir_service.storage import SqlStore, check_schema_current
+from fhir_service.storage import SqlStore
+from fhir_service.storage.errors import DatabaseError
 
 router = APIRouter()
 
@@ -25,12 +25,12 @@ def readyz(request: Request, store: StoreDep) -> Response:
     """The database answers and its schema is current; 503 with an OperationOutcome if not."""
     try:
         database: SqlStore = request.app.state.store
-        check_schema_current(database.engine)
+        database.check_schema()
         with store.begin(readonly=True) as repo:
             repo.history(count=1)
     except FhirServiceError as exc:
         return outcome_response(exc.issues, 503)
-    except SQLAlchemyError as exc:
+    except DatabaseError as exc:
         text = f"The database is not reachable ({type(exc).__name__})"
         return outcome_response([Issue("error", "transient", text)], 503)
     return JSONResponse({"status": "ready"})

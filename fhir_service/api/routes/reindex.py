@@ -32,11 +32,10 @@ from fhir_service.api.responses import fhir_response
 from fhir_service.errors import Conflict, Forbidden, InvalidRequest, NotFound, UnknownResourceType
 from fhir_service.fhir.models import model_class
 from fhir_service.search.registry import get_registry
-from fhir_service.storage import format_instant
+from fhir_service.storage import SqlStore, format_instant
 from fhir_service.storage.reindex_jobs import ReindexJob
 from fhir_service.storage.reindex_run import ALL_TYPES
 from fhir_service.storage.reindex_runner import ReindexRunner
-from fhir_service.storage.search_index import registry_for
 
 RETRY_AFTER = "2"
 
@@ -44,12 +43,12 @@ RETRY_AFTER = "2"
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the reindex worker on the application's database for the app's lifetime."""
-    engine = getattr(app.state.store, "engine", None)
-    if engine is None:
+    store = app.state.store
+    if not isinstance(store, SqlStore):
         yield
         return
     stale = timedelta(seconds=app.state.settings.worker_stale_seconds)
-    runner = ReindexRunner(engine, stale_after=stale)
+    runner = ReindexRunner.of(store, stale_after=stale)
     app.state.reindex_runner = runner
     async with running(runner.serve()):
         yield
@@ -89,8 +88,7 @@ async def _pairs(request: Request) -> list[tuple[str, str]]:
 
 def _bases_of(runner: ReindexRunner, url: str) -> list[str] | None:
     """The ``base`` types of the core or stored SearchParameter ``url`` (None: all)."""
-    with runner.jobs.read() as conn:
-        registry = registry_for(conn, get_registry())
+    registry = runner.jobs.registry(get_registry())
     for sp in registry.parameters:
         if sp.get("url") == url:
             bases = [b for b in sp.get("base") or [] if isinstance(b, str)]

@@ -34,7 +34,7 @@ from fhir_service.sync.runner import SyncRunner
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the sync worker on the application's SQL store for the app's lifetime."""
-    store = getattr(app.state, "store", None)
+    store = app.state.store
     if not isinstance(store, SqlStore):
         yield
         return

@@ -1,4 +1,5 @@
-"""The SQL tables of the security layer (created by migration ``0004_security``).
+"""The SQL tables of the security layer (created by migration ``0004_security``); only
+``storage/clients.py`` and ``storage/audit_log.py`` query them.
 
 - ``auth_client``: clients registered for the token endpoint, with the JWKS (or JWKS URL)
   their assertions are signed with, the scopes they may get and an optional patient
@@ -15,13 +16,13 @@ import sqlalchemy as sa
 
 from fhir_service.storage.tables import UtcDateTime
 
-metadata = sa.MetaData()
+security_metadata = sa.MetaData()
 
 _Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 auth_client = sa.Table(
     "auth_client",
-    metadata,
+    security_metadata,
     sa.Column("client_id", sa.String(128), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("jwks", sa.Text, nullable=True),
@@ -34,7 +35,7 @@ auth_client = sa.Table(
 
 auth_assertion = sa.Table(
     "auth_assertion",
-    metadata,
+    security_metadata,
     sa.Column("client_id", sa.String(128), primary_key=True),
     sa.Column("jti", sa.String(255), primary_key=True),
     sa.Column("expires", UtcDateTime(), nullable=False),
@@ -42,7 +43,7 @@ auth_assertion = sa.Table(
 
 audit_event = sa.Table(
     "audit_event",
-    metadata,
+    security_metadata,
     sa.Column("seq", _Seq, primary_key=True, autoincrement=True),
     sa.Column("recorded", UtcDateTime(), nullable=False),
     sa.Column("client_id", sa.String(128), nullable=False),
