@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     base_url: str | None = None
     anchor_date: date = date(2022, 3, 1)
     package_cache: Path = Field(default_factory=lambda: Path.home() / ".fhir" / "packages")
+    package_auto_install: bool = True
+    """Fetch the R4 core and mCODE packages when missing (demo, serve, load, db upgrade)."""
     max_body_bytes: int = 10 * 1024 * 1024
     log_level: str = "INFO"
     auth_issuer: str | None = None

@@ -8,6 +8,7 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from fhir_service.cli.first_need import prepare_packages
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import create_engine, head_revision, upgrade
@@ -33,6 +34,7 @@ def _redacted(url: str) -> str:
 def upgrade_command(database_url: DatabaseUrl = None) -> None:
     """Bring the database schema up to date (creates the SQLite file if needed)."""
     url = _url(database_url)
+    prepare_packages(Settings(), required=False)
     try:
         reached = upgrade(url)
     except (SQLAlchemyError, FhirServiceError) as exc:

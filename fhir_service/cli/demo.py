@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
+from fhir_service.cli.first_need import prepare_packages
 from fhir_service.cli.load import LoadError, load_all, providers_first
 from fhir_service.cli.serve import run
 from fhir_service.errors import FhirServiceError
@@ -43,6 +44,7 @@ def demo_command(
     """Create or upgrade the SQLite database, load the example case and serve it."""
     url = f"sqlite:///{DEMO_DATABASE.resolve()}"
     settings = Settings(database_url=url)
+    prepare_packages(settings, required=True)
     try:
         revision = upgrade(url)
         store = SqlStore.open(url)

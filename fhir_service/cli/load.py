@@ -28,6 +28,7 @@ import orjson
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
+from fhir_service.cli.first_need import prepare_packages
 from fhir_service.errors import FhirServiceError
 from fhir_service.fhir.bundle import add_identifier_conditions
 from fhir_service.settings import Settings
@@ -221,6 +222,7 @@ def load_command(
         if not path.exists():
             typer.echo(f"error: {path} does not exist", err=True)
             raise typer.Exit(2)
+    prepare_packages(settings, required=True)
     try:
         store = SqlStore.open(
             database_url or settings.database_url,

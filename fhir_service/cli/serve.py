@@ -14,6 +14,7 @@ import typer
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
+from fhir_service.cli.first_need import prepare_packages
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
@@ -59,6 +60,7 @@ def serve_command(
 ) -> None:
     """Serve the FHIR R4 API at /fhir (CapabilityStatement at /fhir/metadata)."""
     settings = Settings()
+    prepare_packages(settings, required=False)
     problem = check_database(settings)
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
