@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.cli.first_need import prepare_packages
 from fhir_service.cli.load import LoadError, load_all, providers_first
-from fhir_service.cli.serve import run
+from fhir_service.cli.serve import listen, run
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, upgrade
@@ -44,6 +44,7 @@ def demo_command(
     """Create or upgrade the SQLite database, load the example case and serve it."""
     url = f"sqlite:///{DEMO_DATABASE.resolve()}"
     settings = Settings(database_url=url)
+    sock = listen(host, port) if serve else None
     prepare_packages(settings, required=True)
     try:
         revision = upgrade(url)
@@ -69,8 +70,8 @@ def demo_command(
     typer.echo(f"\nOpen the case timeline in a browser: http://{host}:{port}/ui")
     typer.echo(f"\nFHIR R4 API at {base}  (health: http://{host}:{port}/healthz)\n")
     typer.echo("Try:\n" + curl_examples(base) + "\n")
-    if serve:
-        run(settings, host, port)
+    if sock is not None:
+        run(settings, sock)
 
 
 def register(app: typer.Typer) -> None:

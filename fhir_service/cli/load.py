@@ -80,7 +80,7 @@ def _case_bundle(path: Path, anchor_date: date) -> dict[str, Any]:
     try:
         case = load_case(path)
     except CaseFileError as exc:
-        raise LoadError(str(exc)) from None
+        raise LoadError("\n".join(str(problem) for problem in exc.problems)) from None
     return build_bundle(case, anchor_date, bundle_type="transaction")
 
 
