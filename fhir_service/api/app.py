@@ -18,6 +18,7 @@ from fhir_service.api import auth, docs, errors, ui
 from fhir_service.api.routes import (
     bundle,
     crud,
+    definitions,
     everything,
     export,
     health,
@@ -35,7 +36,18 @@ from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, Store
 
 # The FHIR interactions, in matching order (the first route whose path and method fit wins).
-FHIR_ROUTES = (metadata, bundle, history, validate, export, reindex, crud, everything, search)
+FHIR_ROUTES = (
+    metadata,
+    bundle,
+    history,
+    validate,
+    export,
+    reindex,
+    definitions,
+    crud,
+    everything,
+    search,
+)
 # Background workers started and stopped with the application, after the store is open.
 WORKERS = (sync.lifespan, export.lifespan, reindex.lifespan)
 
