@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     package_auto_install: bool = True
     """Fetch the R4 core and mCODE packages when missing (demo, serve, load, db upgrade)."""
     max_body_bytes: int = 10 * 1024 * 1024
+    header_read_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's line and headers (else the connection closes)."""
+    body_read_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a client may pause while sending a request body (else 408)."""
     log_level: str = "INFO"
     auth_issuer: str | None = None
     auth_audience: str | None = None

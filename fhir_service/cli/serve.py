@@ -15,6 +15,7 @@ import typer
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
+from fhir_service.api.slow_clients import header_deadline
 from fhir_service.cli.first_need import prepare_packages
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
@@ -70,6 +71,8 @@ def run(settings: Settings, sock: socket.socket) -> None:
         factory=True,
         log_level=settings.log_level.lower(),
         access_log=False,
+        http=header_deadline(settings.header_read_timeout),
+        timeout_keep_alive=5,
     )
     uvicorn.Server(config).run(sockets=[sock])
 
