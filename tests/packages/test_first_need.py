@@ -163,3 +163,22 @@ def test_the_api_answers_503_without_the_core_package(
     diagnostics = outcome["issue"][0]["diagnostics"]
     assert f"installed in {tmp_path / 'empty'}" in diagnostics
     assert "fhir-service packages install" in diagnostics
+
+
+def test_with_automatic_installation_off_nothing_is_fetched(tmp_path: Path) -> None:
+    env = _unreachable_registries(_fresh_environment(tmp_path))
+    env["FHIR_SERVICE_PACKAGE_AUTO_INSTALL"] = "false"
+    done = subprocess.run(
+        [str(CLI), "db", "upgrade", "--database-url", f"sqlite:///{tmp_path / 'db.sqlite3'}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr  # db upgrade goes on without packages
+    assert "fetching" not in done.stderr
+    assert "hl7.fhir.r4.core#4.0.1 is not installed" in done.stderr
+    assert "automatic installation is off" in done.stderr
+    assert "is at revision" in done.stdout
