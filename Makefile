@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Set everything up on the embedded SQLite default and serve the example case.
+## Set everything up on the embedded SQLite default and serve the example case
+## (on another port: PORT=8001 make demo).
+PORT ?= 8000
+
 demo: $(STAMP)
-	$(BIN)/fhir-service demo
+	$(BIN)/fhir-service demo --port $(PORT)
 
 ## The whole test suite: lint, types, layering, then pytest.
 test: $(STAMP) check pytest

@@ -15,6 +15,7 @@ optional FHIRPath expression saying where the problem is.
     ├── MethodNotAllowed             405 not-supported
     ├── Conflict                     409 conflict    version or id conflict
     ├── Gone                         410 deleted     read of a deleted resource
+    ├── RequestTimeout               408 timeout     the body did not arrive in time
     ├── PreconditionFailed           412 conflict    If-Match mismatch, conditional matched several
     ├── PayloadTooLarge              413 too-costly
     ├── UnsupportedMediaType         415 not-supported
@@ -110,6 +111,11 @@ class Conflict(FhirServiceError):
 class Gone(FhirServiceError):
     status = 410
     code = "deleted"
+
+
+class RequestTimeout(FhirServiceError):
+    status = 408
+    code = "timeout"
 
 
 class PreconditionFailed(FhirServiceError):

@@ -37,7 +37,13 @@ class Settings(BaseSettings):
     base_url: str | None = None
     anchor_date: date = date(2022, 3, 1)
     package_cache: Path = Field(default_factory=lambda: Path.home() / ".fhir" / "packages")
+    package_auto_install: bool = True
+    """Fetch the R4 core and mCODE packages when missing (demo, serve, load, db upgrade)."""
     max_body_bytes: int = 10 * 1024 * 1024
+    header_read_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's line and headers (else the connection closes)."""
+    body_read_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a client may pause while sending a request body (else 408)."""
     log_level: str = "INFO"
     auth_issuer: str | None = None
     auth_audience: str | None = None

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from fhir_service import __version__
-from fhir_service.api import auth, errors, ui
+from fhir_service.api import auth, docs, errors, ui
 from fhir_service.api.routes import (
     bundle,
     crud,
+    definitions,
     everything,
     export,
     health,
@@ -35,7 +36,18 @@ from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 
 # The FHIR interactions, in matching order (the first route whose path and method fit wins).
-FHIR_ROUTES = (metadata, bundle, history, validate, export, reindex, crud, everything, search)
+FHIR_ROUTES = (
+    metadata,
+    bundle,
+    history,
+    validate,
+    export,
+    reindex,
+    definitions,
+    crud,
+    everything,
+    search,
+)
 # Background workers started and stopped with the application, after the store is open.
 WORKERS = (sync.lifespan, export.lifespan, reindex.lifespan)
 
@@ -70,7 +82,7 @@ def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
         version=__version__,
         description="FHIR R4 REST API",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by fhir_service.api.docs, with local assets
         redoc_url=None,
     )
     app.state.settings = settings
@@ -82,7 +94,7 @@ def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
     search_registry.configure(settings.package_cache)
     app.state.fhir_routers = [module.router for module in FHIR_ROUTES]
     # The FHIR routes first: they are matched on every FHIR request, in order.
-    for router in [*app.state.fhir_routers, health.router, ui.router, sync.router]:
+    for router in [*app.state.fhir_routers, health.router, ui.router, docs.router, sync.router]:
         add_routes(app, router)
     return app
 

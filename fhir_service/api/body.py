@@ -9,13 +9,16 @@ which no FHIR string may hold (https://hl7.org/fhir/R4/datatypes.html#string).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
-from fhir_service.errors import InvalidRequest, PayloadTooLarge
+from fhir_service.errors import InvalidRequest, PayloadTooLarge, RequestTimeout
 
+BODY_READ_TIMEOUT = 30.0
+"""Seconds between two chunks of a body, unless ``Settings.body_read_timeout`` says otherwise."""
 MAX_DEPTH = 64
 """Deepest JSON nesting accepted; FHIR resources with contained resources stay far below."""
 
@@ -24,13 +27,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The raw body; PayloadTooLarge as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        if not (declared.isascii() and declared.strip().isdigit()):
             raise InvalidRequest(f"Content-Length '{declared}' is not a number")
         if int(declared) > limit:
             raise PayloadTooLarge(f"The body of {int(declared)} bytes exceeds the {limit} limit")
+    settings = getattr(request.app.state, "settings", None)
+    timeout = getattr(settings, "body_read_timeout", BODY_READ_TIMEOUT)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The request body did not arrive: no data for {timeout:g} s"
+            ) from None
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"The body exceeds the limit of {limit} bytes")

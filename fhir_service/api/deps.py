@@ -35,6 +35,7 @@ from fhir_service.errors import (
 )
 from fhir_service.fhir.fhirpath_patch import is_fhirpath_patch
 from fhir_service.fhir.models import model_class
+from fhir_service.search import registry as search_registry
 from fhir_service.settings import Settings
 from fhir_service.storage import Store
 from fhir_service.storage.ids import ID_PATTERN
@@ -147,7 +148,12 @@ async def patch_body(request: Request) -> list[Any] | dict[str, Any]:
 
 
 async def get_write_check(request: Request) -> WriteCheck | None:
-    """Validation on write for this request (None when the setting is ``off``)."""
+    """Validation on write for this request (None when the setting is ``off``).
+
+    Every write needs the core package's SearchParameters to index what it writes: without
+    them the write answers 503 (``PackageNotInstalled``) instead of storing a resource that
+    no search would find."""
+    search_registry.get_registry()
     return write_check(request.app.state.validator, request.app.state.settings.validate_on_write)
 
 

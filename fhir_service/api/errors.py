@@ -2,7 +2,9 @@
 
 - ``FhirServiceError``: its own status and issues;
 - request validation and JSON decode errors: 400;
-- unknown routes 404, wrong methods 405, other HTTP errors their status;
+- unknown routes 404, wrong methods 405 with ``Allow`` naming every method some route
+  serves on that path (RFC 9110 section 15.5.6), other HTTP errors their status;
+- a client that went away before its body was read: logged as such, no traceback;
 - database rejections of a value: 400;
 - an unreachable database, a transient database failure or a pool that stayed busy:
   503 with Retry-After;
@@ -19,7 +21,7 @@ import traceback
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from fhir_service.api.responses import outcome_response
@@ -72,9 +74,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         text = str(exc.detail)
     severity = "error" if status >= 400 else "information"
     headers = dict(exc.headers or {})
+    if status == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return outcome_response(
         [Issue(severity, _HTTP_CODES.get(status, "exception"), text)], status, headers=headers
     )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method of the routes whose path pattern matches the request's path."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex, served = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and served and regex.match(path):
+            methods.update(served)
+    return sorted(methods)
 
 
 async def _data_error(request: Request, exc: Exception) -> Response:
@@ -99,6 +114,15 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client closed the connection before sending its whole body: nobody reads the
+    answer, and nothing went wrong on this side."""
+    log.info(
+        "%s %s: the client disconnected before its body arrived", request.method, request.url.path
+    )
+    return outcome_response([Issue("error", "incomplete", "The request body is incomplete")], 400)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     frames = "".join(traceback.format_tb(exc.__traceback__))
     log.error("%s %s raised %s\n%s", request.method, request.url.path, type(exc).__name__, frames)
@@ -113,6 +137,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(DataRejected, _data_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     app.add_exception_handler(DatabaseBusy, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

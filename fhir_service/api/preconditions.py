@@ -20,7 +20,7 @@ def parse_etag(value: str, header: str) -> int:
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise InvalidRequest(f"{header} '{value}' is not an ETag like W/\"1\"", expression=header)
     return int(text)
 

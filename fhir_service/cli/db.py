@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from fhir_service.cli.first_need import prepare_packages
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import database_revision, head_revision, redacted_url, upgrade
@@ -27,6 +28,7 @@ def _url(database_url: str | None) -> str:
 def upgrade_command(database_url: DatabaseUrl = None) -> None:
     """Bring the database schema up to date (creates the SQLite file if needed)."""
     url = _url(database_url)
+    prepare_packages(Settings(), required=False)
     try:
         reached = upgrade(url)
     except (DatabaseError, FhirServiceError) as exc:

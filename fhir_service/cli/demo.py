@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
+from fhir_service.cli.first_need import prepare_packages
 from fhir_service.cli.load import LoadError, load_all, providers_first
-from fhir_service.cli.serve import run
+from fhir_service.cli.serve import listen, run
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, upgrade
@@ -47,6 +48,8 @@ def demo_command(
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
+    sock = listen(host, port) if serve else None
+    prepare_packages(settings, required=True)
     try:
         revision = upgrade(url)
         store = SqlStore.open(url)
@@ -71,8 +74,8 @@ def demo_command(
     typer.echo(f"\nOpen the case timeline in a browser: http://{host}:{port}/ui")
     typer.echo(f"\nFHIR R4 API at {base}  (health: http://{host}:{port}/healthz)\n")
     typer.echo("Try:\n" + curl_examples(base) + "\n")
-    if serve:
-        run(settings, host, port)
+    if sock is not None:
+        run(settings, sock)
 
 
 def register(app: typer.Typer) -> None:

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from fhir_service.cli.first_need import prepare_packages
 from fhir_service.errors import FhirServiceError
 from fhir_service.fhir.bundle import add_identifier_conditions
 from fhir_service.settings import Settings
@@ -80,7 +81,7 @@ def _case_bundle(path: Path, anchor_date: date) -> dict[str, Any]:
     try:
         case = load_case(path)
     except CaseFileError as exc:
-        raise LoadError(str(exc)) from None
+        raise LoadError("\n".join(str(problem) for problem in exc.problems)) from None
     return build_bundle(case, anchor_date, bundle_type="transaction")
 
 
@@ -222,6 +223,7 @@ def load_command(
         if not path.exists():
             typer.echo(f"error: {path} does not exist", err=True)
             raise typer.Exit(2)
+    prepare_packages(settings, required=True)
     try:
         store = SqlStore.open(
             database_url or settings.database_url,

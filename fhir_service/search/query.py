@@ -287,7 +287,7 @@ def _sort(registry: Registry, types: list[str], text: str) -> list[tuple[SearchP
 
 
 def _count(value: str, max_count: int) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # int() also takes other scripts' digits
         raise InvalidRequest(
             f"_count must be a non-negative integer, not '{value[:20]}'", expression="_count"
         )

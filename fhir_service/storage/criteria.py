@@ -1,7 +1,10 @@
 """Search criteria strings of conditional interactions (https://hl7.org/fhir/R4/http.html#ccreate).
 
 ``If-None-Exist: identifier=http://sys|123`` and ``Patient?identifier=...`` carry a
-query string; these helpers parse it and give it one normal form.
+query string; these helpers parse it and give it one normal form. Criteria must select:
+empty ones, and ones of result parameters only (``_count``, ``_sort``, ``_summary``,
+``_elements``, ``_include``, ...; https://hl7.org/fhir/R4/search.html#return), are a 400,
+since they would match every resource of the type.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import hashlib
 from urllib.parse import parse_qsl
 
 from fhir_service.errors import InvalidRequest
+from fhir_service.search.query import RESULT_PARAMS
 from fhir_service.storage.repository import SearchParams
 
 
@@ -28,6 +32,12 @@ def parse_criteria(criteria: str, resource_type: str | None = None) -> list[tupl
     for name, value in pairs:
         if not name or value == "":
             raise InvalidRequest(f"Search criteria '{criteria}' has an empty parameter")
+    if all(name.split(":", 1)[0] in RESULT_PARAMS for name, _ in pairs):
+        names = ", ".join(sorted({name for name, _ in pairs}))
+        raise InvalidRequest(
+            f"Search criteria '{criteria}' hold only result parameters ({names}), which select "
+            "nothing: a conditional interaction needs criteria that select resources"
+        )
     return pairs
 
 

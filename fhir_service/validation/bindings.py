@@ -1,6 +1,7 @@
 """Terminology bindings of the core elements (https://hl7.org/fhir/R4/terminologies.html#strength).
 
-``required``: the code must be in the ValueSet (error). ``extensible``: a code
+``required``: the code must be in the ValueSet (error); a CodeableConcept with text
+and no code has no concept from it, so it is an error too. ``extensible``: a code
 outside the ValueSet is a warning. ``preferred`` and ``example`` are not
 checked. Only ValueSets that expand offline from the package cache are
 checked; for a required binding that cannot be expanded, one information
@@ -42,6 +43,13 @@ class BindingChecker:
             self._grammar[url] = any(i.get("system") in _GRAMMARS for i in includes)
         return self._grammar[url]
 
+    def _no_code(self, vs_url: str, url: str) -> str:
+        shown = f"{vs_url}|4.0.1" if "|" not in vs_url else vs_url
+        return (
+            f"No code provided, and a code is required from the value set "
+            f"'{self._title(url)}' ({shown})"
+        )
+
     def check(
         self, binding: tuple[str, str], type_code: str, value: Any, path: str, reported: set[str]
     ) -> Issue | None:
@@ -50,9 +58,11 @@ class BindingChecker:
         if strength not in ("required", "extensible") or type_code not in CODED_TYPES:
             return None
         codes = _codes(type_code, value)
-        if not codes:
-            return None
         url = vs_url.split("|", 1)[0]
+        if not codes:
+            if strength == "required" and type_code == "CodeableConcept":
+                return Issue("error", "code-invalid", self._no_code(vs_url, url), [path])
+            return None
         expansion = self.expander.expand(url)
         if not expansion.known:
             if strength == "required" and not self._is_grammar(url) and url not in reported:

@@ -310,6 +310,16 @@ class StructureWalker:
                     f"{path}.{info.name}",
                     (*ptr, key),
                 )
+            elif base in obj and "_" + base in obj and len(values) != len(extras):
+                # https://hl7.org/fhir/R4/json.html#primitive: null fills the gaps.
+                self.add(
+                    "error",
+                    "structure",
+                    f"'{base}' has {len(values)} item(s) but '_{base}' has {len(extras)}: "
+                    "the arrays must be equally long, with null for absent items",
+                    f"{path}.{info.name}",
+                    (*ptr, "_" + base),
+                )
             if not values and not extras:
                 self.add(
                     "error",

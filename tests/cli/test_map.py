@@ -90,3 +90,24 @@ def test_unknown_field_and_missing_file_and_bad_options(tmp_path: Path) -> None:
     assert run_cli("map", str(tmp_path / "missing.yaml")).returncode == 2
     assert run_cli("map", str(IVC_CASE), "--bundle-type", "document").returncode == 2
     assert run_cli("map", str(IVC_CASE), "--anchor-date", "yesterday").returncode == 2
+
+
+def test_map_reports_every_error_of_a_case_file_at_once(tmp_path: Path) -> None:
+    text = IVC_CASE.read_text()
+    assert "schema_version:" in text
+    broken = tmp_path / "broken.yaml"
+    # Two unknown fields far apart: both are reported, each with its line.
+    broken.write_text("bogus_top: 1\n" + text + "another_bogus: 2\n")
+    result = run_cli("map", str(broken))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2, result.stderr
+    assert "bogus_top: unknown field 'bogus_top'" in errors[0]
+    assert "another_bogus: unknown field 'another_bogus'" in errors[1]
+    assert "2 errors in" in result.stderr
+
+
+def test_validate_on_a_case_file_says_to_map_it_first() -> None:
+    result = run_cli("validate", str(IVC_CASE))
+    assert result.returncode == 2
+    assert "is a case file, not FHIR JSON; map it first: `fhir-service map" in result.stderr

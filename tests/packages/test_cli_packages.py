@@ -73,3 +73,18 @@ def test_list_on_the_installed_cache_accounts_for_every_mcode_dependency(
         assert (
             f"installed  {ref}" in result.output or f"missing    {ref}  needed by" in result.output
         )
+
+
+def test_install_from_a_file_without_any_registry(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    tarball = make_tarball(tmp_path, "example.offline", "1.2.0", [])
+    result = runner.invoke(
+        _app(), ["packages", "install", "--file", str(tarball), "--cache", str(root)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "example.offline#1.2.0: installed from" in result.output
+    assert (root / "example.offline#1.2.0" / "package" / "package.json").is_file()
+    missing = runner.invoke(
+        _app(), ["packages", "install", "--file", str(tmp_path / "nope.tgz"), "--cache", str(root)]
+    )
+    assert missing.exit_code == 1

@@ -115,7 +115,7 @@ async def vread(
     """https://hl7.org/fhir/R4/http.html#vread (run as ``read`` is)"""
     type, id = resource_type(type), logical_id(id)
     store, fmt = request_store(request), request_format(request)
-    if not vid.isdigit() or len(vid) > 18:
+    if not (vid.isascii() and vid.isdigit()) or len(vid) > 18:
         raise NotFound(f"{type}/{id} has no version '{vid[:40]}'", expression="vid")
     version = int(vid)
     stored = await store.run_read(lambda repo: repo.vread(type, id, version))

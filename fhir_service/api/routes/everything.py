@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep, IdDep, StoreDep
 from fhir_service.api.responses import fhir_response
-from fhir_service.api.routes import interaction
+from fhir_service.api.routes import interaction, operation
 from fhir_service.api.routes.history import parse_count, parse_since
 from fhir_service.api.routes.search import CURSOR, searchset
 from fhir_service.errors import InvalidRequest
@@ -33,7 +33,16 @@ def _types(requested: str | None, compartment: dict[str, tuple[str, ...]]) -> li
     return [t for t in members if t in named] or ["Patient"]
 
 
-@router.get("/Patient/{id}/$everything", openapi_extra=interaction("operation"))
+EVERYTHING = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+
+
+@router.get(
+    "/Patient/{id}/$everything",
+    openapi_extra={
+        **interaction("operation"),
+        **operation("everything", EVERYTHING, resource="Patient"),
+    },
+)
 def everything(
     id: IdDep, store: StoreDep, request: Request, fmt: FormatDep, base: BaseDep
 ) -> Response:

@@ -47,7 +47,7 @@ def parse_count(value: str | None) -> int:
     """``_count`` between 1 and MAX_COUNT (larger values are capped)."""
     if value is None:
         return DEFAULT_COUNT
-    if not value.strip().isdigit() or int(value) < 1:
+    if not (value.isascii() and value.strip().isdigit()) or int(value) < 1:
         raise InvalidRequest(
             f"_count must be a positive integer, not '{value[:20]}'", expression="_count"
         )

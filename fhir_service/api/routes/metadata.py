@@ -91,6 +91,21 @@ def operations(app: FastAPI) -> dict[str | None, list[dict[str, str]]]:
     return found
 
 
+def _absolute(
+    declared: dict[str | None, list[dict[str, str]]], base: str
+) -> dict[str | None, list[dict[str, str]]]:
+    """The entries with the server's own definitions (relative to the base) made absolute."""
+    return {
+        rtype: [
+            {**e, "definition": e["definition"]}
+            if "://" in e["definition"]
+            else {**e, "definition": f"{base}/{e['definition']}"}
+            for e in entries
+        ]
+        for rtype, entries in declared.items()
+    }
+
+
 def _operations_of(declared: dict[str | None, list[dict[str, str]]], rtype: str) -> dict[str, Any]:
     """The ``operation`` entry of one resource type: its own and those of every type (``*``)."""
     found = declared.get(rtype, []) + declared.get(ALL_TYPES, [])
@@ -119,7 +134,7 @@ def capability_statement(
     """The CapabilityStatement of ``app`` served at ``base`` (search parameters of
     ``registry``, default the core ones)."""
     type_codes, system_codes, flags = registered(app)
-    declared = operations(app)
+    declared = _absolute(operations(app), base)
     bulk = any(
         o["definition"].startswith(_BULK_OPERATIONS) for ops in declared.values() for o in ops
     )

@@ -29,6 +29,8 @@ from fhir_service.api.background import running
 from fhir_service.api.body import json_object, parse_json, read_body
 from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep
 from fhir_service.api.responses import fhir_response
+from fhir_service.api.routes import operation
+from fhir_service.api.routes.definitions import REINDEX
 from fhir_service.errors import Conflict, Forbidden, InvalidRequest, NotFound, UnknownResourceType
 from fhir_service.fhir.models import model_class
 from fhir_service.search.registry import get_registry
@@ -148,7 +150,7 @@ def _progress(job: ReindexJob) -> str:
     return f"{job.done} of {job.total} resources{share}"
 
 
-@router.post("/$reindex")
+@router.post("/$reindex", openapi_extra=operation("reindex", REINDEX))
 async def reindex_start(request: Request, base: BaseDep, fmt: FormatDep) -> Response:
     """Queue a reindex job; 202 with the job's status URL."""
     _admin(request, "$reindex")

@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 from starlette.responses import JSONResponse, Response
 
 from fhir_service.api.background import running
@@ -143,8 +143,13 @@ async def list_runs(request: Request, _count: int = 20) -> Response:
     return JSONResponse({"runs": [_json(r) for r in state.runs(_store(request), limit=_count)]})
 
 
+MAX_RUN_ID = 2**31 - 1
+"""Largest run id the ``sync_run.id`` INTEGER column holds on PostgreSQL (SQLite's is 64-bit);
+a larger one is a 400, not a database error."""
+
+
 @router.get("/runs/{run_id}")
-async def read_run(run_id: int, request: Request) -> Response:
+async def read_run(run_id: Annotated[int, Path(ge=1, le=MAX_RUN_ID)], request: Request) -> Response:
     """The run's status, counts and errors."""
     run = state.run(_store(request), run_id)
     if run is None:

@@ -1,0 +1,70 @@
+"""OperationDefinitions of the operations this server defines itself, served at
+``GET [base]/OperationDefinition/{id}`` so that the CapabilityStatement's
+``operation.definition`` resolves (https://hl7.org/fhir/R4/operationdefinition.html).
+
+Operations of the core specification and of Bulk Data name their published canonicals
+instead (``http://hl7.org/fhir/OperationDefinition/...``). A definition here is named by
+a path relative to the base, ``OperationDefinition/{id}``; the CapabilityStatement and
+the resource's ``url`` make it absolute with the base the server is reached at.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from fhir_service import __version__
+from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep
+from fhir_service.api.responses import fhir_response
+
+router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
+
+REINDEX_ID = "fhir-service-reindex"
+REINDEX = f"OperationDefinition/{REINDEX_ID}"
+
+
+def _parameter(name: str, use: str, low: int, high: str, kind: str, doc: str) -> dict[str, Any]:
+    return {"name": name, "use": use, "min": low, "max": high, "type": kind, "documentation": doc}
+
+
+def reindex_definition(base: str) -> dict[str, Any]:
+    """The OperationDefinition of ``$reindex`` (docs/search.md#reindexing)."""
+    return {
+        "resourceType": "OperationDefinition",
+        "id": REINDEX_ID,
+        "url": f"{base}/{REINDEX}",
+        "version": __version__,
+        "name": "Reindex",
+        "title": "Rebuild the search index of stored resources",
+        "status": "active",
+        "kind": "operation",
+        "publisher": "fhir-service",
+        "description": (
+            "Queues a background job that rewrites the search index rows of the stored "
+            "resources of the named types (every stored type when none is named). Answers 202 "
+            "with the job's status URL in Content-Location; GET on it reports progress."
+        ),
+        "affectsState": True,
+        "code": "reindex",
+        "system": True,
+        "type": False,
+        "instance": False,
+        "parameter": [
+            _parameter("type", "in", 0, "*", "code", "Resource types to reindex."),
+            _parameter(
+                "url", "in", 0, "*", "uri", "SearchParameter URLs; their base types are reindexed."
+            ),
+            _parameter("return", "out", 1, "1", "Parameters", "The queued job."),
+        ],
+    }
+
+
+DEFINITIONS = {REINDEX_ID: reindex_definition}
+
+
+@router.get(f"/{REINDEX}", include_in_schema=True)
+def reindex_operation_definition(base: BaseDep, fmt: FormatDep) -> Response:
+    """The OperationDefinition of ``$reindex``."""
+    return fhir_response(reindex_definition(base), 200, fmt)
