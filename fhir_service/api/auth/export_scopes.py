@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fhir_service.api.auth.context import AccessContext
-from fhir_service.api.auth.scopes import ScopeSet
 from fhir_service.errors import Forbidden
 from fhir_service.export.jobs import ExportParams, Job
+from fhir_service.fhir.smart_scopes import ScopeSet
 
 ALL = "*"
 
