@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
@@ -193,24 +193,17 @@ def export_params(level: Level, pairs: list[tuple[str, Any]], group: str | None)
     )
 
 
-class _Matching(Protocol):
-    """The storage search hook (``SqlRepository.search_query``)."""
-
-    def search_query(self, resource_type: str, params: list[tuple[str, str]]) -> Any: ...
-
-
 def check_type_filters(store: Store, params: ExportParams) -> None:
-    """Build each ``_typeFilter`` query with the storage search, as the job will: unknown
-    parameters, modifiers or malformed values are InvalidRequest now."""
+    """Check each ``_typeFilter`` query with the storage search, as the job will run it:
+    unknown parameters, modifiers or malformed values are InvalidRequest now
+    (https://build.fhir.org/ig/HL7/bulk-data/export.html#_typefilter-experimental-query-parameter)."""
     if not params.type_filters:
         return
     with store.begin(readonly=True) as repo:
         for rtype, queries in params.type_filters.items():
             for query in queries:
                 try:
-                    cast(_Matching, repo).search_query(
-                        rtype, parse_qsl(query, keep_blank_values=True)
-                    )
+                    repo.check_criteria(rtype, parse_qsl(query, keep_blank_values=True))
                 except InvalidRequest as exc:
                     raise InvalidRequest(
                         f"_typeFilter '{rtype}?{query[:80]}': {exc.diagnostics}",

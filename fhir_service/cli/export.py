@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.api.export_params import check_type_filters, export_params
 from fhir_service.errors import FhirServiceError
@@ -27,6 +26,7 @@ from fhir_service.search.compartment import compartment_paths
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, format_instant
 from fhir_service.storage.access import AccessScope
+from fhir_service.storage.errors import DatabaseError
 
 
 def export_command(
@@ -70,7 +70,7 @@ def export_command(
     try:
         params = export_params("system", pairs, None)
         store = SqlStore.open(database_url or settings.database_url)
-    except (SQLAlchemyError, FhirServiceError) as exc:
+    except (DatabaseError, FhirServiceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
@@ -89,7 +89,7 @@ def export_command(
             else None
         )
         result = run_export(
-            store.engine, params, output, compartment=compartment, deidentifier=deidentifier
+            store, params, output, compartment=compartment, deidentifier=deidentifier
         )
     except FhirServiceError as exc:
         typer.echo(f"error: {exc.diagnostics}", err=True)

@@ -1,29 +1,25 @@
-"""Export jobs in the database: create, claim, progress, finish, cancel, expire
-(https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-kick-off-request).
+"""Export jobs: what a kick-off asked for and the jobs that run it
+(https://build.fhir.org/ig/HL7/bulk-data/export.html#bulk-data-kick-off-request).
 
-Job states: ``queued`` -> ``running`` -> ``completed`` | ``failed``; ``cancelled`` at any
-time. Workers claim the oldest queued job with ``SELECT ... FOR UPDATE SKIP LOCKED`` on
-PostgreSQL (a plain SELECT inside SQLite's write transaction), so several service
-processes never run the same job. A running job whose heartbeat is older than the stale
-limit (its process died) is queued again by ``recover``.
+``ExportParams`` is the job's parameters, stored as JSON; ``JobStore`` is storage's
+``export_job`` table (``fhir_service.storage.export_jobs``: claiming, heartbeats,
+recovery, cancel and expiry) with the parameters decoded. Job states: ``queued`` ->
+``running`` -> ``completed`` | ``failed``; ``cancelled`` at any time.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-
-from fhir_service.export.tables import export_job
-from fhir_service.storage.jobs import read_connection, write_connection
+from fhir_service.fhir.smart_scopes import ScopeSet
+from fhir_service.storage import SqlStore
+from fhir_service.storage.access import AccessScope, access_scope
+from fhir_service.storage.export_jobs import ExportJobRow, ExportJobs
 
 Level = Literal["system", "patient", "group"]
-ACTIVE = ("queued", "running")
 
 
 @dataclass(frozen=True)
@@ -42,6 +38,15 @@ class ExportParams:
     """``_elements``: ``Type.element`` or ``element`` names."""
     scopes: list[str] | None = None
     """The scopes the job was started with (None: unrestricted, as in open mode)."""
+    owner_patient: str | None = None
+    """The patient in the context of the token that started the job (its ``patient/``
+    scopes reach that patient's compartment)."""
+
+    def access_scope(self) -> AccessScope:
+        """The storage scope the job's scans run with: its owner's, from the recorded
+        scopes and patient (``AccessScope.full()`` when no scopes were recorded)."""
+        scopes = ScopeSet.parse(self.scopes) if self.scopes is not None else None
+        return access_scope(scopes, self.owner_patient)
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -54,6 +59,7 @@ class ExportParams:
             "type_filters": self.type_filters,
             "elements": self.elements,
             "scopes": self.scopes,
+            "owner_patient": self.owner_patient,
         }
         return json.dumps(data)
 
@@ -71,6 +77,7 @@ class ExportParams:
             type_filters=data.get("type_filters"),
             elements=data.get("elements"),
             scopes=data.get("scopes"),
+            owner_patient=data.get("owner_patient"),
         )
 
 
@@ -92,11 +99,7 @@ class Job:
     expires: datetime | None = None
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _job(row: Any) -> Job:
+def _job(row: ExportJobRow) -> Job:
     return Job(
         id=row.id,
         client_id=row.client_id,
@@ -107,138 +110,55 @@ def _job(row: Any) -> Job:
         created=row.created,
         heartbeat=row.heartbeat,
         progress=row.progress,
-        output=json.loads(row.output) if row.output else {},
+        output=row.output,
         error=row.error,
         expires=row.expires,
     )
 
 
+def _maybe(row: ExportJobRow | None) -> Job | None:
+    return _job(row) if row is not None else None
+
+
 class JobStore:
-    """The job table on one engine."""
+    """The export jobs of one store's database, with their parameters decoded."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def _read(self) -> Connection:
-        return read_connection(self.engine)
-
-    def _write(self) -> Connection:
-        return write_connection(self.engine)
+    def __init__(self, store: SqlStore) -> None:
+        self._rows = ExportJobs.of(store)
 
     def create(self, client_id: str, request: str, params: ExportParams) -> Job | None:
         """A queued job whose transactionTime is now; None when the client already has a
-        queued or running job (the unique index ``ux_export_job_active_client`` decides, so
-        concurrent kick-offs cannot both pass)."""
-        now = _now()
-        row = {
-            "id": str(uuid.uuid4()),
-            "client_id": client_id,
-            "status": "queued",
-            "request": request,
-            "params": params.to_json(),
-            "transaction_time": now,
-            "created": now,
-            "heartbeat": now,
-            "progress": "queued",
-        }
-        try:
-            with self._write() as conn, conn.begin():
-                conn.execute(export_job.insert().values(**row))
-        except sa.exc.IntegrityError:
-            return None
-        job = self.get(str(row["id"]))
-        assert job is not None
-        return job
+        queued or running job."""
+        return _maybe(self._rows.create(client_id, request, params.to_json()))
 
     def get(self, job_id: str) -> Job | None:
-        with self._read() as conn:
-            row = conn.execute(sa.select(export_job).where(export_job.c.id == job_id)).first()
-        return _job(row) if row is not None else None
+        return _maybe(self._rows.get(job_id))
 
     def claim(self) -> Job | None:
         """Mark the oldest queued job running and return it (None when there is none)."""
-        queued = sa.select(export_job.c.id).where(export_job.c.status == "queued").limit(1)
-        with self._read() as conn, conn.begin():
-            if conn.execute(queued).first() is None:
-                return None  # nothing queued: no write transaction (SQLite's write lock)
-        with self._write() as conn, conn.begin():
-            row = conn.execute(
-                sa.select(export_job)
-                .where(export_job.c.status == "queued")
-                .order_by(export_job.c.created)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
-            if row is None:
-                return None
-            conn.execute(
-                export_job.update()
-                .where(export_job.c.id == row.id)
-                .values(status="running", heartbeat=_now(), progress="started")
-            )
-        return self.get(row.id)
-
-    def _update(self, job_id: str, only_if: tuple[str, ...], **values: Any) -> bool:
-        with self._write() as conn, conn.begin():
-            result = conn.execute(
-                export_job.update()
-                .where(export_job.c.id == job_id, export_job.c.status.in_(only_if))
-                .values(**values)
-            )
-        return bool(result.rowcount)
+        return _maybe(self._rows.claim())
 
     def beat(self, job_id: str, progress: str) -> bool:
         """Record progress; False when the job is no longer running (cancelled)."""
-        return self._update(job_id, ("running",), heartbeat=_now(), progress=progress[:200])
+        return self._rows.beat(job_id, progress)
 
     def complete(self, job_id: str, output: dict[str, Any], expires: datetime) -> bool:
-        return self._update(
-            job_id,
-            ("running",),
-            status="completed",
-            output=json.dumps(output),
-            progress="completed",
-            heartbeat=_now(),
-            expires=expires,
-        )
+        return self._rows.complete(job_id, output, expires)
 
     def fail(self, job_id: str, error: str, expires: datetime) -> bool:
-        return self._update(
-            job_id, ("running", "queued"), status="failed", error=error, expires=expires
-        )
+        return self._rows.fail(job_id, error, expires)
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued, running or finished job (its files go with the next sweep)."""
-        return self._update(
-            job_id,
-            ("queued", "running", "completed", "failed"),
-            status="cancelled",
-            expires=_now(),
-        )
+        return self._rows.cancel(job_id)
 
     def recover(self, stale_after: timedelta) -> int:
         """Queue again the running jobs whose worker stopped beating; how many."""
-        limit = _now() - stale_after
-        with self._write() as conn, conn.begin():
-            result = conn.execute(
-                export_job.update()
-                .where(export_job.c.status == "running", export_job.c.heartbeat < limit)
-                .values(status="queued", progress="queued again after a restart")
-            )
-        return int(result.rowcount)
+        return self._rows.recover(stale_after)
 
     def expired(self) -> list[str]:
         """Ids of finished or cancelled jobs past their expiry."""
-        with self._read() as conn:
-            rows = conn.execute(
-                sa.select(export_job.c.id).where(
-                    export_job.c.expires.is_not(None),
-                    export_job.c.expires <= _now(),
-                    export_job.c.status.not_in(ACTIVE),
-                )
-            )
-            return [r.id for r in rows]
+        return self._rows.expired()
 
     def delete(self, job_id: str) -> None:
-        with self._write() as conn, conn.begin():
-            conn.execute(export_job.delete().where(export_job.c.id == job_id))
+        self._rows.delete(job_id)

@@ -1,5 +1,5 @@
 """The background worker that runs export jobs inside the service
-(https://hl7.org/fhir/uv/bulkdata/STU2/export.html#bulk-data-status-request).
+(https://build.fhir.org/ig/HL7/bulk-data/export.html#bulk-data-status-request).
 
 ``ExportRunner.serve()`` is an asyncio task: every 30 s it queues again the jobs whose
 worker stopped beating (a process that died); it claims queued jobs one at a time, runs
@@ -17,24 +17,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from fhir_service.errors import FhirServiceError
 from fhir_service.export.deidentify import Deidentifier
 from fhir_service.export.jobs import Job, JobStore
 from fhir_service.export.ndjson import DEFAULT_MAX_BYTES, OutputFile
 from fhir_service.export.run import Cancelled, Compartment, run_export
+from fhir_service.storage import SqlStore
 from fhir_service.storage.jobs import RECOVER_EVERY, poll_forever
 
 log = logging.getLogger(__name__)
 
 
 class ExportRunner:
-    """Runs the jobs of one database, writing files below ``export_dir/<job id>/``."""
+    """Runs the jobs of one store's database, writing files below ``export_dir/<job id>/``;
+    each job reads inside the scope of its owner (``ExportParams.access_scope``)."""
 
     def __init__(
         self,
-        engine: Engine,
+        store: SqlStore,
         export_dir: Path,
         *,
         compartment: Callable[[], Compartment],
@@ -44,8 +44,8 @@ class ExportRunner:
         stale_after: timedelta = timedelta(minutes=2),
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        self.jobs = JobStore(engine)
-        self.engine = engine
+        self.jobs = JobStore(store)
+        self.store = store
         self.export_dir = export_dir
         self._compartment = compartment
         self.deid_secret = deid_secret
@@ -79,7 +79,7 @@ class ExportRunner:
                     reference_year=job.transaction_time.year,
                 )
             result = run_export(
-                self.engine,
+                self.store,
                 params,
                 directory,
                 compartment=_Lazy(self._compartment),

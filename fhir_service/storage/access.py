@@ -9,7 +9,8 @@ patient. ``AccessScope.full()`` grants everything (open mode, internal work); a 
 without grants reaches nothing. The repository applies the scope inside the SQL of
 every operation; what lies outside it is treated as if it did not exist.
 
-The api layer builds scopes from SMART scopes; storage only reads them.
+``access_scope`` builds a scope from SMART scopes (``fhir_service.fhir.smart_scopes``):
+the api layer for each request, the export for the owner of a job it runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fhir_service.errors import Forbidden
+from fhir_service.fhir.smart_scopes import ScopeSet
 
 Action = Literal["c", "r", "u", "d", "s"]
 Reach = Literal["all", "compartment"]
@@ -92,3 +94,18 @@ class AccessScope:
                 f"The access token's scopes do not allow {ACTION_NAMES[action]} of {resource_type}"
             )
         return reach
+
+
+def access_scope(scopes: ScopeSet | None, patient: str | None) -> AccessScope:
+    """The scope of SMART ``scopes`` (None: everything, as in open mode): ``system/``
+    scopes grant their types entirely, ``patient/`` scopes only the compartment of
+    ``patient`` (nothing without one); ``user/`` scopes grant nothing."""
+    if scopes is None:
+        return AccessScope.full()
+    grants = []
+    for scope in scopes.scopes:
+        if scope.context == "system":
+            grants.append(Grant(scope.resource_type, scope.actions, "all"))
+        elif scope.context == "patient" and patient is not None:
+            grants.append(Grant(scope.resource_type, scope.actions, "compartment"))
+    return AccessScope.of(grants, patient)

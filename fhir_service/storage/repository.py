@@ -267,6 +267,11 @@ class Repository(Protocol):
         ``compartment``: only Patient/<id>'s compartment; ``since``: changed at or after."""
         ...
 
+    def check_criteria(self, resource_type: str, params: SearchParams) -> None:
+        """Build the query of search criteria ``params`` as a search would, running nothing:
+        InvalidRequest for unknown parameters, modifiers or malformed values."""
+        ...
+
     def search_registry(self) -> Registry:
         """The SearchParameters in force: the core ones and the active stored ones."""
         ...

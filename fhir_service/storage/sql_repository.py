@@ -801,6 +801,11 @@ class SqlRepository:
         lookup = self._conn if few else None
         return match_query(registry, request, self.scope, self._conn.dialect.name, lookup=lookup)
 
+    def check_criteria(self, resource_type: str, params: SearchParams) -> None:
+        """Build the query of ``params`` as ``search_query`` does, running nothing
+        (``_typeFilter`` at an export kick-off); InvalidRequest when it cannot be built."""
+        self.search_query(resource_type, params)
+
     def search_registry(self) -> Registry:
         """The SearchParameters in force: the core ones plus those stored here, read once
         per unit of work (and again after it writes a SearchParameter)."""

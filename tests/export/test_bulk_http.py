@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from fhir_service.export.tables import export_job
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
+from fhir_service.storage.export_jobs import export_job
 from tests.export.conftest import ASYNC, download, kick_off, wait_manifest
 
 FULL_ACCESS = AccessScope.full()

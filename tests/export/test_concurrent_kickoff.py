@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 from fhir_service.api import create_app
 from fhir_service.export.runner import ExportRunner
-from fhir_service.export.tables import export_job
 from fhir_service.settings import Settings
+from fhir_service.storage.export_jobs import export_job
 from tests.export.conftest import ASYNC, SECRET
 from tests.served import serve
 

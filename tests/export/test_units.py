@@ -12,10 +12,10 @@ from fhir_service.export.deidentify import Deidentifier, shift_date
 from fhir_service.export.jobs import ExportParams, JobStore
 from fhir_service.export.ndjson import NdjsonWriter
 from fhir_service.export.runner import ExportRunner
-from fhir_service.export.tables import export_job
 from fhir_service.search.compartment import compartment_paths
 from fhir_service.search.registry import get_registry
-from fhir_service.storage import create_engine
+from fhir_service.storage import SqlStore
+from fhir_service.storage.export_jobs import export_job
 from fhir_service.storage.tables import resource, resource_version
 
 
@@ -66,9 +66,10 @@ def test_ages_over_89_are_generalized() -> None:
 
 
 def test_claim_runs_each_job_once_and_recover_requeues_stale(database_url: str) -> None:
-    engine = create_engine(database_url)
+    store = SqlStore.open(database_url)
+    engine = store.engine
     try:
-        jobs = JobStore(engine)
+        jobs = JobStore(store)
         first = jobs.create("a", "r1", ExportParams())
         second = jobs.create("b", "r2", ExportParams(types=["Patient"]))
         assert first is not None and second is not None
@@ -93,11 +94,12 @@ def test_claim_runs_each_job_once_and_recover_requeues_stale(database_url: str) 
             left = conn.execute(sa.select(export_job.c.id)).scalars().all()
         assert left == [second.id]
     finally:
-        engine.dispose()
+        store.close()
 
 
 def test_runner_runs_then_sweeps_expired_files(database_url: str, tmp_path: Path) -> None:
-    engine = create_engine(database_url)
+    store = SqlStore.open(database_url)
+    engine = store.engine
     try:
         with engine.begin() as conn:
             conn.execute(
@@ -116,7 +118,7 @@ def test_runner_runs_then_sweeps_expired_files(database_url: str, tmp_path: Path
                 resource.insert().values(type="Patient", id="p1", version=1, deleted=False, seq=1)
             )
         runner = ExportRunner(
-            engine, tmp_path, compartment=lambda: compartment_paths(get_registry())
+            store, tmp_path, compartment=lambda: compartment_paths(get_registry())
         )
         job = runner.jobs.create("a", "r", ExportParams())
         assert job is not None
@@ -136,4 +138,4 @@ def test_runner_runs_then_sweeps_expired_files(database_url: str, tmp_path: Path
         assert runner.sweep() == 1
         assert not runner.directory(job.id).exists() and runner.jobs.get(job.id) is None
     finally:
-        engine.dispose()
+        store.close()

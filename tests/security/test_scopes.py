@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_service.api.auth.scopes import ScopeSet, parse_scope
+from fhir_service.fhir.smart_scopes import ScopeSet, parse_scope
 from fhir_service.search.compartment import compartment_paths, element_paths
 from fhir_service.search.registry import get_registry
 

@@ -10,7 +10,7 @@ import secrets
 from typing import Any
 
 from fhir_service.api.auth.keys import key_set
-from fhir_service.api.auth.scopes import ScopeSet
+from fhir_service.fhir.smart_scopes import ScopeSet
 from fhir_service.storage.clients import Client, ClientRows
 
 __all__ = ["Client", "register_client"]

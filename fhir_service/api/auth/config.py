@@ -24,9 +24,9 @@ from fhir_service.api.auth.audit import AuditLog
 from fhir_service.api.auth.context import AccessContext
 from fhir_service.api.auth.hardening import RateLimiter
 from fhir_service.api.auth.keys import KeyFileError, key_set, load_signing_key, read_key_set
-from fhir_service.api.auth.scopes import ScopeSet
 from fhir_service.api.auth.tokens import InvalidToken, TokenValidator
 from fhir_service.api.deps import BASE_PATH
+from fhir_service.fhir.smart_scopes import ScopeSet
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 from fhir_service.storage.audit_log import AuditTrail

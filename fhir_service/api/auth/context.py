@@ -3,8 +3,9 @@
 note its repository calls fill in (https://hl7.org/fhir/R4/auditevent.html).
 
 The context turns the token's SMART scopes into the storage ``AccessScope`` that every
-unit of work of the request carries: ``system/`` scopes grant their types entirely,
-``patient/`` scopes only the compartment of the token's patient.
+unit of work of the request carries (``fhir_service.storage.access.access_scope``):
+``system/`` scopes grant their types entirely, ``patient/`` scopes only the compartment
+of the token's patient.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from functools import cached_property
 
 from starlette.requests import Request
 
-from fhir_service.api.auth.scopes import ScopeSet
 from fhir_service.errors import Unauthorized
-from fhir_service.storage.access import AccessScope, Grant, Reach
+from fhir_service.fhir.smart_scopes import ScopeSet
+from fhir_service.storage.access import AccessScope, Reach, access_scope
 
 MAX_AUDIT_ENTITIES = 50
 
@@ -37,19 +38,6 @@ class AuditNote:
             self.count += 1
             if len(self.entities) < MAX_AUDIT_ENTITIES and ref not in self.entities:
                 self.entities.append(ref)
-
-
-def access_scope(scopes: ScopeSet | None, patient: str | None) -> AccessScope:
-    """The storage scope of SMART ``scopes`` (None: everything, as in open mode)."""
-    if scopes is None:
-        return AccessScope.full()
-    grants = []
-    for scope in scopes.scopes:
-        if scope.context == "system":
-            grants.append(Grant(scope.resource_type, scope.actions, "all"))
-        elif scope.context == "patient" and patient is not None:
-            grants.append(Grant(scope.resource_type, scope.actions, "compartment"))
-    return AccessScope.of(grants, patient)
 
 
 @dataclass

@@ -10,7 +10,9 @@ An export runs outside the request, so its access is decided here, on the very
   ``_typeFilter``) needs one covering it, else 403;
 - without ``_type`` the export is limited to the types the ``system/`` read scopes cover
   (every type for ``system/*``), as the Bulk Data IG lets a server do;
-- the job records its owner (``Job.client_id``) and the scopes it was started with;
+- the job records its owner (``Job.client_id``), the scopes it was started with and the
+  token's patient; it reads only what that owner's scope reaches
+  (``ExportParams.access_scope``, applied by storage inside every statement);
   status, files and cancel answer 404 to any other client, as if the job did not exist,
   and status and files need the recorded and the current scopes to cover the job's or
   the file's types (403).
@@ -21,9 +23,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fhir_service.api.auth.context import AccessContext
-from fhir_service.api.auth.scopes import ScopeSet
 from fhir_service.errors import Forbidden
 from fhir_service.export.jobs import ExportParams, Job
+from fhir_service.fhir.smart_scopes import ScopeSet
 
 ALL = "*"
 
@@ -53,7 +55,8 @@ def require_export_scope(access: AccessContext) -> None:
 
 def authorize_kick_off(access: AccessContext, params: ExportParams) -> ExportParams:
     """``params`` as the job will run them: types limited to the client's ``system/`` read
-    scopes when ``_type`` is absent, and the granted scopes recorded; Forbidden when a
+    scopes when ``_type`` is absent, the granted scopes and the token's patient recorded
+    (the job's access scope); Forbidden when a
     named type is not covered."""
     require_export_scope(access)
     readable = readable_types(access.scopes)
@@ -65,7 +68,7 @@ def authorize_kick_off(access: AccessContext, params: ExportParams) -> ExportPar
     if types is None and readable is not None:
         types = sorted(readable)
     scopes = access.scopes.texts() if access.scopes is not None else None
-    return replace(params, types=types, scopes=scopes)
+    return replace(params, types=types, scopes=scopes, owner_patient=access.patient)
 
 
 def own_job(access: AccessContext, job: Job | None) -> Job | None:

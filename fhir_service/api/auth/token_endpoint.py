@@ -31,10 +31,10 @@ from fhir_service.api.auth.clients import Client
 from fhir_service.api.auth.config import JWKS_PATH, TOKEN_PATH, RemoteKeySet, Security
 from fhir_service.api.auth.hardening import TOKEN_BODY_LIMIT
 from fhir_service.api.auth.keys import KeyFileError, key_set, public_jwks
-from fhir_service.api.auth.scopes import ScopeSet
 from fhir_service.api.auth.tokens import InvalidToken, issue_token, verify_jwt
 from fhir_service.api.body import read_body
 from fhir_service.errors import FhirServiceError
+from fhir_service.fhir.smart_scopes import ScopeSet
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = 300

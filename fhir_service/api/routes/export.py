@@ -49,7 +49,7 @@ from fhir_service.export.jobs import Job, Level
 from fhir_service.export.runner import ExportRunner
 from fhir_service.search.compartment import compartment_paths
 from fhir_service.search.registry import get_registry
-from fhir_service.storage import format_instant
+from fhir_service.storage import SqlStore, format_instant
 
 RETRY_AFTER = "2"
 DEFINITIONS = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
@@ -59,13 +59,13 @@ _FILE_NAME = re.compile(r"^[A-Za-z-]+-\d+\.ndjson$")
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the export worker on the application's database for the app's lifetime."""
-    engine = getattr(app.state.store, "engine", None)
-    if engine is None:
+    store = app.state.store
+    if not isinstance(store, SqlStore):
         yield
         return
     settings = app.state.settings
     runner = ExportRunner(
-        engine,
+        store,
         settings.export_dir.resolve(),
         compartment=functools.cache(lambda: compartment_paths(get_registry())),
         deid_secret=settings.deid_secret,

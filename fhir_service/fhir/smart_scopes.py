@@ -10,6 +10,10 @@ to the patient compartment of the token's patient. ``user/`` scopes are parsed b
 nothing: the service has no user identity to scope them by. v2 scopes carrying a query
 (``patient/Observation.rs?category=...``) are also kept out, so a grant never exceeds
 what the service can enforce.
+
+The syntax lives here, below storage, so that the api layer (tokens, requests) and an
+export job (the scopes its owner started it with) read scopes alike;
+``fhir_service.storage.access.access_scope`` turns them into an ``AccessScope``.
 """
 
 from __future__ import annotations
