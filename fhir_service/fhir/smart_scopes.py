@@ -71,19 +71,6 @@ class ScopeSet:
         parsed = (parse_scope(item) for item in items)
         return cls(tuple(scope for scope in parsed if scope is not None))
 
-    def reach(self, resource_type: str, action: str, *, has_patient: bool) -> Reach | None:
-        """``all`` when a system scope grants ``action`` on the type, ``compartment`` when
-        only a patient scope does (and a patient is in context), else ``None``."""
-        best: Reach | None = None
-        for scope in self.scopes:
-            if not scope.grants(resource_type, action):
-                continue
-            if scope.context == "system":
-                return "all"
-            if scope.context == "patient" and has_patient:
-                best = "compartment"
-        return best
-
     def texts(self) -> list[str]:
         return [scope.text for scope in self.scopes]
 

@@ -236,3 +236,39 @@ def test_capability_statement_lists_search_params(client: TestClient) -> None:
     assert "chromosome" in sequence
     assert "chromosome-variant-coordinate" in sequence, "three-part composites"
     assert "Observation:subject" in resources["Observation"]["searchInclude"]
+
+
+def test_everything_includes_what_the_compartment_references(
+    client: TestClient, post: Post
+) -> None:
+    """R4 $everything: "the server SHOULD also return resources referenced by the patient
+    compartment resources" (Medication, Practitioner, ...), as include entries; what
+    nothing in the compartment references stays out."""
+    mine = post(_patient("Referrer"))["id"]
+    medication = post({"resourceType": "Medication", "code": {"text": "doxorubicin"}})["id"]
+    doctor = post({"resourceType": "Practitioner", "name": [{"family": "Oncologist"}]})["id"]
+    post({"resourceType": "Practitioner", "name": [{"family": "Stranger"}]})
+    given = post(
+        {
+            "resourceType": "MedicationAdministration",
+            "status": "completed",
+            "medicationReference": {"reference": f"Medication/{medication}"},
+            "subject": {"reference": f"Patient/{mine}"},
+            "performer": [{"actor": {"reference": f"Practitioner/{doctor}"}}],
+            "effectiveDateTime": "2021-03-12",
+        }
+    )["id"]
+    bundle = search(client, f"/fhir/Patient/{mine}/$everything")
+    modes = {
+        (e["resource"]["resourceType"], e["resource"]["id"]): e["search"]["mode"]
+        for e in bundle["entry"]
+    }
+    assert modes == {
+        ("Patient", mine): "match",
+        ("MedicationAdministration", given): "match",
+        ("Medication", medication): "include",
+        ("Practitioner", doctor): "include",
+    }
+    only = search(client, f"/fhir/Patient/{mine}/$everything?_type=MedicationAdministration")
+    assert ids(only) == {given}
+    assert ids(only, "include") == set()

@@ -8,6 +8,7 @@ import pytest
 from fhir_service.fhir.smart_scopes import ScopeSet, parse_scope
 from fhir_service.search.compartment import compartment_paths, element_paths
 from fhir_service.search.registry import get_registry
+from fhir_service.storage.access import access_scope
 
 
 @pytest.mark.parametrize(
@@ -47,12 +48,15 @@ def test_not_clinical_scopes(text: str) -> None:
 
 
 def test_reach() -> None:
+    """system/ scopes reach every resource of their types, patient/ scopes the token
+    patient's compartment (none without a patient), user/ scopes nothing."""
     scopes = ScopeSet.parse("patient/*.rs system/Patient.r user/*.cruds openid")
-    assert scopes.reach("Patient", "r", has_patient=True) == "all"
-    assert scopes.reach("Observation", "s", has_patient=True) == "compartment"
-    assert scopes.reach("Observation", "s", has_patient=False) is None
-    assert scopes.reach("Observation", "c", has_patient=True) is None
-    assert scopes.reach("Patient", "d", has_patient=True) is None
+    with_patient = access_scope(scopes, "p1")
+    assert with_patient.reach("Patient", "r") == "all"
+    assert with_patient.reach("Observation", "s") == "compartment"
+    assert access_scope(scopes, None).reach("Observation", "s") is None
+    assert with_patient.reach("Observation", "c") is None
+    assert with_patient.reach("Patient", "d") is None
 
 
 def test_within() -> None:

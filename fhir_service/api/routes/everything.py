@@ -1,6 +1,10 @@
 """Patient/[id]/$everything (https://hl7.org/fhir/R4/patient-operation-everything.html):
 the Patient and every resource in its compartment, with ``_since``, ``_type`` and
-``_count`` paging (keyset cursors, stable while data changes).
+``_count`` paging (keyset cursors, stable while data changes), and, as ``include``
+entries of each page, the resources outside the compartment that the page's resources
+reference (Medication, Practitioner, Organization, Location, Device...: "the server
+SHOULD also return resources referenced by the patient compartment resources"). Under a
+patient scope those stay outside the scope, so they are not returned (docs/search.md).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from fhir_service.api.routes.search import CURSOR, searchset
 from fhir_service.errors import InvalidRequest
 from fhir_service.fhir.models import is_resource_type
 from fhir_service.search.compartment import patient_compartment
-from fhir_service.search.query import SearchRequest
+from fhir_service.search.query import Include, SearchRequest
 from fhir_service.search.registry import get_registry
 
 router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
@@ -49,13 +53,23 @@ def everything(
     """The Patient's record as a searchset Bundle, paged."""
     query = request.query_params
     compartment = patient_compartment(get_registry())
-    types = _types(query.get("_type"), compartment)
+    requested = query.get("_type")
+    types = _types(requested, compartment)
     since = parse_since(query.get("_since"))
     search = SearchRequest(types=types, count=parse_count(query.get("_count")))
+    search.includes = [Include("*", "*", None, iterate=False)]
     search.cursor = query.get(CURSOR)
     with store.begin(readonly=True) as repo:
         repo.read("Patient", id)
         page = repo.search_page(search, compartment=id, since=since)
+    named = None if not requested else {t.strip() for t in requested.split(",")}
+    page.included = [
+        s
+        for s in page.included
+        if s.resource_type not in compartment
+        and s.resource_type != "Patient"
+        and (named is None or s.resource_type in named)
+    ]
     pairs = list(query.multi_items())
     bundle = searchset(page, search, pairs, base, f"/Patient/{id}/$everything")
     return fhir_response(bundle, 200, fmt)
