@@ -9,8 +9,9 @@ and the ``_deidRules`` kick-off parameter replace it with rules of the same shap
   rules of ``fhir_service.export.deidentify``. A type that is not named keeps nothing but
   its pseudonymous id.
 - ``all``: paths kept on every resource type (``meta.profile``, ...).
-- ``text``: per resource type, the paths whose free text (string, markdown) is kept,
-  scrubbed of names, dates, phone numbers, e-mail addresses, identifiers and URLs.
+- ``text``: per resource type (``"*"``: every type), the paths whose free text (string,
+  markdown) is kept, scrubbed of names, dates, phone numbers, e-mail addresses,
+  identifiers and URLs; the path ``"*"`` keeps all free text of the kept elements.
 - ``extensions``: the extension URLs kept, ``"coded"`` (strings inside are removed) or
   ``"text"`` (strings inside are kept, scrubbed). Every other extension is removed.
 

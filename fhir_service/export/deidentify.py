@@ -9,8 +9,8 @@ below a kept path every element is treated by its type:
 
 1. Never kept, whatever the rules say: HumanName, Address, ContactPoint, Identifier,
    Signature, the Narrative (``text``), base64Binary (attachment ``data``), xhtml, oid,
-   uuid, uri and url values (but ``system`` and ``Reference.type``), and extensions whose
-   URL the rules do not list.
+   uuid, uri and url values (but the ``system`` of Coding and Quantity, and
+   ``Reference.type``), and extensions whose URL the rules do not list.
 2. Coded content is kept: code, Coding (system, version, code, display), Quantity and its
    profiles (value, comparator, unit, system, code), boolean, integer, decimal, time and
    canonical values.
@@ -79,6 +79,7 @@ URIS = frozenset({"uri", "url"})
 QUANTITIES = frozenset(
     {"Quantity", "Age", "Count", "Distance", "Duration", "Money", "MoneyQuantity", "SimpleQuantity"}
 )
+_CODED_URIS = frozenset({("Coding", "system"), ("Reference", "type")})
 _CODED_STRINGS = frozenset({("Coding", "display"), ("Coding", "version"), ("Extension", "url")})
 
 # Actions of a plan step.
@@ -313,7 +314,9 @@ class Deidentifier:
                 continue
             rel = f"{relative}.{name}" if relative else name
             rel_choice = f"{relative}.{info.name}[x]" if relative else f"{info.name}[x]"
-            keeps_text = text or rel in texts or (info.choice and rel_choice in texts)
+            keeps_text = (
+                text or rel in texts or (info.choice and rel_choice in texts) or "*" in texts
+            )
             if info.children is not None or info.content_ref:
                 sub = info.children
                 if sub is None and info.content_ref:
@@ -334,7 +337,9 @@ class Deidentifier:
             elif model.name == "Reference" and name == "reference":
                 steps.append((key, _Step(_REF, child_path)))
             elif type_code in URIS:
-                if name == "system" or (model.name == "Reference" and name == "type"):
+                if (model.name, name) in _CODED_URIS or (
+                    model.name in QUANTITIES and name == "system"
+                ):
                     steps.append((key, _Step(_COPY, child_path)))
                 else:
                     removed.append(child_path)

@@ -40,6 +40,8 @@ class ExportParams:
     """``_typeFilter``: resource type -> search queries (a resource matching any is kept)."""
     elements: list[str] | None = None
     """``_elements``: ``Type.element`` or ``element`` names."""
+    deid_rules: dict[str, Any] | None = None
+    """``_deidRules``: de-identification rules replacing the default ones."""
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -51,6 +53,7 @@ class ExportParams:
             "deidentify": self.deidentify,
             "type_filters": self.type_filters,
             "elements": self.elements,
+            "deid_rules": self.deid_rules,
         }
         return json.dumps(data)
 
@@ -67,6 +70,7 @@ class ExportParams:
             deidentify=bool(data.get("deidentify")),
             type_filters=data.get("type_filters"),
             elements=data.get("elements"),
+            deid_rules=data.get("deid_rules"),
         )
 
 
