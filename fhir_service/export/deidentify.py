@@ -64,6 +64,8 @@ MIN_SHIFT_DAYS = 366
 SHIFT_SPAN_DAYS = 365
 AGE_CAP = 90
 MAX_REPORT_PATHS = 4096
+MAX_PLANS = 65536
+_SCALARS = frozenset({str, int, float, bool})
 
 NEVER = frozenset(
     {"HumanName", "Address", "ContactPoint", "Identifier", "Signature", "Narrative"}
@@ -108,12 +110,18 @@ class _Step:
 
 
 class _Plan:
-    __slots__ = ("age", "removed", "steps")
+    """The steps for one shape of object at one path, and how often it was used (its
+    removals are counted from that when the report is made, not per object)."""
+
+    __slots__ = ("age", "copy", "removed", "steps", "uses")
 
     def __init__(self, steps: list[tuple[str, _Step]], removed: list[str], age: bool) -> None:
         self.steps = steps
         self.removed = removed
         self.age = age
+        self.uses = 0
+        self.copy = not removed and not age and all(s.action == _COPY for _, s in steps)
+        """Every element is kept as it is: an object of scalars is shared, not copied."""
 
 
 class _Context:
@@ -223,10 +231,14 @@ class Deidentifier:
 
     def report(self) -> JSON:
         """What was removed and scrubbed, per element path: the manifest's account."""
+        removed = Counter(self.removed)
+        for plan in self._plans.values():
+            for path in plan.removed:
+                removed[path] += plan.uses
         return {
             "rules": self.rules.source,
             "resources": self.resources,
-            "removed": dict(sorted(self.removed.items())),
+            "removed": dict(sorted((p, n) for p, n in removed.items() if n)),
             "scrubbed": dict(sorted(self.scrubbed.items())),
         }
 
@@ -372,14 +384,50 @@ class Deidentifier:
         plan = self._plans.get(plan_key)
         if plan is None:
             plan = self._plan(keys, model, node, rtype, path, text)
-            if len(self._plans) < 65536:
+            if len(self._plans) < MAX_PLANS:
                 self._plans[plan_key] = plan
-        for removed in plan.removed:
-            self._count(self.removed, removed)
+            else:  # not remembered: count its removals now
+                for removed in plan.removed:
+                    self._count(self.removed, removed)
+        plan.uses += 1
+        if plan.copy:
+            for item in value.values():
+                if type(item) not in _SCALARS:
+                    break
+            else:
+                return value
         out: JSON = {}
         for key, step in plan.steps:
             item = value[key]
-            if type(item) is list:
+            action = step.action
+            kind = type(item)
+            if action == _COPY and kind in _SCALARS:
+                out[key] = item
+            elif action == _OBJECT and kind is dict:
+                assert step.model is not None
+                result = self._object(
+                    item, ctx, step.model, step.child, rtype, step.path, step.text
+                )
+                if result:
+                    out[key] = result
+            elif action == _DATE and kind is str and _ANY_DATE.match(item):
+                if len(item) >= 10:
+                    out[key] = _shift_day(item[:10], ctx.days) + item[10:]
+                else:
+                    out[key] = shift_date(item, ctx.days)
+            elif kind is list and action == _OBJECT:
+                assert step.model is not None
+                kept = []
+                for v in item:
+                    if type(v) is dict:
+                        result = self._object(
+                            v, ctx, step.model, step.child, rtype, step.path, step.text
+                        )
+                        if result:
+                            kept.append(result)
+                if kept:
+                    out[key] = kept
+            elif kind is list:
                 kept = [self._item(v, step, ctx, rtype) for v in item]
                 if step.action == _PRIMITIVE_EXT:
                     if any(v is not None for v in kept):

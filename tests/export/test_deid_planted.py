@@ -106,7 +106,6 @@ class Generator:
             "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{PLANT}</div>',
         }
         body["extension"] = [
-            {"url": "http://example.org/fhir/StructureDefinition/planted", "valueString": PLANT},
             {
                 "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
                 "extension": [
@@ -114,8 +113,9 @@ class Generator:
                     {"url": "text", "valueString": PLANT},
                 ],
             },
+            {"url": "http://example.org/fhir/StructureDefinition/planted", "valueString": PLANT},
         ]
-        self._paths += [("extension", 1, "extension", 0, "valueCoding", k) for k in CODING]
+        self._paths += [("extension", 0, "extension", 0, "valueCoding", k) for k in CODING]
         if isinstance(body.get("status"), str):
             body["_status"] = {"extension": [{"url": "http://example.org/x", "valueString": PLANT}]}
         return body
