@@ -4,8 +4,9 @@
 
 Replaced, in this order: e-mail addresses ``[EMAIL]``, URLs ``[URL]``, calendar dates in
 ISO, numeric or word form ("12 March 2021", "March 12, 2021", "Mar 2021") ``[DATE]``,
-phone numbers ``[PHONE]``, street addresses ``[ADDRESS]``, identifiers (a token with five
-or more digits, or letters with three or more digits) ``[ID]``, then names: the names the
+social security numbers ``[ID]``, phone numbers ``[PHONE]``, street addresses
+``[ADDRESS]``, identifiers (a token with five or more digits, or letters with three or
+more digits) ``[ID]``, then names: the names the
 resource itself carries (HumanName parts, Reference displays, ``authorString``), a title
 and the words after it ("Dr. Smith"), and every capitalised word that is neither a common
 word nor a word of the resource's Coding displays ``[NAME]``. The last rule errs towards
@@ -36,6 +37,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "[DATE]",
     ),
+    (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[ID]"),  # a US social security number
     (re.compile(r"(?<![\w.])\+?\(?\d[\d\s().-]{5,}\d(?![\w.])"), "[PHONE]"),
     (
         re.compile(
@@ -48,7 +50,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 _TOKEN = re.compile(r"[\w-]*\d[\w-]*")
 _TITLE = re.compile(
-    r"\b(?:dr|mr|mrs|ms|miss|mx|prof|sir|nurse|rev)\.?\s+(?:[A-Z][\w'-]*\.?\s*){1,3}", re.I
+    r"\b(?i:dr|mr|mrs|ms|miss|mx|prof|sir|nurse|rev)\.?\s+[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*){0,2}"
 )
 _WORD = re.compile(r"[^\W\d_][\w'\u2019-]*")
 
@@ -89,7 +91,7 @@ def scrub(text: str, names: Iterable[str], words: frozenset[str]) -> str:
     text = _TOKEN.sub(_identifier, text)
     for name in sorted({n for n in names if len(n) > 1}, key=len, reverse=True):
         text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", "[NAME]", text, flags=re.I)
-    text = _TITLE.sub("[NAME] ", text)
+    text = _TITLE.sub("[NAME]", text)
 
     def word(match: re.Match[str]) -> str:
         token = match.group(0)

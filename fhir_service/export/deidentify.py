@@ -493,7 +493,7 @@ class Deidentifier:
             self._count(self.removed, path)
             return None
         allowed = self.rules.extensions.get(url)
-        relative = path.endswith(".extension") and "('" in path and "://" not in url
+        relative = path.endswith("').extension") and "://" not in url  # a part of a kept one
         if allowed is None and not relative:
             self._count(self.removed, f"{path}('{url[:200]}')")
             return None
