@@ -304,8 +304,8 @@ class Deidentifier:
             name = key[1:] if key.startswith("_") else key
             found = model.keys.get(name)
             child_path = f"{path}.{key}"
-            if found is None:
-                removed.append(child_path)
+            if found is None:  # its name is data too: not written into the account
+                removed.append(f"{path}.(unknown element)")
                 continue
             info, type_code = found
             if name in ("extension", "modifierExtension"):
@@ -494,8 +494,8 @@ class Deidentifier:
             return None
         allowed = self.rules.extensions.get(url)
         relative = path.endswith("').extension") and "://" not in url  # a part of a kept one
-        if allowed is None and not relative:
-            self._count(self.removed, f"{path}('{url[:200]}')")
+        if allowed is None and not relative:  # its URL is not written into the account
+            self._count(self.removed, f"{path}(unlisted URL)")
             return None
         keeps_text = bool(allowed) if allowed is not None else text
         model = self._index.model("Extension")
@@ -518,7 +518,7 @@ class Deidentifier:
         if reference.startswith("#"):
             return "#" + self._local(reference[1:]) if len(reference) > 1 else reference
         match = _RELATIVE_REF.match(reference)
-        if match is None:
+        if match is None or not self._index.is_resource(match.group(1)):
             return None
         return f"{match.group(1)}/{self.pseudonym(match.group(1), match.group(2))}"
 

@@ -43,7 +43,7 @@ def test_unknown_and_unlisted_elements_are_removed_and_counted() -> None:
     removed = deid.report()["removed"]
     assert removed == {
         "Observation.code": 1,
-        "Observation.futureElement": 1,
+        "Observation.(unknown element)": 1,
         "Observation.component.code.text": 1,
         "Observation.component.valueString": 1,
     }
@@ -112,3 +112,25 @@ def test_malformed_rules_are_refused() -> None:
     for rules in ({}, {"keep": []}, {"keep": {"Patient": "gender"}}, {"keep": {}, "x": 1}):
         with pytest.raises(InvalidRequest):
             parse_rules(rules, "test")
+
+
+def test_references_keep_only_resource_types() -> None:
+    deid = _deid({"keep": {"Observation": ["subject", "performer", "hasMember"]}})
+    out = deid.apply(
+        {
+            "resourceType": "Observation",
+            "id": "o1",
+            "subject": {"reference": "Patient/p1"},
+            "performer": [{"reference": "Lovelace/Ada"}, {"reference": "https://x.org/Patient/1"}],
+            "hasMember": [{"reference": "urn:uuid:0e7d2f0c-2d1b-4c1e-9e0f-1c2d3e4f5a6b"}],
+        }
+    )
+    assert out == {
+        "resourceType": "Observation",
+        "id": deid.pseudonym("Observation", "o1"),
+        "subject": {"reference": f"Patient/{deid.pseudonym('Patient', 'p1')}"},
+    }
+    assert deid.report()["removed"] == {
+        "Observation.performer.reference": 2,
+        "Observation.hasMember.reference": 1,
+    }
