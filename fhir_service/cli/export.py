@@ -3,9 +3,11 @@
 rules of ``fhir_service.export.deidentify``.
 
 Writes ``<Type>-<n>.ndjson`` files and a ``manifest.json`` shaped like the Bulk Data
-manifest (file URLs relative to the directory). The options are checked like the
-parameters of a ``$export`` kick-off (``--type-filter`` is ``_typeFilter``, ``--elements``
-is ``_elements``); a mistake exits with 2.
+manifest (file URLs relative to the directory; de-identified exports add the account of
+what was removed and scrubbed as ``extension.deidentification``). The options are checked
+like the parameters of a ``$export`` kick-off (``--type-filter`` is ``_typeFilter``,
+``--elements`` is ``_elements``, ``--deid-rules FILE`` is ``_deidRules``); a mistake exits
+with 2.
 """
 
 from __future__ import annotations
