@@ -92,7 +92,7 @@ PatientsOf = Callable[[JSON], set[str]]
 
 
 class _Step:
-    __slots__ = ("action", "child", "model", "path", "text")
+    __slots__ = ("action", "child", "model", "path", "plans", "text")
 
     def __init__(
         self,
@@ -107,6 +107,8 @@ class _Step:
         self.model = model
         self.child = child
         self.text = text
+        self.plans: dict[tuple[str, ...], _Plan] = {}
+        """The plans of the objects this step walks, by their element names."""
 
 
 class _Plan:
@@ -196,8 +198,11 @@ class Deidentifier:
         self._reference_year = reference_year
         self.rules = rules or load_rules()
         self._index = index or _core_index()
-        self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
-        self._trees: dict[str, Tree] = {}
+        self._steps: list[_Step] = []
+        """The steps that hold plans (for the report); their plans number ``_plan_count``."""
+        self._plan_count = 0
+        self._roots: dict[str, _Step] = {}
+        self._extension_steps: dict[tuple[str, bool], _Step] = {}
         self._texts: dict[str, frozenset[str]] = {}
         self.removed: Counter[str] = Counter()
         self.scrubbed: Counter[str] = Counter()
@@ -232,9 +237,10 @@ class Deidentifier:
     def report(self) -> JSON:
         """What was removed and scrubbed, per element path: the manifest's account."""
         removed = Counter(self.removed)
-        for plan in self._plans.values():
-            for path in plan.removed:
-                removed[path] += plan.uses
+        for step in self._steps:
+            for plan in step.plans.values():
+                for path in plan.removed:
+                    removed[path] += plan.uses
         return {
             "rules": self.rules.source,
             "resources": self.resources,
@@ -264,15 +270,15 @@ class Deidentifier:
         return shift_date(value, days)
 
     def _resource(self, value: JSON, ctx: _Context, rtype: str) -> JSON:
-        model = self._index.model(rtype)
-        if model is None or model.kind != "resource":
-            self._count(self.removed, rtype or "(unknown)")
-            return {"resourceType": rtype} if rtype else {}
-        tree = self._trees.get(rtype)
-        if tree is None:
-            tree = self._trees[rtype] = self.rules.tree(rtype)
+        root = self._roots.get(rtype)
+        if root is None:
+            model = self._index.model(rtype)
+            if model is None or model.kind != "resource":
+                self._count(self.removed, rtype or "(unknown)")  # R4B-only types
+                return {"resourceType": rtype} if rtype else {}
             self._texts[rtype] = self.rules.text_paths(rtype)
-        return self._object(value, ctx, model, tree, rtype, rtype, False)
+            root = self._roots[rtype] = _Step(_OBJECT, rtype, model, self.rules.tree(rtype))
+        return self._object(value, ctx, root, rtype)
 
     def _count(self, counter: Counter[str], path: str) -> None:
         if path in counter or len(counter) < MAX_REPORT_PATHS:
@@ -369,23 +375,18 @@ class Deidentifier:
         age = model.name in QUANTITIES and "value" in keys and "code" in keys
         return _Plan(steps, removed, age)
 
-    def _object(
-        self,
-        value: JSON,
-        ctx: _Context,
-        model: TypeModel,
-        node: Tree | bool,
-        rtype: str,
-        path: str,
-        text: bool,
-    ) -> JSON:
+    def _object(self, value: JSON, ctx: _Context, walk: _Step, rtype: str) -> JSON:
+        """An object walked by the plan of its shape at the place ``walk`` describes."""
         keys = tuple(value)
-        plan_key = (path, keys) if not text else (path + "\x00", keys)
-        plan = self._plans.get(plan_key)
+        plan = walk.plans.get(keys)
         if plan is None:
-            plan = self._plan(keys, model, node, rtype, path, text)
-            if len(self._plans) < MAX_PLANS:
-                self._plans[plan_key] = plan
+            assert walk.model is not None
+            plan = self._plan(keys, walk.model, walk.child, rtype, walk.path, walk.text)
+            if self._plan_count < MAX_PLANS:
+                if not walk.plans:
+                    self._steps.append(walk)
+                walk.plans[keys] = plan
+                self._plan_count += 1
             else:  # not remembered: count its removals now
                 for removed in plan.removed:
                     self._count(self.removed, removed)
@@ -404,25 +405,25 @@ class Deidentifier:
             if action == _COPY and kind in _SCALARS:
                 out[key] = item
             elif action == _OBJECT and kind is dict:
-                assert step.model is not None
-                result = self._object(
-                    item, ctx, step.model, step.child, rtype, step.path, step.text
-                )
+                result = self._object(item, ctx, step, rtype)
                 if result:
                     out[key] = result
+            elif action == _REF and kind is str:
+                reference = self._reference(item)
+                if reference is None:
+                    self._count(self.removed, step.path)
+                else:
+                    out[key] = reference
             elif action == _DATE and kind is str and _ANY_DATE.match(item):
                 if len(item) >= 10:
                     out[key] = _shift_day(item[:10], ctx.days) + item[10:]
                 else:
                     out[key] = shift_date(item, ctx.days)
             elif kind is list and action == _OBJECT:
-                assert step.model is not None
                 kept = []
                 for v in item:
                     if type(v) is dict:
-                        result = self._object(
-                            v, ctx, step.model, step.child, rtype, step.path, step.text
-                        )
+                        result = self._object(v, ctx, step, rtype)
                         if result:
                             kept.append(result)
                 if kept:
@@ -456,13 +457,13 @@ class Deidentifier:
         if type(item) is dict:
             if action == _OBJECT:
                 assert step.model is not None
-                out = self._object(item, ctx, step.model, step.child, rtype, step.path, step.text)
+                out = self._object(item, ctx, step, rtype)
                 return out or None
             if action == _EXTENSION:
                 return self._extension(item, ctx, rtype, step.path, step.text)
             if action == _PRIMITIVE_EXT:
                 assert step.model is not None
-                out = self._object(item, ctx, step.model, ALL, rtype, step.path, step.text)
+                out = self._object(item, ctx, step, rtype)
                 return out or None
             if action == _RESOURCE:
                 return self._contained(item, ctx)
@@ -498,9 +499,13 @@ class Deidentifier:
             self._count(self.removed, f"{path}(unlisted URL)")
             return None
         keeps_text = bool(allowed) if allowed is not None else text
-        model = self._index.model("Extension")
-        assert model is not None
-        out = self._object(item, ctx, model, ALL, rtype, f"{path}('{url[:200]}')", keeps_text)
+        walk = self._extension_steps.get((f"{path}('{url}')", keeps_text))
+        if walk is None:
+            walk = _Step(_OBJECT, f"{path}('{url[:200]}')", self._index.model("Extension"), ALL)
+            walk.text = keeps_text
+            if len(self._extension_steps) < MAX_REPORT_PATHS:
+                self._extension_steps[(f"{path}('{url}')", keeps_text)] = walk
+        out = self._object(item, ctx, walk, rtype)
         if not any(k.startswith("value") or k == "extension" for k in out):
             return None
         return out
