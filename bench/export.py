@@ -27,12 +27,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fhir_service.api.auth.compartment import PatientCompartment  # noqa: E402
-
 from bench.ingest import load_bundle, synthea_bundles  # noqa: E402
 from fhir_service.export.deidentify import Deidentifier  # noqa: E402
 from fhir_service.export.jobs import ExportParams  # noqa: E402
 from fhir_service.export.run import run_export  # noqa: E402
+from fhir_service.search import registry as search_registry  # noqa: E402
+from fhir_service.search.compartment import compartment_paths  # noqa: E402
 from fhir_service.settings import Settings  # noqa: E402
 from fhir_service.storage import SqlStore, upgrade  # noqa: E402
 from fhir_service.storage.access import AccessScope  # noqa: E402
@@ -110,7 +110,8 @@ def peak_mb() -> float:
 def child(url: str, out: str, deidentify: bool) -> None:
     """Run one export and print resources, seconds and peak RSS (MB) as JSON."""
     settings = Settings()
-    compartment = PatientCompartment.load(settings.package_cache)
+    search_registry.configure(settings.package_cache)
+    compartment = compartment_paths(search_registry.get_registry())
     store = SqlStore.open(url)
     deid = Deidentifier("bench", compartment.patients, reference_year=2026) if deidentify else None
     started = time.perf_counter()

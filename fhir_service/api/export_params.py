@@ -21,6 +21,7 @@ from fastapi import Request
 from fhir_service.api.body import json_object, parse_json, read_body
 from fhir_service.api.routes.metadata import resource_types
 from fhir_service.errors import InvalidRequest
+from fhir_service.export.deid_rules import rules_from_text
 from fhir_service.export.jobs import ExportParams, Level
 from fhir_service.fhir.models import is_resource_type
 from fhir_service.fhir.references import parse_reference
@@ -140,6 +141,7 @@ def export_params(level: Level, pairs: list[tuple[str, Any]], group: str | None)
     filters: dict[str, list[str]] = {}
     elements: list[str] = []
     deidentify = False
+    deid_rules: dict[str, Any] | None = None
     for name, value in pairs:
         if name == "includeAssociatedData":
             raise InvalidRequest(
@@ -165,6 +167,8 @@ def export_params(level: Level, pairs: list[tuple[str, Any]], group: str | None)
             elements += _elements(str(value))
         elif name == "_deidentify":
             deidentify = str(value).lower() == "true"
+        elif name == "_deidRules":
+            deid_rules = rules_from_text(str(value), "_deidRules").data
         elif name == "patient":
             reference = value.get("reference") if isinstance(value, dict) else None
             parsed = parse_reference(reference) if isinstance(reference, str) else None
@@ -181,6 +185,8 @@ def export_params(level: Level, pairs: list[tuple[str, Any]], group: str | None)
             expression="_typeFilter",
         )
     _check_unprefixed(elements, types)
+    if deid_rules is not None and not deidentify:
+        raise InvalidRequest("_deidRules needs _deidentify=true", expression="_deidRules")
     return ExportParams(
         level,
         types,
@@ -190,6 +196,7 @@ def export_params(level: Level, pairs: list[tuple[str, Any]], group: str | None)
         deidentify,
         type_filters=filters or None,
         elements=elements or None,
+        deid_rules=deid_rules,
     )
 
 

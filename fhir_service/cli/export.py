@@ -3,9 +3,11 @@
 rules of ``fhir_service.export.deidentify``.
 
 Writes ``<Type>-<n>.ndjson`` files and a ``manifest.json`` shaped like the Bulk Data
-manifest (file URLs relative to the directory). The options are checked like the
-parameters of a ``$export`` kick-off (``--type-filter`` is ``_typeFilter``, ``--elements``
-is ``_elements``); a mistake exits with 2.
+manifest (file URLs relative to the directory; de-identified exports add the account of
+what was removed and scrubbed as ``extension.deidentification``). The options are checked
+like the parameters of a ``$export`` kick-off (``--type-filter`` is ``_typeFilter``,
+``--elements`` is ``_elements``, ``--deid-rules FILE`` is ``_deidRules``); a mistake exits
+with 2.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import typer
 
 from fhir_service.api.export_params import check_type_filters, export_params
 from fhir_service.errors import FhirServiceError
+from fhir_service.export.deid_rules import Rules, load_rules
 from fhir_service.export.deidentify import Deidentifier
 from fhir_service.export.run import run_export
 from fhir_service.search import registry as search_registry
@@ -50,6 +53,13 @@ def export_command(
         str | None,
         typer.Option("--elements", help="Comma-separated Type.element or element names."),
     ] = None,
+    deid_rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--deid-rules",
+            help="De-identification rules (JSON, the shape of the package's deid_rules.json).",
+        ),
+    ] = None,
     database_url: Annotated[
         str | None,
         typer.Option("--database-url", help="Database URL (default FHIR_SERVICE_DATABASE_URL)."),
@@ -67,10 +77,15 @@ def export_command(
     if deidentify and not secret:
         typer.echo("error: --deidentify needs FHIR_SERVICE_DEID_SECRET", err=True)
         raise typer.Exit(2)
+    rules: Rules | None = None
     try:
+        if deid_rules is not None:
+            if not deidentify:
+                raise FhirServiceError("--deid-rules needs --deidentify")
+            rules = load_rules(deid_rules)
         params = export_params("system", pairs, None)
         store = SqlStore.open(database_url or settings.database_url)
-    except (DatabaseError, FhirServiceError) as exc:
+    except (DatabaseError, FhirServiceError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
@@ -84,7 +99,7 @@ def export_command(
         search_registry.configure(settings.package_cache)
         compartment = compartment_paths(search_registry.get_registry())
         deidentifier = (
-            Deidentifier(secret, compartment.patients, reference_year=started.year)
+            Deidentifier(secret, compartment.patients, reference_year=started.year, rules=rules)
             if deidentify and secret
             else None
         )
@@ -96,7 +111,7 @@ def export_command(
         raise typer.Exit(1) from None
     finally:
         store.close()
-    manifest = {
+    manifest: dict[str, object] = {
         "transactionTime": format_instant(started),
         "request": "fhir-service export",
         "requiresAccessToken": False,
@@ -104,6 +119,8 @@ def export_command(
         "deleted": [{"type": f.type, "url": f.name, "count": f.count} for f in result.deleted],
         "error": [],
     }
+    if deidentifier is not None:
+        manifest["extension"] = {"deidentification": deidentifier.report()}
     (output / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     total = sum(f.count for f in result.output)
     typer.echo(f"exported {total} resources in {len(result.output)} files to {output}")

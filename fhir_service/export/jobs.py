@@ -42,6 +42,9 @@ class ExportParams:
     """The patient in the context of the token that started the job (its ``patient/``
     scopes reach that patient's compartment)."""
 
+    deid_rules: dict[str, Any] | None = None
+    """``_deidRules``: de-identification rules replacing the default ones."""
+
     def access_scope(self) -> AccessScope:
         """The storage scope the job's scans run with: its owner's, from the recorded
         scopes and patient (``AccessScope.full()`` when no scopes were recorded)."""
@@ -60,6 +63,7 @@ class ExportParams:
             "elements": self.elements,
             "scopes": self.scopes,
             "owner_patient": self.owner_patient,
+            "deid_rules": self.deid_rules,
         }
         return json.dumps(data)
 
@@ -78,6 +82,7 @@ class ExportParams:
             elements=data.get("elements"),
             scopes=data.get("scopes"),
             owner_patient=data.get("owner_patient"),
+            deid_rules=data.get("deid_rules"),
         )
 
 

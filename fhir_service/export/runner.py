@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_service.errors import FhirServiceError
+from fhir_service.export.deid_rules import load_rules, parse_rules
 from fhir_service.export.deidentify import Deidentifier
 from fhir_service.export.jobs import Job, JobStore
 from fhir_service.export.ndjson import DEFAULT_MAX_BYTES, OutputFile
@@ -73,10 +74,16 @@ class ExportRunner:
             if params.deidentify:
                 if not self.deid_secret:
                     raise FhirServiceError("De-identified export needs a configured deid_secret")
+                rules = (
+                    parse_rules(params.deid_rules, "_deidRules")
+                    if params.deid_rules is not None
+                    else load_rules()
+                )
                 deidentifier = Deidentifier(
                     self.deid_secret,
                     self._compartment().patients,
                     reference_year=job.transaction_time.year,
+                    rules=rules,
                 )
             result = run_export(
                 self.store,
@@ -95,10 +102,12 @@ class ExportRunner:
             text = exc.diagnostics if isinstance(exc, FhirServiceError) else type(exc).__name__
             self.jobs.fail(job.id, text, expires)
             return
-        output = {
+        output: dict[str, Any] = {
             "output": [_file(f) for f in result.output],
             "deleted": [_file(f) for f in result.deleted],
         }
+        if deidentifier is not None:
+            output["extension"] = {"deidentification": deidentifier.report()}
         if not self.jobs.complete(job.id, output, expires):
             shutil.rmtree(directory, ignore_errors=True)
 

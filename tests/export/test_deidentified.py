@@ -118,8 +118,10 @@ def test_dates_shift_by_one_offset_per_patient(client: TestClient, database_url:
             continue
         key = "effectiveDateTime" if "effectiveDateTime" in original else "onsetDateTime"
         same_type = by_type_order[original["resourceType"]]
-        # The export keeps each type's database order; match by the non-identifying code.
-        candidates = [r for r in same_type if r.get("code") == original.get("code")]
+        # The export keeps each type's database order; match by the codings (the coded
+        # part of the code; its free text is removed).
+        codings = (original.get("code") or {}).get("coding")
+        candidates = [r for r in same_type if (r.get("code") or {}).get("coding") == codings]
         if len(candidates) != 1 or key not in candidates[0]:
             continue
         before = date.fromisoformat(original[key][:10])

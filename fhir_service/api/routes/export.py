@@ -191,6 +191,8 @@ async def export_status(
         ],
         "error": [],
     }
+    if "extension" in job.output:  # the de-identification account (docs/export.md)
+        manifest["extension"] = job.output["extension"]
     headers = {"Expires": format_datetime(job.expires, usegmt=True)} if job.expires else None
     response = fhir_response(manifest, 200, headers=headers)
     response.headers["content-type"] = "application/json"
