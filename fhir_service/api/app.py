@@ -27,6 +27,7 @@ from fhir_service.api.routes import (
     search,
     sync,
     validate,
+    views,
 )
 from fhir_service.api.routing import add_routes
 from fhir_service.api.write_validation import AppValidator
@@ -35,7 +36,18 @@ from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 
 # The FHIR interactions, in matching order (the first route whose path and method fit wins).
-FHIR_ROUTES = (metadata, bundle, history, validate, export, reindex, crud, everything, search)
+FHIR_ROUTES = (
+    metadata,
+    bundle,
+    history,
+    validate,
+    export,
+    reindex,
+    views,
+    crud,
+    everything,
+    search,
+)
 # Background workers started and stopped with the application, after the store is open.
 WORKERS = (sync.lifespan, export.lifespan, reindex.lifespan)
 

@@ -12,6 +12,7 @@ patient scope); ``patient`` further keeps the resources in that patient's compar
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -27,7 +28,12 @@ BATCH = 500
 
 
 def _statement(
-    repo: SqlRepository, resource_type: str, patient: str | None, after: str | None, batch: int
+    repo: SqlRepository,
+    resource_type: str,
+    patient: str | None,
+    since: datetime | None,
+    after: str | None,
+    batch: int,
 ) -> sa.Select[Any]:
     stmt = (
         sa.select(resource.c.id, sa.cast(resource_version.c.body, sa.Text).label("body"))
@@ -38,6 +44,8 @@ def _statement(
     )
     if after is not None:
         stmt = stmt.where(resource.c.id > after)
+    if since is not None:
+        stmt = stmt.where(resource_version.c.last_updated > since)
     where = visible_resources(repo.scope, "s")
     if where is not None:
         stmt = stmt.where(where)
@@ -51,18 +59,26 @@ def _statement(
 
 
 def scan_resources(
-    repo: Repository, resource_type: str, *, patient: str | None = None, batch: int = BATCH
+    repo: Repository,
+    resource_type: str,
+    *,
+    patient: str | None = None,
+    since: datetime | None = None,
+    batch: int = BATCH,
 ) -> Iterator[dict[str, Any]]:
     """Every current ``resource_type`` resource the unit's scope may search, in id order,
     read ``batch`` at a time (keyset pages on the primary key, so a readonly autocommit
-    unit streams too); Forbidden when the scope does not cover searching the type."""
+    unit streams too); Forbidden when the scope does not cover searching the type. ``since``: only
+    resources whose current version is newer."""
     if not isinstance(repo, SqlRepository):
         raise TypeError("scan_resources needs a SqlRepository unit of work")
     model_class(resource_type)
     repo.require(resource_type, "s")
     after: str | None = None
     while True:
-        rows = repo.connection.execute(_statement(repo, resource_type, patient, after, batch)).all()
+        rows = repo.connection.execute(
+            _statement(repo, resource_type, patient, since, after, batch)
+        ).all()
         for row in rows:
             yield orjson.loads(row.body)
         if len(rows) < batch:
