@@ -36,6 +36,11 @@ class Column:
     type: str | None = None
     collection: bool = False
 
+    @property
+    def integer(self) -> bool:
+        """Whether the column's FHIR type is an integer type."""
+        return self.type in ("integer", "positiveInt", "unsignedInt", "integer64")
+
 
 @dataclass(frozen=True)
 class Select:
@@ -109,10 +114,10 @@ class _Compiler:
         self.types: dict[str, str | None] = {}
         self.collections: set[str] = set()
 
-    def path(self, raw: Any, what: str) -> Expression:
-        return compile_path(_paths_of(raw, what), self.known)
+    def path(self, raw: Any, what: str, context: str | None) -> tuple[Expression, str | None]:
+        return compile_path(_paths_of(raw, what), self.known, context)
 
-    def column(self, raw: Any) -> Column:
+    def column(self, raw: Any, context: str | None) -> Column:
         if not isinstance(raw, dict):
             raise InvalidView("select.column entries must be objects")
         name = raw.get("name")
@@ -130,9 +135,12 @@ class _Compiler:
         self.types.setdefault(name, col_type)
         if collection:
             self.collections.add(name)
-        return Column(name, path, compile_path(path, self.known), col_type, collection)
+        expression, _ = compile_path(path, self.known, context)
+        return Column(name, path, expression, col_type, collection)
 
-    def select(self, raw: Any) -> Select:
+    def select(self, raw: Any, context: str | None) -> Select:
+        """A select compiled for a focus of static type ``context``; its columns and
+        nested selects see the static type of its forEach/forEachOrNull (repeat: none)."""
         if not isinstance(raw, dict):
             raise InvalidView("select entries must be objects")
         iterations = [k for k in ("forEach", "forEachOrNull", "repeat") if k in raw]
@@ -149,15 +157,21 @@ class _Compiler:
         repeat_raw = raw.get("repeat", [])
         if not isinstance(repeat_raw, list) or ("repeat" in raw and not repeat_raw):
             raise InvalidView("select.repeat must be a non-empty array of FHIRPath strings")
+        for_each = for_each_or_null = None
+        inner = context
+        if "forEach" in raw:
+            for_each, inner = self.path(raw["forEach"], "forEach", context)
+        elif "forEachOrNull" in raw:
+            for_each_or_null, inner = self.path(raw["forEachOrNull"], "forEachOrNull", context)
+        elif "repeat" in raw:
+            inner = None
         built = Select(
-            columns=tuple(self.column(c) for c in columns),
-            selects=tuple(self.select(s) for s in selects),
-            union_all=tuple(self.select(s) for s in union),
-            for_each=self.path(raw["forEach"], "forEach") if "forEach" in raw else None,
-            for_each_or_null=(
-                self.path(raw["forEachOrNull"], "forEachOrNull") if "forEachOrNull" in raw else None
-            ),
-            repeat=tuple(self.path(p, "repeat") for p in repeat_raw),
+            columns=tuple(self.column(c, inner) for c in columns),
+            selects=tuple(self.select(s, inner) for s in selects),
+            union_all=tuple(self.select(s, inner) for s in union),
+            for_each=for_each,
+            for_each_or_null=for_each_or_null,
+            repeat=tuple(self.path(p, "repeat", None)[0] for p in repeat_raw),
         )
         if built.union_all:
             first = built.union_all[0].names
@@ -170,8 +184,10 @@ class _Compiler:
         return built
 
 
-def parse_view(raw: Any) -> View:
-    """A ViewDefinition (JSON object) compiled, or InvalidView saying why not."""
+def parse_view(raw: Any, *, fast: bool = True) -> View:
+    """A ViewDefinition (JSON object) compiled, or InvalidView saying why not. With
+    ``fast`` False every path is evaluated by fhirpathpy (the reference the direct
+    walkers of ``fastpath`` are tested against)."""
     if not isinstance(raw, dict):
         raise InvalidView("a ViewDefinition must be a JSON object")
     if raw.get("resourceType", "ViewDefinition") != "ViewDefinition":
@@ -187,7 +203,8 @@ def parse_view(raw: Any) -> View:
         raise InvalidView("ViewDefinition.constant must be an array")
     constants = dict(_constant_value(c) for c in constants_raw)
     compiler = _Compiler({*constants, ROW_INDEX})
-    root = Select(selects=tuple(compiler.select(s) for s in selects))
+    context = resource if fast else None
+    root = Select(selects=tuple(compiler.select(s, context) for s in selects))
     names = root.names
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -200,7 +217,7 @@ def parse_view(raw: Any) -> View:
         if not isinstance(item, dict):
             raise InvalidView("ViewDefinition.where entries must be objects")
         path = _paths_of(item.get("path"), "where.path")
-        where.append((path, compiler.path(path, "where.path")))
+        where.append((path, compiler.path(path, "where.path", context)[0]))
     name = raw.get("name")
     return View(
         resource=resource,

@@ -21,8 +21,10 @@ from fhirpathpy.parser import parse
 
 from fhir_service.errors import InvalidView
 from fhir_service.views.boundary import high_boundary, low_boundary
+from fhir_service.views.fastpath import compile_fast
 
 MODEL = models["r4"]
+_PLAIN = (str, int, bool)
 
 Expression = Callable[[Any, Mapping[str, Any]], list[Any]]
 """A compiled path: (focus, variables) -> the result nodes."""
@@ -99,9 +101,15 @@ def variables_used(path: str) -> set[str]:
     return {plain or quoted for plain, quoted in _VARIABLE.findall(text)}
 
 
-def compile_path(path: str, known_variables: set[str]) -> Expression:
-    """``path`` parsed once; an unparseable path or an unknown ``%variable`` is an
-    InvalidView (spec: "ViewDefinition ... MUST be rejected")."""
+def compile_path(
+    path: str, known_variables: set[str], context: str | None = None
+) -> tuple[Expression, str | None]:
+    """``path`` compiled once for a focus of static type ``context`` (None: unknown), and
+    the static type of its result when known; an unparseable path or an unknown
+    ``%variable`` is an InvalidView (spec: "ViewDefinition ... MUST be rejected").
+
+    Paths in the fast subset (``fastpath``) become direct JSON walkers; the others are
+    evaluated by fhirpathpy, with a plain JSON focus given its static type."""
     if not isinstance(path, str) or not path.strip():
         raise InvalidView(f"FHIRPath expression must be a non-empty string, got {path!r}")
     unknown = variables_used(path) - known_variables - _BUILTIN_VARIABLES
@@ -112,9 +120,14 @@ def compile_path(path: str, known_variables: set[str]) -> Expression:
     except Exception as exc:  # fhirpathpy raises bare exceptions on syntax errors
         raise InvalidView(f"FHIRPath {path!r} does not parse: {exc}") from exc
     node = parsed["children"][0]
+    fast = compile_fast(path, context)
+    if fast is not None:
+        return fast
 
     def evaluate(focus: Any, variables: Mapping[str, Any]) -> list[Any]:
         constants.reset()
+        if context is not None and isinstance(focus, Mapping) and "resourceType" not in focus:
+            focus = ResourceNode.create_node(focus, context)
         root = [focus]
         ctx = {
             "dataRoot": root,
@@ -137,12 +150,14 @@ def compile_path(path: str, known_variables: set[str]) -> Expression:
             raise InvalidView(f"FHIRPath {path!r} failed: {exc}") from exc
         return result if isinstance(result, list) else [result]
 
-    return evaluate
+    return evaluate, None
 
 
 def to_value(node: Any) -> Any:
     """A FHIRPath result node as a plain JSON-able value (None for an element that only
     carries a primitive extension)."""
+    if type(node) in _PLAIN:
+        return node
     data = get_data(node)
     if isinstance(data, Decimal):
         return (

@@ -24,7 +24,11 @@ def _column_value(column: Column, focus: Any, variables: Mapping[str, Any]) -> A
         if focus is None and ROW_INDEX not in column.path
         else column.expression(focus, variables)
     )
-    plain = [v for v in (to_value(n) for n in values) if v is not None]
+    plain = []
+    for node in values:
+        value = to_value(node)
+        if value is not None:
+            plain.append(value)
     if column.collection:
         return plain
     if len(plain) > 1:
@@ -33,9 +37,7 @@ def _column_value(column: Column, focus: Any, variables: Mapping[str, Any]) -> A
             "set collection: true or narrow the path (spec: column.collection)"
         )
     value = plain[0] if plain else None
-    if column.type in ("integer", "positiveInt", "unsignedInt", "integer64") and isinstance(
-        value, float
-    ):
+    if column.integer and isinstance(value, float):
         value = int(value) if value.is_integer() else value
     return value
 
@@ -72,10 +74,12 @@ def enumerate_nodes(nodes: Iterable[Any]) -> Iterator[tuple[Any, int]]:
 def _rows(select: Select, focus: Any, variables: Mapping[str, Any]) -> list[Row]:
     out: list[Row] = []
     for node, index in _foci(select, focus, variables):
-        inner = {**variables, ROW_INDEX: index}
-        parts: list[list[Row]] = []
-        if select.columns:
-            parts.append([{c.name: _column_value(c, node, inner) for c in select.columns}])
+        inner = variables if index == variables[ROW_INDEX] else {**variables, ROW_INDEX: index}
+        own: Row = {c.name: _column_value(c, node, inner) for c in select.columns}
+        if not select.selects and not select.union_all:
+            out.append(own)
+            continue
+        parts: list[list[Row]] = [[own]]
         for child in select.selects:
             parts.append(_rows(child, node, inner))
         if select.union_all:
@@ -105,12 +109,11 @@ def _included(view: View, resource: Any, variables: Mapping[str, Any]) -> bool:
 def run_view(view: View, resources: Iterable[Mapping[str, Any]]) -> Iterator[Row]:
     """The rows of ``view`` over ``resources`` (those of another type are skipped), in
     the order of the resources, each row's keys in the view's column order."""
-    names = view.columns
     for resource in resources:
         if resource.get("resourceType") != view.resource:
             continue
         variables = {**view.constants, ROW_INDEX: 0, "resource": resource, "rootResource": resource}
         if not _included(view, resource, variables):
             continue
-        for row in _rows(view.root, resource, variables):
-            yield {name: row.get(name) for name in names}
+        # Rows are built in the view's column order (own columns, nested selects, unionAll).
+        yield from _rows(view.root, resource, variables)

@@ -51,9 +51,14 @@ def _stored(store: SqlStore, resource_type: str) -> list[dict[str, Any]]:
 
 
 def _rows(store: SqlStore, view: dict[str, Any]) -> list[dict[str, Any]]:
+    """The view's rows; also checks that the direct walkers and fhirpathpy agree."""
     compiled = parse_view(view)
+    general = parse_view(view, fast=False)
     with store.begin(FULL, readonly=True) as repo:
-        return list(run_view(compiled, scan_resources(repo, compiled.resource)))
+        rows = list(run_view(compiled, scan_resources(repo, compiled.resource)))
+        reference = list(run_view(general, scan_resources(repo, compiled.resource)))
+    assert rows == reference
+    return rows
 
 
 def _key(rows: list[dict[str, Any]]) -> list[str]:
