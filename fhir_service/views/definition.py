@@ -18,7 +18,7 @@ from typing import Any
 from fhirpathpy.engine.nodes import ResourceNode
 
 from fhir_service.errors import InvalidView
-from fhir_service.views.fhirpath import Expression, compile_path
+from fhir_service.views.fhirpath import Expression, compile_path, is_fast
 
 _TEMPORAL = {"date", "dateTime", "instant", "time"}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -35,11 +35,10 @@ class Column:
     expression: Expression
     type: str | None = None
     collection: bool = False
-
-    @property
-    def integer(self) -> bool:
-        """Whether the column's FHIR type is an integer type."""
-        return self.type in ("integer", "positiveInt", "unsignedInt", "integer64")
+    plain: bool = False
+    """The expression is a direct walker: its values are plain JSON already."""
+    integer: bool = False
+    """The column's FHIR type is an integer type."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,9 @@ class _Compiler:
         if collection:
             self.collections.add(name)
         expression, _ = compile_path(path, self.known, context)
-        return Column(name, path, expression, col_type, collection)
+        plain = is_fast(expression)
+        integer = col_type in ("integer", "positiveInt", "unsignedInt", "integer64")
+        return Column(name, path, expression, col_type, collection, plain, integer)
 
     def select(self, raw: Any, context: str | None) -> Select:
         """A select compiled for a focus of static type ``context``; its columns and

@@ -247,6 +247,12 @@ def _where_condition(args: str, type_path: str | None) -> Walker | None:
 
 
 def _run(walkers: list[Walker]) -> Walker:
+    if len(walkers) == 1:
+        return walkers[0]
+    if len(walkers) == 2:
+        first, second = walkers
+        return lambda items: second(first(items))
+
     def walk(items: list[Any]) -> list[Any]:
         for walker in walkers:
             items = walker(items)

@@ -153,6 +153,11 @@ def compile_path(
     return evaluate, None
 
 
+def is_fast(expression: Expression) -> bool:
+    """Whether ``expression`` is a direct walker (plain JSON values, no FHIRPath nodes)."""
+    return getattr(expression, "__qualname__", "").startswith("compile_fast.")
+
+
 def to_value(node: Any) -> Any:
     """A FHIRPath result node as a plain JSON-able value (None for an element that only
     carries a primitive extension)."""

@@ -19,26 +19,24 @@ Row = dict[str, Any]
 
 
 def _column_value(column: Column, focus: Any, variables: Mapping[str, Any]) -> Any:
-    values = (
-        []
-        if focus is None and ROW_INDEX not in column.path
-        else column.expression(focus, variables)
-    )
-    plain = []
-    for node in values:
-        value = to_value(node)
-        if value is not None:
-            plain.append(value)
+    if focus is None and ROW_INDEX not in column.path:
+        values: list[Any] = []
+    else:
+        values = column.expression(focus, variables)
+    if not column.plain:
+        values = [v for v in map(to_value, values) if v is not None]
     if column.collection:
-        return plain
-    if len(plain) > 1:
+        return values
+    if not values:
+        return None
+    if len(values) > 1:
         raise InvalidView(
-            f"column {column.name!r} ({column.path}) returned {len(plain)} values; "
+            f"column {column.name!r} ({column.path}) returned {len(values)} values; "
             "set collection: true or narrow the path (spec: column.collection)"
         )
-    value = plain[0] if plain else None
-    if column.integer and isinstance(value, float):
-        value = int(value) if value.is_integer() else value
+    value = values[0]
+    if column.integer and isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 

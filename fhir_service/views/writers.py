@@ -38,6 +38,7 @@ _ALIASES = {
     "application/vnd.apache.parquet": "parquet",
 }
 PARQUET_BATCH = 10_000
+_CSV_AS_IS = (str, int, float)
 _CSV_BATCH = 1_000
 _INTEGER = {"integer", "positiveInt", "unsignedInt", "integer64"}
 _ARROW: dict[str, pa.DataType] = {
@@ -77,7 +78,7 @@ def csv_chunks(view: View, rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(view.columns)
     for count, row in enumerate(rows, start=1):
-        writer.writerow([_csv_cell(v) for v in row.values()])
+        writer.writerow([v if type(v) in _CSV_AS_IS else _csv_cell(v) for v in row.values()])
         if count % _CSV_BATCH == 0:
             yield buffer.getvalue().encode()
             buffer.seek(0)
