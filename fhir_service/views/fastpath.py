@@ -14,6 +14,7 @@ values.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -92,13 +93,22 @@ def _split(path: str) -> list[str] | None:
 
 def _member(key: str) -> Walker:
     def step(items: list[Any]) -> list[Any]:
+        if len(items) == 1:
+            # The usual case: one focus, one value or an array.
+            item = items[0]
+            found = item.get(key) if type(item) is dict else None
+            if found is None:
+                return []
+            if type(found) is list:
+                return [v for v in found if v is not None]
+            return [found]
         out: list[Any] = []
         for item in items:
-            if isinstance(item, dict):
+            if type(item) is dict:
                 found = item.get(key)
                 if found is None:
                     continue
-                if isinstance(found, list):
+                if type(found) is list:
                     out.extend(v for v in found if v is not None)
                 else:
                     out.append(found)
@@ -142,6 +152,16 @@ def _join(separator: str) -> Walker:
         return [separator.join(items)]
 
     return step
+
+
+_ON_EMPTY: weakref.WeakSet[Walker] = weakref.WeakSet()
+"""Steps that give an answer on an empty input (exists, empty, join); every other step
+maps empty to empty, so a walk stops at the first empty result."""
+
+
+def _answers_empty(walker: Walker) -> Walker:
+    _ON_EMPTY.add(walker)
+    return walker
 
 
 def _where(inner: Walker, literal: str) -> Walker:
@@ -200,10 +220,10 @@ def _compile_steps(
         if name == "first" and not args:
             walkers.append(lambda items: items[:1])
         elif name == "exists" and not args:
-            walkers.append(lambda items: [bool(items)])
+            walkers.append(_answers_empty(lambda items: [bool(items)]))
             current = "boolean"
         elif name == "empty" and not args:
-            walkers.append(lambda items: [not items])
+            walkers.append(_answers_empty(lambda items: [not items]))
             current = "boolean"
         elif name == "getResourceKey" and not args:
             walkers.append(
@@ -219,7 +239,7 @@ def _compile_steps(
             walkers.append(_extension(str(_literal(args))))
             current = "Extension"
         elif name == "join" and (not args or _literal(args) is not None):
-            walkers.append(_join(_literal(args) or ""))
+            walkers.append(_answers_empty(_join(_literal(args) or "")))
             current = "string"
         elif name == "where":
             condition = _where_condition(args, current)
@@ -249,9 +269,17 @@ def _where_condition(args: str, type_path: str | None) -> Walker | None:
 def _run(walkers: list[Walker]) -> Walker:
     if len(walkers) == 1:
         return walkers[0]
-    if len(walkers) == 2:
-        first, second = walkers
-        return lambda items: second(first(items))
+    answers_empty = [w in _ON_EMPTY for w in walkers]
+    if not any(answers_empty):
+
+        def walk_until_empty(items: list[Any]) -> list[Any]:
+            for walker in walkers:
+                items = walker(items)
+                if not items:
+                    return items
+            return items
+
+        return walk_until_empty
 
     def walk(items: list[Any]) -> list[Any]:
         for walker in walkers:
