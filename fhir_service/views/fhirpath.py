@@ -8,6 +8,7 @@ evaluated by fhirpathpy on the R4 model, plus the functions the specification ad
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,8 @@ from fhir_service.views.fastpath import compile_fast
 
 MODEL = models["r4"]
 _PLAIN = (str, int, bool)
+_FAST: weakref.WeakSet[Expression] = weakref.WeakSet()
+"""The compiled expressions that are direct walkers."""
 
 Expression = Callable[[Any, Mapping[str, Any]], list[Any]]
 """A compiled path: (focus, variables) -> the result nodes."""
@@ -122,6 +125,7 @@ def compile_path(
     node = parsed["children"][0]
     fast = compile_fast(path, context)
     if fast is not None:
+        _FAST.add(fast[0])
         return fast
 
     def evaluate(focus: Any, variables: Mapping[str, Any]) -> list[Any]:
@@ -155,7 +159,7 @@ def compile_path(
 
 def is_fast(expression: Expression) -> bool:
     """Whether ``expression`` is a direct walker (plain JSON values, no FHIRPath nodes)."""
-    return getattr(expression, "__qualname__", "").startswith("compile_fast.")
+    return expression in _FAST
 
 
 def to_value(node: Any) -> Any:

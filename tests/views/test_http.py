@@ -160,6 +160,8 @@ def test_limit_patient_and_inline_resources(client: TestClient, seeded: dict[str
 
     one = client.post(RUN, json=params(OBS_VIEW, patient=f"Patient/{seeded['anon']}"))
     assert [r["id"] for r in one.json()] == [seeded["o3"]]
+    herself = client.post(RUN, json=params(PATIENT_VIEW, patient=seeded["ada"]))
+    assert {r["id"] for r in herself.json()} == {seeded["ada"]}
 
     given = [{"resourceType": "Patient", "id": "given1", "name": [{"family": "Given"}]}]
     inline = client.post(RUN, json=params(PATIENT_VIEW, resource=given))
