@@ -250,9 +250,13 @@ async def run_type(request: Request, store: StoreDep) -> Response:
     return await _answer(request, store)
 
 
-@router.api_route(
-    "/ViewDefinition/{id}/$viewdefinition-run", methods=["GET", "POST"], openapi_extra=_OPERATION
-)
+@router.post("/ViewDefinition/{id}/$viewdefinition-run", openapi_extra=_OPERATION)
 async def run_instance(id: IdDep, request: Request, store: StoreDep) -> Response:
     """Run the stored ViewDefinition ``id`` (the Binary of that id)."""
+    return await _answer(request, store, id)
+
+
+@router.get("/ViewDefinition/{id}/$viewdefinition-run", openapi_extra=_OPERATION)
+async def run_instance_get(id: IdDep, request: Request, store: StoreDep) -> Response:
+    """Run the stored ViewDefinition ``id`` with the parameters in the query."""
     return await _answer(request, store, id)
