@@ -38,8 +38,12 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _counted(rows: Iterator[dict[str, Any]], progress: bool) -> Iterator[dict[str, Any]]:
+def _counted(
+    rows: Iterator[dict[str, Any]], progress: bool, total: list[int]
+) -> Iterator[dict[str, Any]]:
+    """The rows, counted into ``total[0]``; a progress line every PROGRESS_EVERY rows."""
     for count, row in enumerate(rows, start=1):
+        total[0] = count
         if progress and count % PROGRESS_EVERY == 0:
             typer.echo(f"{count} rows", err=True)
         yield row
@@ -74,7 +78,7 @@ def run_command(
         raise _fail(exc.diagnostics) from None
     if input_file is not None and not input_file.is_file():
         raise _fail(f"no such input file: {input_file}")
-    written = 0
+    total = [0]
     with ExitStack() as stack:
         try:
             if input_file is not None:
@@ -85,10 +89,9 @@ def run_command(
                 repo = stack.enter_context(store.begin(AccessScope.full(), readonly=True))
                 resources = scan_resources(repo, view.resource)
             sink: BinaryIO = stack.enter_context(output.open("wb")) if output else sys.stdout.buffer
-            rows = _counted(run_view(view, resources), progress=output is not None)
+            rows = _counted(run_view(view, resources), output is not None, total)
             for chunk in write_chunks(view, rows, fmt):
                 sink.write(chunk)
-                written += 1
             sink.flush()
         except FhirServiceError as exc:
             if output is not None:
@@ -97,7 +100,7 @@ def run_command(
         except SQLAlchemyError as exc:
             raise _fail(f"database: {exc}") from None
     if output is not None:
-        typer.echo(f"wrote {output}", err=True)
+        typer.echo(f"wrote {total[0]} rows to {output}", err=True)
 
 
 def register(app: typer.Typer) -> None:
