@@ -8,7 +8,8 @@ optional FHIRPath expression saying where the problem is.
     FhirServiceError                 500 exception   (never raised for client mistakes)
     ├── InvalidRequest               400 invalid     malformed JSON, bad parameters, wrong body
     │   ├── InvalidResource          400 structure   resource does not parse per the R4 models
-    │   └── UnknownResourceType      400 not-supported
+    │   ├── UnknownResourceType      400 not-supported
+    │   └── InvalidView              400 invalid     a ViewDefinition the SQL on FHIR rules reject
     ├── Unauthorized                 401 login
     ├── Forbidden                    403 forbidden
     ├── NotFound                     404 not-found
@@ -141,3 +142,10 @@ class Unprocessable(FhirServiceError):
 class TooManyRequests(FhirServiceError):
     status = 429
     code = "throttled"
+
+
+class InvalidView(InvalidRequest):
+    """A ViewDefinition that breaks the SQL on FHIR v2 rules
+    (https://sql-on-fhir.org/ig/latest/StructureDefinition-ViewDefinition.html)."""
+
+    code = "invalid"

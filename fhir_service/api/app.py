@@ -28,6 +28,7 @@ from fhir_service.api.routes import (
     search,
     sync,
     validate,
+    views,
 )
 from fhir_service.api.routing import add_routes
 from fhir_service.api.write_validation import AppValidator
@@ -44,6 +45,7 @@ FHIR_ROUTES = (
     export,
     reindex,
     definitions,
+    views,
     crud,
     everything,
     search,

@@ -16,6 +16,7 @@ from fhir_service.cli import (
     serve,
     sync,
     validate,
+    view,
 )
 
 MODULES: list[ModuleType] = [
@@ -30,4 +31,5 @@ MODULES: list[ModuleType] = [
     auth,
     reindex,
     export,
+    view,
 ]

@@ -181,6 +181,16 @@ class SqlRepository:
         self._sqlite = conn.dialect.name == "sqlite"
         self._registry: Registry | None = None
 
+    @property
+    def connection(self) -> Connection:
+        """The unit's connection (for storage modules that stream their own statements)."""
+        return self._conn
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return str(self._conn.dialect.name)
+
     # ------------------------------------------------------------------ scope
 
     def require(self, resource_type: str, action: str) -> None:
