@@ -16,12 +16,12 @@ from typing import Annotated, Any, BinaryIO
 
 import orjson
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
+from fhir_service.storage.errors import DatabaseError
 from fhir_service.storage.view_scan import scan_resources
 from fhir_service.views import parse_view, run_view
 from fhir_service.views.ndjson import read_ndjson
@@ -97,7 +97,7 @@ def run_command(
             if output is not None:
                 output.unlink(missing_ok=True)
             raise _fail(exc.diagnostics) from None
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             raise _fail(f"database: {exc}") from None
     if output is not None:
         typer.echo(f"wrote {total[0]} rows to {output}", err=True)
