@@ -46,7 +46,7 @@ from fhir_service.sync.capabilities import Capabilities, served_types
 from fhir_service.sync.client import FhirClient
 from fhir_service.sync.entries import same_content, strip_server_meta
 from fhir_service.sync.errors import RemoteNotFound, RemoteRejected, RemoteUnsupported
-from fhir_service.sync.push import Progress, RunReport
+from fhir_service.sync.push import Progress, RunReport, strip_markers
 from fhir_service.sync.state import MapRow
 from fhir_service.sync.tables import sync_id_map
 
@@ -356,7 +356,7 @@ class Puller:
                 continue
             local_id = local_ids[resource["id"]]
             current = currents.get(local_id)
-            body = strip_server_meta(rewrite_references(resource, local_ref))
+            body = strip_markers(strip_server_meta(rewrite_references(resource, local_ref)))
             body["id"] = local_id
             if current and self._conflicting(repo, current, row, body):
                 report.errors.append(
