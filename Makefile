@@ -61,14 +61,20 @@ $(DEPLOY_STAMP): tests/deploy/package-lock.json
 	cd tests/deploy && npm ci --no-audit --no-fund
 	touch $(DEPLOY_STAMP)
 
-## The external FHIR server of the sync tests (tests/peer; npm packages pinned by its lock file).
+## The external FHIR server of the sync tests (tests/peer; npm packages pinned by its lock file),
+## and the current Medplum router it also runs (tests/peer/medplum-5, pinned by its own lock file).
 PEER_STAMP := tests/peer/node_modules/.installed
+PEER5_STAMP := tests/peer/medplum-5/node_modules/.installed
 
-peer: $(PEER_STAMP)
+peer: $(PEER_STAMP) $(PEER5_STAMP)
 
 $(PEER_STAMP): tests/peer/package-lock.json
 	cd tests/peer && npm ci --no-audit --no-fund
 	touch $(PEER_STAMP)
+
+$(PEER5_STAMP): tests/peer/medplum-5/package-lock.json
+	cd tests/peer/medplum-5 && npm ci --no-audit --no-fund
+	touch $(PEER5_STAMP)
 
 ## A real Bulk Data client (smart-fetch) for the export round trip (tests/export), pinned by
 ## its requirements file, in a virtualenv of its own so the project's stays lean.

@@ -173,7 +173,12 @@ def pull_command(
     remote: Remote = None,
     database_url: DatabaseUrl = None,
     types: Annotated[
-        str | None, typer.Option("--types", help="Comma-separated resource types (default: all).")
+        str | None,
+        typer.Option(
+            "--types",
+            help="Comma-separated resource types (default: those the remote lists, "
+            "else every type this server serves).",
+        ),
     ] = None,
     deletes: Annotated[
         bool, typer.Option("--deletes/--no-deletes", help="Look up mapped ids to find deletes.")

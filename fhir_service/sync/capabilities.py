@@ -3,12 +3,30 @@
 https://hl7.org/fhir/R4/capabilitystatement.html: ``rest.interaction`` (transaction,
 batch, history-system, search-system), ``rest.resource`` (updateCreate,
 interactions), ``rest.operation`` ($everything).
+
+``rest.resource`` is 0..*: a remote may list no types at all, and then nothing can be
+told from the statement about which types it holds; ``served_types`` are the types this
+server serves (those of its own CapabilityStatement), what a pull falls back on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
+
+from fhir_service.fhir.models import is_resource_type
+
+_ABSTRACT = {"Resource", "DomainResource"}
+
+
+@cache
+def served_types() -> tuple[str, ...]:
+    """Every concrete resource type this server serves (the R4B models' types), sorted."""
+    from fhir.resources.R4B import fhirtypes
+
+    names = {n[:-4] for n in dir(fhirtypes) if n.endswith("Type") and n[:1].isupper()}
+    return tuple(sorted(n for n in names - _ABSTRACT if is_resource_type(n)))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ https://hl7.org/fhir/R4/http.html#summary and https://hl7.org/fhir/R4/operationo
     ├── RemoteAuthError              502  401/403, or the token endpoint refused us
     ├── RemoteNotFound               502  404/410
     ├── RemoteConflict               502  409/412: a version conflict (If-Match)
-    └── RemoteRejected               502  any other 4xx
+    ├── RemoteRejected               502  any other 4xx
+    └── RemoteUnsupported            502  the remote cannot do what the run was asked to do
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ class RemoteConflict(RemoteError):
 
 class RemoteRejected(RemoteError):
     code = "processing"
+
+
+class RemoteUnsupported(RemoteError):
+    """Nothing of what the run was asked to do can be done with this remote (e.g. it answers
+    no search of any type to pull): the run fails rather than succeed having done nothing."""
+
+    code = "not-supported"
 
 
 TRANSIENT = (RemoteUnavailable, RemoteUnreachable)

@@ -13,6 +13,14 @@ given, the pull reads ``GET _history?_since=<checkpoint>`` instead
 deletes arrive as entries; the pages are applied oldest first, newest version of
 each resource only, the checkpoint moving with each committed chunk.
 
+Which types: those named (``types``; a type this server does not serve is an error),
+else those the remote's CapabilityStatement lists that this server serves, else, when it
+lists none (``rest.resource`` is 0..*, e.g. the Medplum router of the tests with
+``--capabilities bare``), every type this server serves; then a 4xx on a type's first
+search means the remote does not hold that type (counted as ``types_unavailable``). A
+pull whose every type search was refused fails (``RemoteUnsupported``): it never
+reports success having pulled nothing it was asked for.
+
 One patient: ``patient=<id>`` pulls ``Patient/<id>/$everything`` (with ``_since``
 the patient's checkpoint), page by page.
 
@@ -30,14 +38,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from fhir_service.errors import FhirServiceError
+from fhir_service.errors import FhirServiceError, UnknownResourceType
 from fhir_service.fhir.references import iter_references, parse_reference, rewrite_references
 from fhir_service.storage import SqlRepository, SqlStore
 from fhir_service.sync import local, state
+from fhir_service.sync.capabilities import Capabilities, served_types
 from fhir_service.sync.client import FhirClient
 from fhir_service.sync.entries import same_content, strip_server_meta
-from fhir_service.sync.errors import RemoteNotFound, RemoteRejected
-from fhir_service.sync.push import Progress, RunReport
+from fhir_service.sync.errors import RemoteNotFound, RemoteRejected, RemoteUnsupported
+from fhir_service.sync.push import Progress, RunReport, strip_markers
 from fhir_service.sync.state import MapRow
 from fhir_service.sync.tables import sync_id_map
 
@@ -108,13 +117,23 @@ class Puller:
                 await self._pull_history(report)
                 types = []
             else:
-                types = self.types or sorted(caps.types)
+                types = self._types(caps)
+            # A type neither named with ``types`` nor listed by the remote may be unknown
+            # there: its search failing with a 4xx means "not held there", not an error.
+            optional = not self.types and not caps.types
             for index, rtype in enumerate(types):
-                await self._pull_type(rtype, report)
-                if self.deletes:
-                    await self._find_deletes(rtype, report)
+                if await self._pull_type(rtype, report, optional=optional):
+                    report.counts["types"] += 1
+                    if self.deletes:
+                        await self._find_deletes(rtype, report)
+                else:
+                    report.counts["types_unavailable"] += 1
                 if self.progress:
                     self.progress(index + 1, len(types))
+            if types and not report.counts["types"]:
+                raise RemoteUnsupported(
+                    f"the remote answered none of the {len(types)} type searches of this pull"
+                )
         except BaseException as exc:
             report.errors.append({"error": type(exc).__name__, "message": str(exc)})
             state.finish_run(self.store, report.run, "failed", dict(report.counts), report.errors)
@@ -122,7 +141,30 @@ class Puller:
         state.finish_run(self.store, report.run, report.status, dict(report.counts), report.errors)
         return report
 
-    async def _pull_type(self, rtype: str, report: RunReport) -> None:
+    def _types(self, caps: Capabilities) -> list[str]:
+        """The types to search: those named, else those the remote lists that this server
+        serves, else (a statement listing none, ``rest.resource`` being 0..*) every type this
+        server serves (https://hl7.org/fhir/R4/capabilitystatement.html)."""
+        served = served_types()
+        if self.types:
+            unknown = sorted(set(self.types) - set(served))
+            if unknown:
+                raise UnknownResourceType(
+                    f"not a resource type this server serves: {', '.join(unknown)}"
+                )
+            return list(dict.fromkeys(self.types))
+        if caps.types:
+            common = sorted(caps.types & set(served))
+            if not common:
+                raise RemoteUnsupported(
+                    "the remote's CapabilityStatement lists no resource type this server serves"
+                )
+            return common
+        return list(served)
+
+    async def _pull_type(self, rtype: str, report: RunReport, *, optional: bool = False) -> bool:
+        """Search one type page by page; False when ``optional`` and the remote refuses the
+        first search (a 4xx: the type is not held there)."""
         with self.store.engine.connect() as conn:
             checkpoint = state.get_checkpoint(conn, self.remote, f"pull:{rtype}")
         base: list[tuple[str, Any]] = [("_count", self.page_size), ("_sort", "_lastUpdated")]
@@ -130,8 +172,16 @@ class Puller:
             base.append(("_lastUpdated", f"ge{checkpoint}"))
         url, offset = rtype, 0
         params: list[tuple[str, Any]] | None = list(base)
+        first = True
         while True:
-            bundle = await self.client.get(url, params)
+            try:
+                bundle = await self.client.get(url, params)
+            except (RemoteNotFound, RemoteRejected):
+                if not (first and optional):
+                    raise
+                report.counts["requests"] += 1
+                return False
+            first = False
             report.counts["requests"] += 1
             entries = bundle.get("entry") or [] if isinstance(bundle, dict) else []
             resources = [
@@ -151,7 +201,7 @@ class Puller:
                 offset += len(resources)
                 url, params = rtype, [*base, ("_offset", offset)]
             else:
-                return
+                return True
 
     async def _pull_everything(self, patient: str, report: RunReport) -> None:
         """``GET Patient/<id>/$everything``, following next links; each page one transaction.
@@ -306,7 +356,7 @@ class Puller:
                 continue
             local_id = local_ids[resource["id"]]
             current = currents.get(local_id)
-            body = strip_server_meta(rewrite_references(resource, local_ref))
+            body = strip_markers(strip_server_meta(rewrite_references(resource, local_ref)))
             body["id"] = local_id
             if current and self._conflicting(repo, current, row, body):
                 report.errors.append(

@@ -10,13 +10,30 @@ equals ours is a push that reached the remote before a crash: it is recorded, no
 repeated. Resources the remote lets clients name (``updateCreate``) keep their
 local id; others are created with POST in a transaction and the assigned id kept
 in the id map; references are rewritten to remote ids.
+
+Creates with remote-assigned ids are idempotent across crashes
+(https://hl7.org/fhir/R4/http.html#transaction, #ccreate): a POST is not, and a push
+killed after the remote committed a chunk but before the push stored the ids it got
+would create the chunk again. So each POSTed resource carries a marker tag
+(``meta.tag``: system ``MARKER_SYSTEM``, code = the entry's ``urn:uuid``, derived from
+remote, type and local id), and before a chunk with POSTs is sent its intent (type,
+local id, version, marker of each) is committed locally (checkpoint ``push:intent``);
+the chunk's id-map rows clear it. A run that finds an intent left over looks the
+markers up on the remote (``GET Type?_tag=system|code,...``, R4 search.html#all, every
+page) and records what it finds before pushing anything, so only what the remote does
+not hold is created again. Matches are checked on the returned resources' tags, so a
+remote that ignores ``_tag`` costs a scan of the type, never a wrong match. No
+conditional create (``ifNoneExist``) is used: a remote that does not support the
+criteria's parameter either ignores it (and matches every resource of the type) or,
+like the Medplum router, matches none; both make ``ifNoneExist`` unsafe.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +58,12 @@ Progress = Callable[[int, int], None]
 """Called with (done, total) after each chunk."""
 
 URN_NAMESPACE = uuid.UUID("2f3f3c64-3a8e-4bb0-9a57-5d3a3f7d5c11")
+MARKER_SYSTEM = f"urn:uuid:{URN_NAMESPACE}"
+"""System of the marker tag on resources this push creates with POST (code: the entry's uuid)."""
+INTENT = "push:intent"
+"""Checkpoint holding the creates of the chunk being sent (JSON), cleared with its id map."""
+LOOKUP_CHUNK = 20
+"""Markers per recovery search (``_tag=a,b,...``), keeping the URL short."""
 
 
 @dataclass
@@ -116,6 +139,7 @@ class Pusher:
         report = RunReport(run)
         try:
             caps = await self.client.capabilities()
+            await self._recover(report)
             with self.store.engine.connect() as conn:
                 checkpoint = int(state.get_checkpoint(conn, self.remote, "push") or 0)
                 if patient:
@@ -129,6 +153,7 @@ class Pusher:
             for start in range(0, len(todo), self.chunk_size):
                 chunk = todo[start : start + self.chunk_size]
                 items = self._prepare(chunk, caps)
+                self._intend(items)
                 await self._send(items, caps, report)
                 self._commit(items, report, None if patient else chunk[-1].seq)
                 done += len(chunk)
@@ -197,6 +222,7 @@ class Pusher:
                     body["id"] = item.remote_id
                 else:
                     body.pop("id", None)
+                    body = with_marker(body, _marker(item))
                 item.body = body
         return items
 
@@ -301,6 +327,105 @@ class Pusher:
                     f"({item.mapped.remote_version if item.mapped else 'none'}); not overwritten"
                 )
 
+    # ------------------------------------------------------------ crash safety of creates
+
+    def _intend(self, items: list[_Item]) -> None:
+        """Commit the creates of a chunk before it is sent (``push:intent``)."""
+        posts = [
+            [i.current.type, i.current.id, i.current.version, _marker(i)]
+            for i in items
+            if i.method == "POST"
+        ]
+        if not posts:
+            return
+        with state.unit(self.store) as (conn, _):
+            state.set_checkpoint(conn, self.remote, INTENT, json.dumps(posts))
+
+    async def _recover(self, report: RunReport) -> None:
+        """Record the creates of a chunk cut short that the remote committed anyway.
+
+        Each marker of the intent left over is looked up on the remote by ``_tag``; what is
+        found is written to the id map (so it is not created again), and the intent cleared.
+        """
+        with self.store.engine.connect() as conn:
+            text = state.get_checkpoint(conn, self.remote, INTENT)
+        if not text:
+            return
+        intended: dict[str, tuple[str, str, int]] = {
+            code: (rtype, local_id, version) for rtype, local_id, version, code in json.loads(text)
+        }
+        found: dict[str, list[dict[str, Any]]] = {}
+        by_type: dict[str, list[str]] = {}
+        for code, (rtype, _, _) in intended.items():
+            by_type.setdefault(rtype, []).append(code)
+        for rtype, codes in sorted(by_type.items()):
+            for start in range(0, len(codes), LOOKUP_CHUNK):
+                wanted = set(codes[start : start + LOOKUP_CHUNK])
+                value = ",".join(f"{MARKER_SYSTEM}|{c}" for c in sorted(wanted))
+                async for resource in self._search(rtype, [("_tag", value)], report):
+                    for code in markers_of(resource) & wanted:
+                        found.setdefault(code, []).append(resource)
+        rows: list[MapRow] = []
+        for code, resources in found.items():
+            rtype, local_id, version = intended[code]
+            resources.sort(key=lambda r: str((r.get("meta") or {}).get("lastUpdated") or ""))
+            first = resources[0]
+            remote_version = (first.get("meta") or {}).get("versionId")
+            rows.append(
+                MapRow(
+                    rtype,
+                    local_id,
+                    str(first["id"]),
+                    version,
+                    remote_version and str(remote_version),
+                )
+            )
+            report.counts["recovered"] += 1
+            for extra in resources[1:]:
+                report.errors.append(
+                    {
+                        "kind": "duplicate",
+                        "resource": f"{rtype}/{local_id}",
+                        "remote": f"{rtype}/{extra['id']}",
+                        "message": f"also created on the remote as {rtype}/{first['id']}",
+                    }
+                )
+        with state.unit(self.store) as (conn, _):
+            state.save_map(conn, self.remote, rows)
+            state.delete_checkpoint(conn, self.remote, INTENT)
+            state.record_progress(conn, report.run, dict(report.counts), report.errors)
+
+    async def _search(
+        self, rtype: str, params: list[tuple[str, Any]], report: RunReport
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every match of a search, following ``next`` links, or ``_offset`` with ``total``."""
+        base: list[tuple[str, Any]] = [*params, ("_count", 100)]
+        url, offset = rtype, 0
+        query: list[tuple[str, Any]] | None = list(base)
+        while True:
+            bundle = await self.client.get(url, query)
+            report.counts["requests"] += 1
+            entries = bundle.get("entry") or [] if isinstance(bundle, dict) else []
+            resources = [
+                e["resource"]
+                for e in entries
+                if isinstance(e.get("resource"), dict)
+                and (e.get("search") or {}).get("mode", "match") == "match"
+            ]
+            for resource in resources:
+                yield resource
+            link = next(
+                (lk for lk in bundle.get("link") or [] if lk.get("relation") == "next"), None
+            )
+            total = bundle.get("total")
+            if link and resources:
+                url, query = link["url"], None
+            elif isinstance(total, int) and resources and offset + len(resources) < total:
+                offset += len(resources)
+                url, query = rtype, [*base, ("_offset", offset)]
+            else:
+                return
+
     # ------------------------------------------------------------ local state
 
     def _commit(self, items: list[_Item], report: RunReport, checkpoint: int | None) -> None:
@@ -330,6 +455,8 @@ class Pusher:
                 )
         with state.unit(self.store) as (conn, _):
             state.save_map(conn, self.remote, rows)
+            if any(item.method == "POST" for item in items):
+                state.delete_checkpoint(conn, self.remote, INTENT)
             # Conflicts and failures hold the checkpoint back, so the next push reports
             # (or retries) them again until they are resolved.
             if checkpoint is not None and not report.errors:
@@ -337,6 +464,52 @@ class Pusher:
                 if checkpoint > previous:
                     state.set_checkpoint(conn, self.remote, "push", str(checkpoint))
             state.record_progress(conn, report.run, dict(report.counts), report.errors)
+
+
+def _marker(item: _Item) -> str:
+    """The marker code of a create: the uuid of its entry's ``urn:uuid`` full URL."""
+    return (item.full_url or "").removeprefix("urn:uuid:")
+
+
+def with_marker(body: dict[str, Any], code: str) -> dict[str, Any]:
+    """A copy of ``body`` whose ``meta.tag`` carries the marker ``code`` (and no other)."""
+    out = strip_markers(body)
+    meta = dict(out.get("meta") or {})
+    meta["tag"] = [*(meta.get("tag") or []), {"system": MARKER_SYSTEM, "code": code}]
+    out["meta"] = meta
+    return out
+
+
+def strip_markers(body: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``body`` without marker tags (what a pull writes locally)."""
+    meta = body.get("meta")
+    if not isinstance(meta, dict) or not any(
+        isinstance(t, dict) and t.get("system") == MARKER_SYSTEM for t in meta.get("tag") or []
+    ):
+        return body
+    tags = [
+        t
+        for t in meta.get("tag") or []
+        if not (isinstance(t, dict) and t.get("system") == MARKER_SYSTEM)
+    ]
+    out = dict(body)
+    new_meta = {k: v for k, v in meta.items() if k != "tag"}
+    if tags:
+        new_meta["tag"] = tags
+    if new_meta:
+        out["meta"] = new_meta
+    else:
+        out.pop("meta", None)
+    return out
+
+
+def markers_of(resource: dict[str, Any]) -> set[str]:
+    """The marker codes on a resource's ``meta.tag``."""
+    return {
+        str(t.get("code"))
+        for t in (resource.get("meta") or {}).get("tag") or []
+        if isinstance(t, dict) and t.get("system") == MARKER_SYSTEM
+    }
 
 
 def _success(item: _Item) -> str:

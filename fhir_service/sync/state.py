@@ -128,6 +128,14 @@ def get_checkpoint(conn: Connection, remote: str, name: str) -> str | None:
     ).scalar_one_or_none()
 
 
+def delete_checkpoint(conn: Connection, remote: str, name: str) -> None:
+    conn.execute(
+        sa.delete(sync_checkpoint).where(
+            sync_checkpoint.c.remote == remote, sync_checkpoint.c.name == name
+        )
+    )
+
+
 def set_checkpoint(conn: Connection, remote: str, name: str, value: str) -> None:
     _upsert(
         conn,

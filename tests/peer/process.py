@@ -3,6 +3,11 @@
 The server listens on 127.0.0.1 on a free port that it picks itself (``--port 0``)
 and prints ``listening <port>``; we then wait for ``GET /fhir/metadata`` and stop
 it by its pid. ``npm ci`` installs the pinned packages on first use.
+
+Two router versions, each pinned by its own lock file: ``ROUTER_4`` (the packages of
+tests/peer, 4.5.2) and ``ROUTER_5`` (tests/peer/medplum-5, the current 5.2.x, which wants
+Node 22: on Node 20 it runs with ``--experimental-websocket``). ``capabilities="bare"``
+makes the peer's CapabilityStatement list no resource types (see server.mjs).
 """
 
 from __future__ import annotations
@@ -20,18 +25,27 @@ from pathlib import Path
 import httpx
 
 PEER_DIR = Path(__file__).resolve().parent
+ROUTER_4 = PEER_DIR
+ROUTER_5 = PEER_DIR / "medplum-5"
 
 
-def ensure_installed() -> None:
-    """Install the peer's npm packages from its lock file when they are missing."""
-    if (PEER_DIR / "node_modules" / "@medplum" / "fhir-router").is_dir():
+def ensure_installed(folder: Path = ROUTER_4) -> None:
+    """Install a folder's npm packages from its lock file when they are missing."""
+    if (folder / "node_modules" / "@medplum" / "fhir-router").is_dir():
         return
     npm = shutil.which("npm")
     if npm is None:
         raise RuntimeError("npm is needed for the sync tests' peer server (Node.js 20)")
     subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True, capture_output=True
+        [npm, "ci", "--no-audit", "--no-fund"], cwd=folder, check=True, capture_output=True
     )
+
+
+def _node_flags(node: str) -> list[str]:
+    """``--experimental-websocket`` on Node < 22 (Medplum 5 uses the global WebSocket)."""
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
+    major = int(version.stdout.strip().lstrip("v").split(".")[0])
+    return ["--experimental-websocket"] if major < 22 else []
 
 
 @dataclass
@@ -51,14 +65,26 @@ class Peer:
                 self.process.wait()
 
 
-def start_peer(timeout: float = 60.0) -> Peer:
+def start_peer(
+    timeout: float = 60.0, *, router: Path = ROUTER_4, capabilities: str = "full"
+) -> Peer:
     """Start server.mjs on a free loopback port and wait until /fhir/metadata answers."""
-    ensure_installed()
+    ensure_installed(router)
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("node is needed for the sync tests' peer server")
     process = subprocess.Popen(
-        [node, str(PEER_DIR / "server.mjs"), "--port", "0"],
+        [
+            node,
+            *_node_flags(node),
+            str(PEER_DIR / "server.mjs"),
+            "--port",
+            "0",
+            "--modules",
+            str(router / "node_modules"),
+            "--capabilities",
+            capabilities,
+        ],
         cwd=PEER_DIR,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

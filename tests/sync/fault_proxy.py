@@ -9,6 +9,10 @@ Every ``every``-th request gets the fault ``kind``:
   half-way through its body and the connection closed.
 
 Each response closes its connection, so every request is a fresh one.
+
+``hold`` (seconds, settable while running): each POST is forwarded at once (the peer
+applies it) and its response held back that long: the moment a client may be killed
+after the remote committed and before the client heard of it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class FaultProxy:
     port: int = 0
     requests: int = 0
     faults: int = 0
+    hold: float = 0.0
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -82,6 +87,8 @@ class FaultProxy:
             forward = {k: v for k, v in headers.items() if k not in ("host", "content-length")}
             response = await self._http.request(method, target, content=body, headers=forward)
             payload = response.content
+            if self.hold and method == "POST":
+                await asyncio.sleep(self.hold)
             out = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}"]
             for name, value in response.headers.items():
                 if name.lower() not in (
