@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from fhir_service.cli.load import load_bundle, providers_first
 from fhir_service.fhir.references import parse_reference, rewrite_references
-from fhir_service.storage import SqlStore, upgrade
+from fhir_service.storage import AccessScope, SqlStore, upgrade
 from fhir_service.sync import state
 from fhir_service.sync.tables import sync_id_map, sync_run
 from tests.peer.process import ROUTER_4, ROUTER_5, Peer, start_peer
@@ -59,7 +59,7 @@ def load_synthea(store: SqlStore, archive: Path, patients: int) -> Counter[str]:
                 break
             loaded += 1
         load_bundle(store, bundle)
-    with store.begin(readonly=True) as repo:
+    with store.begin(AccessScope.full(), readonly=True) as repo:
         return Counter({t: n for t, n in repo.counts().items() if n})
 
 
