@@ -140,7 +140,7 @@ def _course_notes(case: Case, course: MedicationCourse) -> list[dict[str, str]]:
         item = case.get(course.follows)
         notes.append(note(f"Follows: {getattr(item, 'text', course.follows)}"))
     if course.stop_reason is not None:
-        codes = ", ".join(course.stop_reason.codes)
+        codes = ", ".join(str(c) for c in course.stop_reason.codes)
         notes.append(note(f"Stopped: {course.stop_reason.text}" + (f" ({codes})" if codes else "")))
     for override in course.cycle_overrides:
         drug = next(d for d in course.drugs if d.key == override.drug)

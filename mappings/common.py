@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from mappings.case.model import INTENT_CODES, Case
 from mappings.case.timing import Duration, RelativeTime
-from mappings.case.types import BodySite, Coded, Quantity
+from mappings.case.types import BodySite, Coded, ExplicitCode, Quantity
 from mappings.context import MappingContext
 from mappings.terminology import codes
 
@@ -33,12 +33,16 @@ _DURATION_UNITS = {"min": "minutes", "h": "hours", "d": "days", "wk": "weeks", "
 
 class _HasCodes(Protocol):
     text: str
-    codes: list[str]
+    codes: list[str | ExplicitCode]
 
 
-def codings(refs: Iterable[str]) -> list[dict[str, str]]:
-    """FHIR Codings of ``prefix:code`` references, from the code tables."""
-    return [codes.lookup(ref).coding() for ref in refs]
+def codings(refs: Iterable[str | ExplicitCode]) -> list[dict[str, str]]:
+    """FHIR Codings of ``prefix:code`` references (from the code tables) and of codes
+    written out in the case file (as written)."""
+    return [
+        ref.coding() if isinstance(ref, ExplicitCode) else codes.lookup(ref).coding()
+        for ref in refs
+    ]
 
 
 def concept(item: _HasCodes | Coded, text: str | None = None) -> dict[str, Any]:
@@ -73,10 +77,10 @@ def body_site(site: BodySite) -> dict[str, Any]:
 
 def quantity(q: Quantity) -> dict[str, Any]:
     """A UCUM Quantity; ``approximate`` becomes comparator-free (noted by the caller)."""
-    entry = codes.ucum(q.unit)
+    entry = codes.table("ucum").get(q.unit)
     return {
         "value": _number(q.value),
-        "unit": entry.display if entry.display else q.unit,
+        "unit": entry.display if entry is not None else q.unit,
         "system": UCUM_SYSTEM,
         "code": q.unit,
     }

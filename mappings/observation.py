@@ -32,6 +32,7 @@ from mappings.case.timing import RelativeTime
 from mappings.case.types import BodySite
 from mappings.common import (
     body_site,
+    codings,
     concept,
     notes,
     patient_ref,
@@ -229,7 +230,7 @@ def _procedure_observations(
         data["code"] = {"text": f"{_SCALES[c.grade.scale]} grade"}
         value: dict[str, Any] = {"text": f"Grade {c.grade.value}"}
         if c.grade.codes:
-            value = {"coding": [codes.lookup(r).coding() for r in c.grade.codes], **value}
+            value = {"coding": codings(c.grade.codes), **value}
         data["valueCodeableConcept"] = value
         data["focus"] = [ctx.reference("Condition", c.key)]
         out.append(_finish(case, ctx, data, key, c.when, f"Grade of: {c.text}"))

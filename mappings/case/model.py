@@ -29,7 +29,7 @@ from mappings.case.types import (
     UcumUnit,
     When,
 )
-from mappings.terminology import codes
+from mappings.terminology.units import ucum_problem
 
 SCHEMA_VERSION = "1.0"
 
@@ -196,10 +196,10 @@ class Lab(Coded):
     @classmethod
     def _ucum_given(cls, value: str | None, info: ValidationInfo) -> str | None:
         reported = info.data.get("unit")
-        if value is None and isinstance(reported, str) and not codes.is_ucum_unit(reported):
-            raise ValueError(
-                f"reported unit {reported!r} is not a UCUM code: give its UCUM equivalent"
-            )
+        if value is None and isinstance(reported, str):
+            problem = ucum_problem(reported)
+            if problem is not None:
+                raise ValueError(f"reported unit: {problem}; give its UCUM equivalent in ucum_unit")
         return value
 
     @property
