@@ -17,7 +17,7 @@ from fhir.resources.R4B.resource import Resource
 
 from mappings.case.model import AdverseEvent as CaseAdverseEvent
 from mappings.case.model import Case, MedicationCourse
-from mappings.common import codings, concept, patient_ref, time_note, when
+from mappings.common import codings, concept, patient_ref, put_date, time_note
 from mappings.context import MappingContext
 
 SERIOUSNESS = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
@@ -69,9 +69,7 @@ def _event(case: Case, ctx: MappingContext, e: CaseAdverseEvent) -> dict[str, An
         "event": concept(e),
         "subject": patient_ref(case, ctx),
     }
-    day = when(e.when, ctx)
-    if day is not None:
-        data["date"] = day
+    put_date(data, "date", e.when, ctx)
     if e.serious is not None:
         code = "serious" if e.serious else "non-serious"
         data["seriousness"] = {"coding": [{"system": SERIOUSNESS, "code": code}]}

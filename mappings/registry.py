@@ -19,6 +19,7 @@ from mappings.patient import map_patient
 from mappings.procedure import map_procedures
 from mappings.provenance import map_provenance
 from mappings.specimen import map_specimens
+from mappings.substance import map_substances
 
 MAPPERS = [
     map_patient,
@@ -29,6 +30,7 @@ MAPPERS = [
     map_specimens,
     map_diagnostic_reports,
     map_devices,
+    map_substances,
     map_procedures,
     map_care_plans,
     map_medication_requests,

@@ -152,13 +152,31 @@ class Symptom(Coded):
     note: str | None = None
 
 
+def _check_dimensions(dims: list[Quantity]) -> list[Quantity]:
+    units = {d.unit for d in dims}
+    if not units <= {"mm", "cm"} or len(units) > 1:
+        raise ValueError("tumour dimensions must all be in cm or all in mm")
+    if any(b.value > a.value for a, b in itertools.pairwise(dims)):
+        raise ValueError("tumour dimensions must be given longest first")
+    return dims
+
+
 class Finding(Coded):
-    """A finding (examination, imaging, operative or pathological), with its body sites."""
+    """A finding (examination, imaging, operative or pathological), with its body sites;
+    ``value`` when it is a measured amount or count (``5 {mitoses}/(10.[HPF])``), ``size``
+    when it gives a lesion's dimensions (longest first)."""
 
     key: Key
     body_sites: list[BodySite] = []
+    value: Quantity | None = None
+    size: list[Quantity] = Field(default=[], max_length=3)
     figures: list[str] = []
     note: str | None = None
+
+    @field_validator("size")
+    @classmethod
+    def _size_longest_first(cls, dims: list[Quantity]) -> list[Quantity]:
+        return _check_dimensions(dims)
 
 
 class Presentation(Strict):
@@ -381,12 +399,7 @@ class TumourSize(Strict):
     @field_validator("dimensions")
     @classmethod
     def _longest_first(cls, dims: list[Quantity]) -> list[Quantity]:
-        units = {d.unit for d in dims}
-        if not units <= {"mm", "cm"} or len(units) > 1:
-            raise ValueError("tumour dimensions must all be in cm or all in mm")
-        if any(b.value > a.value for a, b in itertools.pairwise(dims)):
-            raise ValueError("tumour dimensions must be given longest first")
-        return dims
+        return _check_dimensions(dims)
 
 
 class PathologyReport(Coded):
