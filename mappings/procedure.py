@@ -135,7 +135,7 @@ def _procedure(case: Case, ctx: MappingContext, proc: Procedure) -> dict[str, An
         res["encounter"] = ctx.reference("Encounter", stay)
     if proc.status == "not-done":
         if proc.when is not None:
-            notes.append(note(f"Not done; planned time in the report: {time_text(proc.when)}"))
+            notes.append(note(f"Time in the report: {time_text(proc.when)}"))
     else:
         _performed(res, proc.when, proc.duration is not None, ctx, notes)
     if proc.duration is not None:

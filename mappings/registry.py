@@ -14,6 +14,7 @@ from mappings.diagnostic_report import map_diagnostic_reports
 from mappings.encounter import map_encounters
 from mappings.medication_administration import map_medication_administrations
 from mappings.medication_request import map_medication_requests
+from mappings.negation import map_negations
 from mappings.observation import map_observations
 from mappings.patient import map_patient
 from mappings.procedure import map_procedures
@@ -32,6 +33,7 @@ MAPPERS = [
     map_devices,
     map_substances,
     map_procedures,
+    map_negations,
     map_care_plans,
     map_medication_requests,
     map_medication_administrations,

@@ -303,6 +303,12 @@ class Grade(Strict):
     value: str
     codes: list[CodeRef] = []
 
+    @model_validator(mode="after")
+    def _ctcae_grades(self) -> Grade:
+        if self.scale == "ctcae" and self.value not in ("1", "2", "3", "4", "5"):
+            raise ValueError(f"a CTCAE grade is 1, 2, 3, 4 or 5, not {self.value!r}")
+        return self
+
 
 class Complication(Coded):
     """A complication of a procedure, at or after the procedure's time."""
@@ -330,6 +336,7 @@ class Procedure(Coded):
     devices: list[Device] = []
     findings: list[Finding] = []
     complications: list[Complication] = []
+    no_complications: str | None = None
     figures: list[str] = []
     note: str | None = None
 
@@ -337,6 +344,8 @@ class Procedure(Coded):
     def _reason_when_not_done(self) -> Procedure:
         if self.status == "not-done" and not self.status_reason:
             raise ValueError("a procedure with status not-done needs 'status_reason'")
+        if self.no_complications and self.complications:
+            raise ValueError("'no_complications' and 'complications' exclude each other")
         return self
 
 
