@@ -128,3 +128,12 @@ def test_the_extensions_are_defined_and_checked_by_the_validator(
     wrong = json.loads(json.dumps(procedure))
     wrong["extension"][0] = {"url": wrong["extension"][0]["url"], "valueString": "11 h"}
     assert any("procedure-duration" in e for e in errors(wrong))
+
+
+def test_the_committed_extension_package_is_what_the_builder_writes(tmp_path: Path) -> None:
+    from mappings.definitions.build import write
+
+    for path in write(tmp_path):
+        assert (PACKAGE_DIR / path.name).read_text(encoding="utf-8") == path.read_text(
+            encoding="utf-8"
+        ), path.name
