@@ -17,11 +17,23 @@ from fhir.resources.R4B.resource import Resource
 
 from mappings.case.model import AdverseEvent as CaseAdverseEvent
 from mappings.case.model import Case, MedicationCourse
-from mappings.common import codings, concept, patient_ref, time_note, when
+from mappings.common import codings, concept, patient_ref, put_date, time_note
 from mappings.context import MappingContext
 
 SERIOUSNESS = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
 """https://hl7.org/fhir/R4/codesystem-adverse-event-seriousness.html"""
+SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
+"""https://hl7.org/fhir/R4/codesystem-adverse-event-severity.html (mild | moderate | severe),
+the required binding of R4 AdverseEvent.severity."""
+CTCAE_SEVERITY = {
+    "1": ("mild", "Mild"),
+    "2": ("moderate", "Moderate"),
+    "3": ("severe", "Severe"),
+}
+"""CTCAE grade -> AdverseEvent.severity. CTCAE v5.0 (NCI, 2017) defines Grade 1 as "Mild",
+Grade 2 as "Moderate" and Grade 3 as "Severe or medically significant but not immediately
+life-threatening". Grades 4 (life-threatening) and 5 (death) lie beyond R4's three levels,
+so they are given no severity code; the grade is kept as text."""
 NOTE_EXTENSION = "http://hl7.org/fhir/5.0/StructureDefinition/extension-AdverseEvent.note"
 
 
@@ -60,6 +72,23 @@ def _suspects(case: Case, ctx: MappingContext, key: str) -> list[dict[str, Any]]
     return []
 
 
+def _severity(e: CaseAdverseEvent) -> dict[str, Any] | None:
+    """AdverseEvent.severity from the grade: the case's own codes, else a CTCAE grade 1-3
+    as its R4 severity; None when no code applies (R4's binding is required)."""
+    assert e.grade is not None
+    text = f"{_SCALES.get(e.grade.scale, e.grade.scale)} grade {e.grade.value}"
+    if e.grade.codes:
+        return {"coding": codings(e.grade.codes), "text": text}
+    level = CTCAE_SEVERITY.get(e.grade.value) if e.grade.scale == "ctcae" else None
+    if level is None:
+        return None
+    code, display = level
+    return {"coding": [{"system": SEVERITY, "code": code, "display": display}], "text": text}
+
+
+_SCALES = {"ctcae": "CTCAE", "clavien-dindo": "Clavien-Dindo", "other": "Other"}
+
+
 def _event(case: Case, ctx: MappingContext, e: CaseAdverseEvent) -> dict[str, Any]:
     data: dict[str, Any] = {
         "resourceType": "AdverseEvent",
@@ -69,21 +98,20 @@ def _event(case: Case, ctx: MappingContext, e: CaseAdverseEvent) -> dict[str, An
         "event": concept(e),
         "subject": patient_ref(case, ctx),
     }
-    day = when(e.when, ctx)
-    if day is not None:
-        data["date"] = day
+    put_date(data, "date", e.when, ctx)
     if e.serious is not None:
         code = "serious" if e.serious else "non-serious"
         data["seriousness"] = {"coding": [{"system": SERIOUSNESS, "code": code}]}
     if e.grade is not None:
-        severity: dict[str, Any] = {"text": f"{e.grade.scale} grade {e.grade.value}"}
-        if e.grade.codes:
-            severity["coding"] = codings(e.grade.codes)
-        data["severity"] = severity
+        severity = _severity(e)
+        if severity is not None:
+            data["severity"] = severity
     suspects = [s for k in e.caused_by for s in _suspects(case, ctx, k)]
     if suspects:
         data["suspectEntity"] = suspects
     remarks = [{"text": e.note}] if e.note else []
+    if e.grade is not None and "severity" not in data:
+        remarks.append({"text": f"Grade in the report: {e.grade.scale} {e.grade.value}"})
     if e.when is not None and (not e.when.is_known or e.when.approximate):
         remarks.append(time_note(e.when))
     remarks += [{"text": n.text} for n in case.notes if e.key in n.about]

@@ -35,7 +35,7 @@ _NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent"})
 
 def map_case(case: Case, anchor_date: date) -> list[Resource]:
     """Every resource of the case, in a stable order, the Provenance last."""
-    ctx = MappingContext(case_id=case.case.id, anchor_date=anchor_date)
+    ctx = MappingContext(case.case.id, anchor_date, case.anchor.event)
     resources: list[Resource] = []
     for mapper in MAPPERS:
         resources.extend(mapper(case, ctx))

@@ -29,9 +29,9 @@ from mappings.common import (
     note,
     patient_ref,
     period,
+    put_date,
     time_notes,
     time_text,
-    when,
 )
 from mappings.context import MappingContext
 
@@ -140,7 +140,7 @@ def _course_notes(case: Case, course: MedicationCourse) -> list[dict[str, str]]:
         item = case.get(course.follows)
         notes.append(note(f"Follows: {getattr(item, 'text', course.follows)}"))
     if course.stop_reason is not None:
-        codes = ", ".join(course.stop_reason.codes)
+        codes = ", ".join(str(c) for c in course.stop_reason.codes)
         notes.append(note(f"Stopped: {course.stop_reason.text}" + (f" ({codes})" if codes else "")))
     for override in course.cycle_overrides:
         drug = next(d for d in course.drugs if d.key == override.drug)
@@ -166,9 +166,7 @@ def _decisions(case: Case, ctx: MappingContext, enc: Encounter) -> dict[str, Any
     res["encounter"] = ctx.reference("Encounter", enc.key)
     if enc.reasons:
         res["addresses"] = [fact_reference(case, ctx, k) for k in enc.reasons]
-    day = when(enc.start, ctx)
-    if day is not None:
-        res["created"] = day
+    day = put_date(res, "created", enc.start, ctx)
     activities = []
     for decision in enc.decisions:
         typed = [(fact_type(case, k), k) for k in decision.refs]

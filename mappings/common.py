@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from mappings.case.model import INTENT_CODES, Case
 from mappings.case.timing import Duration, RelativeTime
-from mappings.case.types import BodySite, Coded, Quantity
+from mappings.case.types import BodySite, Coded, ExplicitCode, Quantity
 from mappings.context import MappingContext
 from mappings.terminology import codes
 
@@ -28,17 +28,32 @@ MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition/"
 LATERALITY_QUALIFIER = MCODE + "mcode-laterality-qualifier"
 """https://hl7.org/fhir/us/mcode/STU4/StructureDefinition-mcode-laterality-qualifier.html"""
 
+PROJECT_EXTENSION = "urn:fhir-service:StructureDefinition:"
+"""Base of the project's own extensions; their StructureDefinitions are in
+mappings/definitions/ (docs/mapping.md, "Project extensions")."""
+PROCEDURE_DURATION = PROJECT_EXTENSION + "procedure-duration"
+"""How long a procedure lasted, as a Duration, when the report gives its length but no
+clock times (R4 Procedure.performedPeriod needs both ends as dateTimes)."""
+
+RELATIVE_TIME = PROJECT_EXTENSION + "relative-time"
+"""On a date computed from a time relative to day 0: the time as recorded, the anchor and
+the date the anchor was given (mappings/definitions/build.py)."""
+
 _DURATION_UNITS = {"min": "minutes", "h": "hours", "d": "days", "wk": "weeks", "mo": "months"}
 
 
 class _HasCodes(Protocol):
     text: str
-    codes: list[str]
+    codes: list[str | ExplicitCode]
 
 
-def codings(refs: Iterable[str]) -> list[dict[str, str]]:
-    """FHIR Codings of ``prefix:code`` references, from the code tables."""
-    return [codes.lookup(ref).coding() for ref in refs]
+def codings(refs: Iterable[str | ExplicitCode]) -> list[dict[str, str]]:
+    """FHIR Codings of ``prefix:code`` references (from the code tables) and of codes
+    written out in the case file (as written)."""
+    return [
+        ref.coding() if isinstance(ref, ExplicitCode) else codes.lookup(ref).coding()
+        for ref in refs
+    ]
 
 
 def concept(item: _HasCodes | Coded, text: str | None = None) -> dict[str, Any]:
@@ -73,10 +88,10 @@ def body_site(site: BodySite) -> dict[str, Any]:
 
 def quantity(q: Quantity) -> dict[str, Any]:
     """A UCUM Quantity; ``approximate`` becomes comparator-free (noted by the caller)."""
-    entry = codes.ucum(q.unit)
+    entry = codes.table("ucum").get(q.unit)
     return {
         "value": _number(q.value),
-        "unit": entry.display if entry.display else q.unit,
+        "unit": entry.display if entry is not None else q.unit,
         "system": UCUM_SYSTEM,
         "code": q.unit,
     }
@@ -107,6 +122,39 @@ def when(rt: RelativeTime | None, ctx: MappingContext) -> str | None:
         return None
     day = rt.resolve(ctx.anchor_date)
     return day.isoformat() if day is not None else None
+
+
+def derived_ext(recorded: str, ctx: MappingContext) -> dict[str, Any]:
+    """The relative-time extension: ``recorded`` (e.g. ``month +9``), day 0 and its date."""
+    parts: list[dict[str, Any]] = [{"url": "relativeTime", "valueString": recorded}]
+    if ctx.anchor_event:
+        parts.append({"url": "anchor", "valueString": ctx.anchor_event})
+    parts.append({"url": "anchorDate", "valueDate": ctx.anchor_date.isoformat()})
+    return {"url": RELATIVE_TIME, "extension": parts}
+
+
+def derived_mark(recorded: str, ctx: MappingContext) -> dict[str, Any]:
+    """The primitive's extension element (``_effectiveDateTime``) marking a derived date."""
+    return {"extension": [derived_ext(recorded, ctx)]}
+
+
+def put_date(
+    resource: dict[str, Any],
+    element: str,
+    rt: RelativeTime | None,
+    ctx: MappingContext,
+    recorded: str | None = None,
+) -> str | None:
+    """Set ``element`` to the date of ``rt`` and mark it derived (``_element``); return it.
+
+    Nothing is set when ``rt`` resolves to no date. ``recorded`` overrides the relative
+    time quoted in the mark (e.g. ``day 0 + 4 d`` for an end computed from a length).
+    """
+    value = when(rt, ctx)
+    if value is not None and rt is not None:
+        resource[element] = value
+        resource[f"_{element}"] = derived_mark(recorded or str(rt), ctx)
+    return value
 
 
 def absent_date_ext() -> dict[str, Any]:
@@ -141,10 +189,7 @@ def set_datetime(
     An unknown date gets the data-absent-reason extension on the primitive and a
     note quoting the report's time; an approximate date gets a note too.
     """
-    value = when(rt, ctx)
-    if value is not None:
-        resource[element] = value
-    else:
+    if put_date(resource, element, rt, ctx) is None:
         resource[f"_{element}"] = absent_date_ext()
     if rt is not None and (not rt.is_known or rt.approximate):
         resource.setdefault("note", []).append(time_note(rt))
@@ -247,10 +292,8 @@ def period(
 ) -> dict[str, Any]:
     """A Period of the known dates; data-absent-reason on the Period when neither is known."""
     value: dict[str, Any] = {}
-    if (s := when(start, ctx)) is not None:
-        value["start"] = s
-    if (e := when(end, ctx)) is not None:
-        value["end"] = e
+    put_date(value, "start", start, ctx)
+    put_date(value, "end", end, ctx)
     return value or absent_date_ext()
 
 

@@ -31,8 +31,8 @@ from mappings.common import (
     notes,
     patient_ref,
     profile,
+    put_date,
     time_text,
-    when,
 )
 from mappings.context import MappingContext
 
@@ -148,19 +148,15 @@ def _diagnosis(case: Case, ctx: MappingContext, d: Diagnosis) -> dict[str, Any]:
     data["verificationStatus"] = _status(VERIFICATION, d.verification_status)
     if d.body_sites:
         data["bodySite"] = [body_site(s) for s in d.body_sites]
-    onset = when(d.onset, ctx)
-    if onset is not None:
-        data["onsetDateTime"] = onset
-    elif d.onset_age is not None:
+    onset = put_date(data, "onsetDateTime", d.onset, ctx)
+    if onset is None and d.onset_age is not None:
         data["onsetAge"] = {
             "value": d.onset_age.value,
             "unit": d.onset_age.unit,
             "system": "http://unitsofmeasure.org",
             "code": d.onset_age.unit,
         }
-    recorded = when(d.recorded, ctx)
-    if recorded is not None:
-        data["recordedDate"] = recorded
+    put_date(data, "recordedDate", d.recorded, ctx)
     evidence = [r for r in (fact_ref(case, ctx, k) for k in d.evidence) if r is not None]
     if evidence:
         data["evidence"] = [{"detail": evidence}]
@@ -180,9 +176,7 @@ def _complication(
 ) -> dict[str, Any]:
     data = _base(case, ctx, c.key, c, ENCOUNTER_DIAGNOSIS)
     data["verificationStatus"] = _status(VERIFICATION, "confirmed")
-    onset = when(c.when, ctx)
-    if onset is not None:
-        data["onsetDateTime"] = onset
+    put_date(data, "onsetDateTime", c.when, ctx)
     grade = f"Grade ({c.grade.scale}): {c.grade.value}" if c.grade is not None else None
     data["note"] = notes(
         case,

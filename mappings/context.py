@@ -24,6 +24,8 @@ class MappingContext:
 
     case_id: str
     anchor_date: date
+    anchor_event: str | None = None
+    """What day 0 is (the case file's ``anchor.event``), carried by derived dates."""
     _namespace: uuid.UUID = field(init=False)
 
     def __post_init__(self) -> None:

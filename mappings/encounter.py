@@ -22,7 +22,15 @@ from fhir.resources.R4B.resource import Resource
 
 from mappings.case.model import Case, Encounter
 from mappings.case.timing import Duration
-from mappings.common import concept, duration_quantity, fact_reference, patient_ref, time_text, when
+from mappings.common import (
+    concept,
+    derived_mark,
+    duration_quantity,
+    fact_reference,
+    patient_ref,
+    put_date,
+    time_text,
+)
 from mappings.context import MappingContext
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -79,18 +87,17 @@ def _encounter(case: Case, ctx: MappingContext, enc: Encounter) -> dict[str, Any
     return res
 
 
-def _period(enc: Encounter, ctx: MappingContext) -> dict[str, str]:
-    """The known dates; the end is start + length when only those are given."""
-    start, end = when(enc.start, ctx), when(enc.end, ctx)
+def _period(enc: Encounter, ctx: MappingContext) -> dict[str, Any]:
+    """The known dates, each marked derived; the end is start + length when only those are
+    given."""
+    period: dict[str, Any] = {}
+    put_date(period, "start", enc.start, ctx)
+    end = put_date(period, "end", enc.end, ctx)
     day = enc.start.resolve(ctx.anchor_date) if enc.start is not None else None
     length = enc.length
     if end is None and day is not None and length is not None and _whole_days(length):
-        end = (day + timedelta(days=length.days())).isoformat()
-    period = {}
-    if start is not None:
-        period["start"] = start
-    if end is not None:
-        period["end"] = end
+        period["end"] = (day + timedelta(days=length.days())).isoformat()
+        period["_end"] = derived_mark(f"{enc.start} + {length}", ctx)
     return period
 
 

@@ -27,6 +27,7 @@ from mappings.case.types import Quantity
 from mappings.common import (
     absent_date_ext,
     concept,
+    derived_mark,
     fact_reference,
     intent_extension,
     note,
@@ -131,7 +132,12 @@ def _effective(
         return absent_date_ext()
     first = start + timedelta(days=days[0] - 1)
     last = start + timedelta(days=days[-1] - 1)
-    return {"start": first.isoformat(), "end": last.isoformat()}
+    return {
+        "start": first.isoformat(),
+        "_start": derived_mark(f"{course.start}, cycle 1 day {days[0]}", ctx),
+        "end": last.isoformat(),
+        "_end": derived_mark(f"{course.start}, cycle 1 day {days[-1]}", ctx),
+    }
 
 
 def _dosage(drug: Drug, dose: Quantity | None, days: list[int]) -> dict[str, Any]:

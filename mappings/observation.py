@@ -29,9 +29,10 @@ from mappings.case.model import (
     Procedure,
 )
 from mappings.case.timing import RelativeTime
-from mappings.case.types import BodySite
+from mappings.case.types import BodySite, Quantity
 from mappings.common import (
     body_site,
+    codings,
     concept,
     notes,
     patient_ref,
@@ -62,6 +63,11 @@ def grade_key(complication_key: str) -> str:
     return f"{complication_key}-grade"
 
 
+def size_key(finding_key: str) -> str:
+    """The fact key of the tumour size Observation of a finding with ``size``."""
+    return f"{finding_key}-size"
+
+
 def age_key(patient_key: str) -> str:
     """The fact key of the Observation holding the patient's age at presentation."""
     return f"{patient_key}-age"
@@ -78,6 +84,7 @@ def map_observations(case: Case, ctx: MappingContext) -> list[Resource]:
             obs = _finding(case, ctx, f, "imaging", "Imaging finding", study.when)
             obs["note"] = [*obs.get("note", []), {"text": f"Finding of: {study.text}"}]
             out.append(obs)
+            out += _finding_size(case, ctx, f, study.when)
     for proc in case.procedures:
         out += _procedure_observations(case, ctx, proc)
     for report in case.pathology:
@@ -197,8 +204,15 @@ def _finding(
     rt: RelativeTime | None,
 ) -> dict[str, Any]:
     data = _base(case, ctx, f.key, category)
-    data["code"] = {"text": kind}
-    data["valueCodeableConcept"] = concept(f)
+    if f.value is not None:
+        # A measured amount or count: what was measured is the code, the amount the value.
+        data["code"] = concept(f)
+        data["valueQuantity"] = quantity(f.value)
+    else:
+        data["code"] = {"text": kind}
+        data["valueCodeableConcept"] = concept(f)
+    if f.size:
+        data["hasMember"] = [ctx.reference("Observation", size_key(f.key))]
     also = _sites(data, f.body_sites)
     figures = f"Figures: {', '.join(f.figures)}" if f.figures else None
     return _finish(case, ctx, data, f.key, rt, also, figures, f.note)
@@ -220,6 +234,7 @@ def _procedure_observations(
         data = _finding(case, ctx, f, "procedure", "Operative finding", proc.when)
         data["partOf"] = part_of
         out.append(data)
+        out += _finding_size(case, ctx, f, proc.when, part_of=part_of)
     for c in proc.complications:
         if c.grade is None:
             continue
@@ -229,7 +244,7 @@ def _procedure_observations(
         data["code"] = {"text": f"{_SCALES[c.grade.scale]} grade"}
         value: dict[str, Any] = {"text": f"Grade {c.grade.value}"}
         if c.grade.codes:
-            value = {"coding": [codes.lookup(r).coding() for r in c.grade.codes], **value}
+            value = {"coding": codings(c.grade.codes), **value}
         data["valueCodeableConcept"] = value
         data["focus"] = [ctx.reference("Condition", c.key)]
         out.append(_finish(case, ctx, data, key, c.when, f"Grade of: {c.text}"))
@@ -251,17 +266,13 @@ def _pathology_observations(
         if specimen is not None:
             data["specimen"] = specimen
         out.append(data)
+        out += _finding_size(case, ctx, f, report.when, specimen=specimen)
     size = report.tumour_size
     if size is not None:
         data = _base(case, ctx, size.key, "laboratory")
         data["meta"] = profile("mcode-tumor-size")
         data["code"] = _coded(TUMOR_SIZE)
-        dims = [{"code": _coded(LONGEST_DIMENSION), "valueQuantity": quantity(size.dimensions[0])}]
-        dims += [
-            {"code": _coded(OTHER_DIMENSION), "valueQuantity": quantity(d)}
-            for d in size.dimensions[1:]
-        ]
-        data["component"] = dims
+        data["component"] = _size_components(size.dimensions)
         if size.method is not None:
             data["method"] = concept(size.method)
         primaries = [d for d in case.diagnoses if d.role == "primary" and d.body_sites]
@@ -271,6 +282,41 @@ def _pathology_observations(
             data["focus"] = [ctx.reference("BodyStructure", tumor_key(primaries[0].key))]
         out.append(_finish(case, ctx, data, size.key, report.when, size.note))
     return out
+
+
+def _size_components(dims: list[Quantity]) -> list[dict[str, Any]]:
+    """mCODE tumor size components: the longest dimension, then up to two others."""
+    out = [{"code": _coded(LONGEST_DIMENSION), "valueQuantity": quantity(dims[0])}]
+    out += [{"code": _coded(OTHER_DIMENSION), "valueQuantity": quantity(d)} for d in dims[1:]]
+    return out
+
+
+def _finding_size(
+    case: Case,
+    ctx: MappingContext,
+    f: Finding,
+    rt: RelativeTime | None,
+    *,
+    specimen: dict[str, Any] | None = None,
+    part_of: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The dimensions of a finding (e.g. a metastasis on imaging) as a tumour size
+    Observation (LOINC 21889-1 with 33728-7/33729-5 components). It claims mCODE
+    mcode-tumor-size only when measured on a specimen: the profile needs exactly one of
+    a Tumor focus or a specimen, and a finding names no Tumor."""
+    if not f.size:
+        return []
+    key = size_key(f.key)
+    data = _base(case, ctx, key, "laboratory" if specimen is not None else "imaging")
+    data["code"] = _coded(TUMOR_SIZE)
+    data["component"] = _size_components(f.size)
+    if specimen is not None:
+        data["meta"] = profile("mcode-tumor-size")
+        data["specimen"] = specimen
+    if part_of:
+        data["partOf"] = part_of
+    data["derivedFrom"] = [ctx.reference("Observation", f.key)]
+    return [_finish(case, ctx, data, key, rt, f"Size of: {f.text}")]
 
 
 def _disease_status(case: Case, ctx: MappingContext, ds: DiseaseStatus) -> dict[str, Any]:

@@ -33,22 +33,26 @@ from mappings.case.model import (
 )
 from mappings.case.timing import RelativeTime
 from mappings.common import (
+    PROCEDURE_DURATION,
     absent_date_ext,
     body_site,
     codings,
     concept,
+    duration_quantity,
     fact_reference,
     intent_extension,
     note,
     patient_ref,
     period,
     profile,
+    put_date,
     time_note,
     time_notes,
     time_text,
     when,
 )
 from mappings.context import MappingContext
+from mappings.substance import product_key
 
 """mCODE ProcedureIntent extension (treatmentIntent), values from mCODE TreatmentIntentVS."""
 RADIOTHERAPY_COURSE_CODE = "snomed:1217123003"
@@ -131,18 +135,15 @@ def _procedure(case: Case, ctx: MappingContext, proc: Procedure) -> dict[str, An
         res["encounter"] = ctx.reference("Encounter", stay)
     if proc.status == "not-done":
         if proc.when is not None:
-            notes.append(note(f"Not done; planned time in the report: {time_text(proc.when)}"))
+            notes.append(note(f"Time in the report: {time_text(proc.when)}"))
     else:
         _performed(res, proc.when, proc.duration is not None, ctx, notes)
     if proc.duration is not None:
-        d = proc.duration
-        approx = "approximately " if d.approximate else ""
-        notes.append(
-            note(
-                f"Duration in the report: {approx}{d.value:g} {d.unit} "
-                "(no clock times are given, so the end of the period is left out)"
-            )
+        res.setdefault("extension", []).append(
+            {"url": PROCEDURE_DURATION, "valueDuration": duration_quantity(proc.duration)}
         )
+        if proc.duration.approximate:
+            notes.append(note(f"Duration in the report: {proc.duration} (approximate)"))
     if proc.reasons:
         res["reasonReference"] = [fact_reference(case, ctx, k) for k in proc.reasons]
     if proc.body_sites:
@@ -175,9 +176,10 @@ def _performed(
     if day is None:
         res["performedPeriod"] = absent_date_ext()
     elif as_period:
-        res["performedPeriod"] = {"start": day}
+        res["performedPeriod"] = {}
+        put_date(res["performedPeriod"], "start", rt, ctx)
     else:
-        res["performedDateTime"] = day
+        put_date(res, "performedDateTime", rt, ctx)
     if rt is not None and (not rt.is_known or rt.approximate):
         notes.append(time_note(rt))
 
@@ -193,19 +195,13 @@ def _transfusion(
         res["encounter"] = ctx.reference("Encounter", stay)
     notes: list[dict[str, str]] = []
     _performed(res, proc.when, False, ctx, notes)
-    amount = f"{t.amount.value:g} {_unit_text(t.amount.unit)}"
-    approx = "approximately " if t.amount.approximate else ""
-    notes.append(note(f"Given during {proc.text.strip()}: {t.product}, {approx}{amount}"))
+    notes.append(note(f"Given during {proc.text.strip()}"))
     if t.note:
         notes.append(note(t.note))
-    res["usedCode"] = [{"text": t.product}]
+    # The product and the amount given: a Substance with instance.quantity (mappings.substance).
+    res["usedReference"] = [ctx.reference("Substance", product_key(t.key), t.product)]
     res["note"] = notes
     return res
-
-
-def _unit_text(unit: str) -> str:
-    """A UCUM unit as printed: ``{unit}`` (an arbitrary count) reads as ``units``."""
-    return "units" if unit == "{unit}" else unit
 
 
 def _activity(case: Case, ctx: MappingContext, enc: Encounter, act: Activity) -> dict[str, Any]:

@@ -14,11 +14,13 @@ from mappings.diagnostic_report import map_diagnostic_reports
 from mappings.encounter import map_encounters
 from mappings.medication_administration import map_medication_administrations
 from mappings.medication_request import map_medication_requests
+from mappings.negation import map_negations
 from mappings.observation import map_observations
 from mappings.patient import map_patient
 from mappings.procedure import map_procedures
 from mappings.provenance import map_provenance
 from mappings.specimen import map_specimens
+from mappings.substance import map_substances
 
 MAPPERS = [
     map_patient,
@@ -29,7 +31,9 @@ MAPPERS = [
     map_specimens,
     map_diagnostic_reports,
     map_devices,
+    map_substances,
     map_procedures,
+    map_negations,
     map_care_plans,
     map_medication_requests,
     map_medication_administrations,

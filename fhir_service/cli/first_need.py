@@ -8,9 +8,12 @@ the others go on (the API then answers 503 where a package is needed).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from fhir_service.fhir.package_setup import ensure_packages, supply_instructions
+from fhir_service.fhir.packages import install_directory
 from fhir_service.search import registry as search_registry
 from fhir_service.settings import Settings
 
@@ -25,6 +28,7 @@ def prepare_packages(settings: Settings, *, required: bool) -> bool:
     ``required`` (the search index of loaded resources could not be written)."""
     root = settings.package_cache.expanduser()
     search_registry.configure(root)
+    install_project_package(root)
     setup = ensure_packages(root, progress=_stderr, fetch=settings.package_auto_install)
     if not setup.missing:
         return True
@@ -34,3 +38,11 @@ def prepare_packages(settings: Settings, *, required: bool) -> bool:
     if setup.core_missing and required:
         raise typer.Exit(2)
     return not setup.core_missing
+
+
+def install_project_package(root: Path) -> None:
+    """The case mapping's own extension definitions (``fhir-service.case``), shipped with
+    the project, into the cache at ``root``: no download, a copy when missing or changed."""
+    from mappings.definitions import PACKAGE
+
+    install_directory(root, PACKAGE)

@@ -1,4 +1,9 @@
-"""`fhir-service map CASE_FILE [-o OUT] [--bundle-type transaction|collection]`."""
+"""`fhir-service map CASE_FILE [-o OUT] [--bundle-type transaction|collection] [--strict]`.
+
+After loading, every code written out in full in the case file is looked up in the
+project's tables and the FHIR packages of the cache (mappings.case.codecheck); those
+found nowhere are listed on stderr as unchecked, and ``--strict`` refuses them.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,13 @@ from typing import Annotated
 import orjson
 import typer
 
+from fhir_service.fhir.package_cache import Definitions, load_definitions
+from fhir_service.fhir.packages import PackageError
 from fhir_service.settings import Settings
 from mappings.bundle import BundleType, build_bundle
+from mappings.case.codecheck import CodeUse, check_codes
 from mappings.case.loader import CaseFileError, load_case
+from mappings.case.model import Case
 
 
 def write_json_atomically(path: Path, data: object) -> None:
@@ -44,6 +53,13 @@ def map_command(
             "--anchor-date", help="Calendar date of day 0 (default FHIR_SERVICE_ANCHOR_DATE)."
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse codes found neither in the project's tables nor in a FHIR package.",
+        ),
+    ] = False,
 ) -> None:
     """Map a case file to a FHIR R4 Bundle (JSON)."""
     if bundle_type not in ("transaction", "collection"):
@@ -67,6 +83,14 @@ def map_command(
     except OSError as exc:
         typer.echo(f"error: cannot read {case_file}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None
+    unchecked = _report_codes(case)
+    if strict and unchecked:
+        typer.echo(
+            f"error: --strict: {len(unchecked)} unchecked code(s) in {case_file}: "
+            + "; ".join(str(u) for u in unchecked),
+            err=True,
+        )
+        raise typer.Exit(1)
     kind: BundleType = "transaction" if bundle_type == "transaction" else "collection"
     bundle = build_bundle(case, anchor, kind)
     if output is None:
@@ -74,6 +98,28 @@ def map_command(
     else:
         write_json_atomically(output, bundle)
         typer.echo(f"wrote {len(bundle['entry'])} resources to {output}", err=True)
+
+
+def _definitions() -> Definitions | None:
+    try:
+        return load_definitions(Settings().package_cache)
+    except PackageError as exc:
+        typer.echo(f"warning: codes not looked up in FHIR packages: {exc}", err=True)
+        return None
+
+
+def _report_codes(case: Case) -> list[CodeUse]:
+    """Print which written-out codes were checked where; return the unchecked ones."""
+    uses = check_codes(case, None)
+    if any(not u.checked for u in uses):
+        uses = check_codes(case, _definitions())
+    for use in uses:
+        if use.checked:
+            typer.echo(f"checked: {use} in {use.found_in}", err=True)
+    unchecked = [u for u in uses if not u.checked]
+    for use in unchecked:
+        typer.echo(f"unchecked (taken as written): {use}", err=True)
+    return unchecked
 
 
 def register(app: typer.Typer) -> None:

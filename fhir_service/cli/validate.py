@@ -14,6 +14,7 @@ from typing import Annotated
 import orjson
 import typer
 
+from fhir_service.cli.first_need import install_project_package
 from fhir_service.errors import FhirServiceError, Issue
 from fhir_service.fhir.outcome import operation_outcome
 from fhir_service.fhir.package_cache import load_definitions
@@ -76,7 +77,9 @@ def validate_command(
             typer.echo(f"error: cannot read {path}: {exc}", err=True)
             raise typer.Exit(2) from None
     try:
-        validator = validator_for(load_definitions(Settings().package_cache))
+        cache = Settings().package_cache.expanduser()
+        install_project_package(cache)
+        validator = validator_for(load_definitions(cache))
     except FhirServiceError as exc:
         typer.echo(f"error: {exc.diagnostics}", err=True)
         raise typer.Exit(2) from None

@@ -188,3 +188,31 @@ def install_tarball(root: Path, tarball: Path, expected: PackageRef | None = Non
         target.mkdir()
         content.rename(target / "package")
     return ref
+
+
+def install_directory(root: Path, directory: Path) -> PackageRef:
+    """Copy an unpacked ``package/`` folder (a FHIR package the project ships as files)
+    into ``<root>/<id>#<version>/package/``; an installed copy whose files differ is
+    replaced, so the cache follows the shipped definitions."""
+    manifest = read_manifest(directory)
+    ref = PackageRef(str(manifest["name"]), str(manifest["version"]))
+    target = package_dir(root, ref)
+    shipped = sorted(p.name for p in directory.glob("*.json"))
+    if is_installed(root, ref) and all(
+        (target / name).is_file()
+        and (target / name).read_bytes() == (directory / name).read_bytes()
+        for name in shipped
+    ):
+        return ref
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".copy-") as tmp:
+        staging = Path(tmp) / "package"
+        shutil.copytree(directory, staging)
+        index = build_index(staging)
+        (staging / INDEX_FILE).write_text(json.dumps(index, indent=1), encoding="utf-8")
+        home = root / str(ref)
+        if home.exists():
+            shutil.rmtree(home)
+        home.mkdir()
+        staging.rename(home / "package")
+    return ref

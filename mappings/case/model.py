@@ -29,7 +29,7 @@ from mappings.case.types import (
     UcumUnit,
     When,
 )
-from mappings.terminology import codes
+from mappings.terminology.units import ucum_problem
 
 SCHEMA_VERSION = "1.0"
 
@@ -152,13 +152,31 @@ class Symptom(Coded):
     note: str | None = None
 
 
+def _check_dimensions(dims: list[Quantity]) -> list[Quantity]:
+    units = {d.unit for d in dims}
+    if not units <= {"mm", "cm"} or len(units) > 1:
+        raise ValueError("tumour dimensions must all be in cm or all in mm")
+    if any(b.value > a.value for a, b in itertools.pairwise(dims)):
+        raise ValueError("tumour dimensions must be given longest first")
+    return dims
+
+
 class Finding(Coded):
-    """A finding (examination, imaging, operative or pathological), with its body sites."""
+    """A finding (examination, imaging, operative or pathological), with its body sites;
+    ``value`` when it is a measured amount or count (``5 {mitoses}/(10.[HPF])``), ``size``
+    when it gives a lesion's dimensions (longest first)."""
 
     key: Key
     body_sites: list[BodySite] = []
+    value: Quantity | None = None
+    size: list[Quantity] = Field(default=[], max_length=3)
     figures: list[str] = []
     note: str | None = None
+
+    @field_validator("size")
+    @classmethod
+    def _size_longest_first(cls, dims: list[Quantity]) -> list[Quantity]:
+        return _check_dimensions(dims)
 
 
 class Presentation(Strict):
@@ -196,10 +214,10 @@ class Lab(Coded):
     @classmethod
     def _ucum_given(cls, value: str | None, info: ValidationInfo) -> str | None:
         reported = info.data.get("unit")
-        if value is None and isinstance(reported, str) and not codes.is_ucum_unit(reported):
-            raise ValueError(
-                f"reported unit {reported!r} is not a UCUM code: give its UCUM equivalent"
-            )
+        if value is None and isinstance(reported, str):
+            problem = ucum_problem(reported)
+            if problem is not None:
+                raise ValueError(f"reported unit: {problem}; give its UCUM equivalent in ucum_unit")
         return value
 
     @property
@@ -285,6 +303,12 @@ class Grade(Strict):
     value: str
     codes: list[CodeRef] = []
 
+    @model_validator(mode="after")
+    def _ctcae_grades(self) -> Grade:
+        if self.scale == "ctcae" and self.value not in ("1", "2", "3", "4", "5"):
+            raise ValueError(f"a CTCAE grade is 1, 2, 3, 4 or 5, not {self.value!r}")
+        return self
+
 
 class Complication(Coded):
     """A complication of a procedure, at or after the procedure's time."""
@@ -312,6 +336,7 @@ class Procedure(Coded):
     devices: list[Device] = []
     findings: list[Finding] = []
     complications: list[Complication] = []
+    no_complications: str | None = None
     figures: list[str] = []
     note: str | None = None
 
@@ -319,6 +344,8 @@ class Procedure(Coded):
     def _reason_when_not_done(self) -> Procedure:
         if self.status == "not-done" and not self.status_reason:
             raise ValueError("a procedure with status not-done needs 'status_reason'")
+        if self.no_complications and self.complications:
+            raise ValueError("'no_complications' and 'complications' exclude each other")
         return self
 
 
@@ -381,12 +408,7 @@ class TumourSize(Strict):
     @field_validator("dimensions")
     @classmethod
     def _longest_first(cls, dims: list[Quantity]) -> list[Quantity]:
-        units = {d.unit for d in dims}
-        if not units <= {"mm", "cm"} or len(units) > 1:
-            raise ValueError("tumour dimensions must all be in cm or all in mm")
-        if any(b.value > a.value for a, b in itertools.pairwise(dims)):
-            raise ValueError("tumour dimensions must be given longest first")
-        return dims
+        return _check_dimensions(dims)
 
 
 class PathologyReport(Coded):

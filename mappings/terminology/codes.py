@@ -92,8 +92,10 @@ def lookup(ref: str) -> CodeEntry:
 
 
 def is_ucum_unit(unit: str) -> bool:
-    """True when ``unit`` is a UCUM code listed in ucum.yaml."""
-    return unit in table("ucum")
+    """True when ``unit`` is a UCUM code by UCUM's grammar (not only those in ucum.yaml)."""
+    from mappings.terminology.units import is_valid_ucum
+
+    return is_valid_ucum(unit)
 
 
 def ucum(unit: str) -> CodeEntry:

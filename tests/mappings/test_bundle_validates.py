@@ -1,4 +1,5 @@
-"""The example case, mapped, validates with no error against the core spec and mCODE."""
+"""The example case, mapped, validates with no error against the core spec, mCODE and the
+project's extension package (mappings/definitions/package)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ from fhir_service.validation.engine import has_errors, validate_json_text
 from fhir_service.validation.profile import definitions_from_cache
 from tests.packages.cache import package_root
 
+from .project_package import cache_with_project_package
+
 __all__ = ["package_root"]
 
 
 def test_collection_and_transaction_bundles_have_no_error(
-    collection_bundle: dict[str, Any], transaction_bundle: dict[str, Any], package_root: Path
+    collection_bundle: dict[str, Any],
+    transaction_bundle: dict[str, Any],
+    package_root: Path,
+    tmp_path: Path,
 ) -> None:
-    definitions = definitions_from_cache(package_root)
+    definitions = definitions_from_cache(cache_with_project_package(package_root, tmp_path))
     for bundle in (collection_bundle, transaction_bundle):
         issues = validate_json_text(orjson.dumps(bundle).decode(), definitions=definitions)
         errors = [

@@ -130,9 +130,15 @@ def test_tislelizumab_200_mg_day_1_of_21_day_cycles_twice_with_anlotinib_12_mg_p
     assert "coding" not in anlo["medicationCodeableConcept"]
     # Started at month 12 (2023-03-01 for day 0 = 2022-03-01): cycle 1 is dated.
     c1 = find(resources, "MedicationAdministration", "ta-tislelizumab-c1")
-    assert c1["effectivePeriod"] == {"start": "2023-03-01", "end": "2023-03-01"}
+    assert {k: v for k, v in c1["effectivePeriod"].items() if not k.startswith("_")} == {
+        "start": "2023-03-01",
+        "end": "2023-03-01",
+    }
     a1 = find(resources, "MedicationAdministration", "ta-anlotinib-c1")
-    assert a1["effectivePeriod"] == {"start": "2023-03-01", "end": "2023-03-14"}
+    assert {k: v for k, v in a1["effectivePeriod"].items() if not k.startswith("_")} == {
+        "start": "2023-03-01",
+        "end": "2023-03-14",
+    }
     assert len(admins_of(resources, "ta-tislelizumab")) == 2
     for admin in admins_of(resources, "ta-tislelizumab"):
         assert admin["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == "363676003"
@@ -221,5 +227,5 @@ def test_the_sigmoid_case_maps_without_code_changes() -> None:
     colectomy = next(
         r for r in mapped if r["id"] == ctx.resource_id("Procedure", "sigmoid-colectomy")
     )
-    assert colectomy["performedPeriod"] == {"start": "2022-03-01"}  # day 0, ~3 h
+    assert colectomy["performedPeriod"]["start"] == "2022-03-01"  # day 0, ~3 h
     assert colectomy["encounter"]["reference"] == ctx.full_url("Encounter", "hospital-stay")

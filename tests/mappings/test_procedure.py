@@ -61,7 +61,18 @@ def test_the_operation_is_a_curative_cancer_surgery_on_day_0_lasting_about_11_ho
     assert op["status"] == "completed"
     assert "ELRA" in op["code"]["text"] and "coding" not in op["code"]
     assert op["performedPeriod"]["start"] == "2022-03-01"
-    assert "approximately 11 h" in notes(op)
+    # "The surgery lasted approximately 11 hours": a Duration, not only a note.
+    (duration,) = [e for e in op["extension"] if e["url"].endswith(":procedure-duration")]
+    assert duration == {
+        "url": "urn:fhir-service:StructureDefinition:procedure-duration",
+        "valueDuration": {
+            "value": 11,
+            "unit": "hours",
+            "system": "http://unitsofmeasure.org",
+            "code": "h",
+        },
+    }
+    assert "~11 h (approximate)" in notes(op)
     assert intent_codes(op) == {"373808002"}
     assert op["reasonReference"] == [{"reference": ref("Condition", "ivc-leiomyosarcoma")}]
     assert {"10200004", "64131007"} <= set().union(*(snomed_codes(s) for s in op["bodySite"]))
@@ -118,17 +129,26 @@ def test_no_pump_and_no_cell_saver_are_not_done_with_the_reasons_given(
 
 
 def test_transfusions_with_product_and_amount(resources: list[dict[str, Any]]) -> None:
+    # The report: "16 units of type B RHD(+) leukocyte-depleted red blood cell suspension,
+    # 2200 mL of frozen plasma, and 10 units of cryoprecipitate".
     expected = {
-        "transfusion-red-cells": ("116863004", "16 units", "Type B RhD(+)"),
-        "transfusion-plasma": ("116861002", "2200 mL", "Frozen plasma"),
-        "transfusion-cryoprecipitate": ("116795008", "10 units", "Cryoprecipitate"),
+        "transfusion-red-cells": ("116863004", 16, "{unit}", "Type B RhD(+)"),
+        "transfusion-plasma": ("116861002", 2200, "mL", "Frozen plasma"),
+        "transfusion-cryoprecipitate": ("116795008", 10, "{unit}", "Cryoprecipitate"),
     }
-    for key, (code, amount, product) in expected.items():
+    for key, (code, value, unit, product) in expected.items():
         proc = find(resources, "Procedure", key)
         assert snomed_codes(proc["code"]) == {code}
         assert proc["partOf"] == [{"reference": ref("Procedure", "elra-operation")}]
-        assert amount in notes(proc)
-        assert proc["usedCode"][0]["text"].startswith(product)
+        (used,) = proc["usedReference"]
+        assert used["reference"] == ref("Substance", f"{key}-product")
+        substance = find(resources, "Substance", f"{key}-product")
+        assert substance["code"]["text"].startswith(product)
+        (instance,) = substance["instance"]
+        assert instance["quantity"]["value"] == value
+        assert instance["quantity"]["code"] == unit
+        assert instance["quantity"]["system"] == "http://unitsofmeasure.org"
+        assert str(value) not in notes(proc)  # the amount is structured, not in a note
 
 
 def test_icu_activities(resources: list[dict[str, Any]]) -> None:
