@@ -18,12 +18,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
+from fhir_service.storage.errors import DatabaseError
+from fhir_service.storage.sync_runs import SyncRuns
 from fhir_service.sync import state
 from fhir_service.sync.auth import Auth, remote_auth
 from fhir_service.sync.client import FhirClient
@@ -78,7 +79,7 @@ def _open(remote: str | None, database_url: str | None) -> tuple[str, SqlStore]:
         raise typer.Exit(2)
     try:
         return url, SqlStore.open(database_url or settings.database_url)
-    except (FhirServiceError, SQLAlchemyError) as exc:
+    except (FhirServiceError, DatabaseError) as exc:
         console.print(f"error: {exc}")
         raise typer.Exit(2) from None
 
@@ -223,11 +224,11 @@ def status_command(
     settings = Settings()
     try:
         store = SqlStore.open(database_url or settings.database_url)
-    except (FhirServiceError, SQLAlchemyError) as exc:
+    except (FhirServiceError, DatabaseError) as exc:
         console.print(f"error: {exc}")
         raise typer.Exit(2) from None
     try:
-        rows = state.runs(store, state.remote_key(remote) if remote else None, limit)
+        rows = SyncRuns.of(store).latest(state.remote_key(remote) if remote else None, limit)
     finally:
         store.close()
     if as_json:

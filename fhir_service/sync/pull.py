@@ -35,20 +35,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from fhir_service.errors import FhirServiceError, UnknownResourceType
 from fhir_service.fhir.references import iter_references, parse_reference, rewrite_references
 from fhir_service.storage import SqlRepository, SqlStore
-from fhir_service.sync import local, state
+from fhir_service.storage.sync_local import Current
+from fhir_service.sync import state
 from fhir_service.sync.capabilities import Capabilities, served_types
 from fhir_service.sync.client import FhirClient
 from fhir_service.sync.entries import same_content, strip_server_meta
 from fhir_service.sync.errors import RemoteNotFound, RemoteRejected, RemoteUnsupported
 from fhir_service.sync.push import Progress, RunReport, strip_markers
-from fhir_service.sync.state import MapRow
-from fhir_service.sync.tables import sync_id_map
+from fhir_service.sync.state import MapRow, SyncState
 
 
 def _instant(value: str) -> datetime:
@@ -165,8 +162,8 @@ class Puller:
     async def _pull_type(self, rtype: str, report: RunReport, *, optional: bool = False) -> bool:
         """Search one type page by page; False when ``optional`` and the remote refuses the
         first search (a 4xx: the type is not held there)."""
-        with self.store.engine.connect() as conn:
-            checkpoint = state.get_checkpoint(conn, self.remote, f"pull:{rtype}")
+        with state.reading(self.store) as tx:
+            checkpoint = tx.checkpoint(self.remote, f"pull:{rtype}")
         base: list[tuple[str, Any]] = [("_count", self.page_size), ("_sort", "_lastUpdated")]
         if checkpoint:
             base.append(("_lastUpdated", f"ge{checkpoint}"))
@@ -210,8 +207,8 @@ class Puller:
         checkpoint of earlier runs for this patient.
         """
         name = f"pull:everything:{patient}"
-        with self.store.engine.connect() as conn:
-            checkpoint = state.get_checkpoint(conn, self.remote, name)
+        with state.reading(self.store) as tx:
+            checkpoint = tx.checkpoint(self.remote, name)
         url = f"Patient/{patient}/$everything"
         params: list[tuple[str, Any]] | None = [("_count", self.page_size)]
         if checkpoint:
@@ -232,17 +229,17 @@ class Puller:
             by_type: dict[str, list[dict[str, Any]]] = {}
             for resource in resources:
                 by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
-            with state.unit(self.store) as (conn, repo):
+            with state.unit(self.store) as (tx, repo):
                 stamps = [
                     s
                     for rtype, group in sorted(by_type.items())
-                    if (s := self._apply_in(conn, repo, rtype, group, report))
+                    if (s := self._apply_in(tx, repo, rtype, group, report))
                 ]
                 newest = max(stamps, key=_instant, default=None)
-                previous = state.get_checkpoint(conn, self.remote, name)
+                previous = tx.checkpoint(self.remote, name)
                 if newest and (previous is None or _instant(newest) > _instant(previous)):
-                    state.set_checkpoint(conn, self.remote, name, newest)
-                state.record_progress(conn, report.run, dict(report.counts), report.errors)
+                    tx.set_checkpoint(self.remote, name, newest)
+                tx.record_progress(report.run, dict(report.counts), report.errors)
             link = next(
                 (lk for lk in bundle.get("link") or [] if lk.get("relation") == "next"), None
             )
@@ -253,8 +250,8 @@ class Puller:
     async def _pull_history(self, report: RunReport) -> None:
         """Read ``_history?_since=<checkpoint>`` (all pages), then apply it oldest first."""
         name = "pull:_history"
-        with self.store.engine.connect() as conn:
-            checkpoint = state.get_checkpoint(conn, self.remote, name)
+        with state.reading(self.store) as tx:
+            checkpoint = tx.checkpoint(self.remote, name)
         url = "_history"
         params: list[tuple[str, Any]] | None = [("_count", self.page_size)]
         if checkpoint:
@@ -279,51 +276,51 @@ class Puller:
         changes = list(latest.values())
         for start in range(0, len(changes), self.page_size):
             chunk = changes[start : start + self.page_size]
-            with state.unit(self.store) as (conn, repo):
+            with state.unit(self.store) as (tx, repo):
                 by_type: dict[str, list[dict[str, Any]]] = {}
                 for change in chunk:
                     if change.resource is not None:
                         by_type.setdefault(change.key[0], []).append(change.resource)
                 for rtype, resources in by_type.items():
-                    self._apply_in(conn, repo, rtype, resources, report)
+                    self._apply_in(tx, repo, rtype, resources, report)
                 removed = [c.key for c in chunk if c.resource is None]
-                rows = state.map_by_remote(conn, self.remote, removed)
+                rows = tx.map_by_remote(self.remote, removed)
                 gone = [r for r in rows.values() if not r.deleted]
-                self._delete_in(conn, repo, gone, report)
+                self._delete_in(tx, repo, gone, report)
                 newest = max((c.when for c in chunk if c.when), key=_instant, default=None)
-                previous = state.get_checkpoint(conn, self.remote, name)
+                previous = tx.checkpoint(self.remote, name)
                 if newest and (previous is None or _instant(newest) > _instant(previous)):
-                    state.set_checkpoint(conn, self.remote, name, newest)
-                state.record_progress(conn, report.run, dict(report.counts), report.errors)
+                    tx.set_checkpoint(self.remote, name, newest)
+                tx.record_progress(report.run, dict(report.counts), report.errors)
 
     def _apply(self, rtype: str, resources: list[dict[str, Any]], report: RunReport) -> None:
         """Write one search page, its id-map rows and the type's checkpoint in one transaction."""
-        with state.unit(self.store) as (conn, repo):
-            newest = self._apply_in(conn, repo, rtype, resources, report)
+        with state.unit(self.store) as (tx, repo):
+            newest = self._apply_in(tx, repo, rtype, resources, report)
             if newest:
                 name = f"pull:{rtype}"
-                previous = state.get_checkpoint(conn, self.remote, name)
+                previous = tx.checkpoint(self.remote, name)
                 if previous is None or _instant(newest) > _instant(previous):
-                    state.set_checkpoint(conn, self.remote, name, newest)
-            state.record_progress(conn, report.run, dict(report.counts), report.errors)
+                    tx.set_checkpoint(self.remote, name, newest)
+            tx.record_progress(report.run, dict(report.counts), report.errors)
 
     def _apply_in(
         self,
-        conn: Connection,
+        tx: SyncState,
         repo: SqlRepository,
         rtype: str,
         resources: list[dict[str, Any]],
         report: RunReport,
     ) -> str | None:
         """Write remote resources of one type locally; returns the newest lastUpdated seen."""
-        mapped = state.map_by_remote(conn, self.remote, [(rtype, r["id"]) for r in resources])
+        mapped = tx.map_by_remote(self.remote, [(rtype, r["id"]) for r in resources])
         refs: set[tuple[str, str]] = set()
         for resource in resources:
             for ref in iter_references(resource):
                 parsed = parse_reference(ref)
                 if parsed is not None and parsed.base is None:
                     refs.add((parsed.resource_type, parsed.id))
-        ref_map = state.map_by_remote(conn, self.remote, refs)
+        ref_map = tx.map_by_remote(self.remote, refs)
 
         def local_ref(reference: str) -> str | None:
             parsed = parse_reference(reference)
@@ -336,9 +333,7 @@ class Puller:
             r["id"]: (mapped[(rtype, r["id"])].local_id if (rtype, r["id"]) in mapped else r["id"])
             for r in resources
         }
-        currents = {
-            c.id: c for c in local.current_of(conn, {(rtype, i) for i in local_ids.values()})
-        }
+        currents = {c.id: c for c in tx.local.current_of({(rtype, i) for i in local_ids.values()})}
         rows: list[MapRow] = []
         fresh: list[tuple[str, str, dict[str, Any], datetime]] = []
         fresh_versions: list[str] = []
@@ -399,13 +394,11 @@ class Puller:
                 MapRow(rtype, stored.id, by_local[stored.id], stored.version_id, remote_version)
             )
             report.counts["created"] += 1
-        state.save_map(conn, self.remote, rows)
+        tx.save_map(self.remote, rows)
         return newest
 
     @staticmethod
-    def _conflicting(
-        repo: Any, current: local.Current, row: MapRow | None, body: dict[str, Any]
-    ) -> bool:
+    def _conflicting(repo: Any, current: Current, row: MapRow | None, body: dict[str, Any]) -> bool:
         if row is not None:
             return current.version != row.local_version
         if current.deleted:
@@ -414,17 +407,8 @@ class Puller:
         return existing is not None and not same_content(existing, body)
 
     async def _find_deletes(self, rtype: str, report: RunReport) -> None:
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(sync_id_map).where(
-                    sync_id_map.c.remote == self.remote,
-                    sync_id_map.c.type == rtype,
-                    sync_id_map.c.deleted.is_(False),
-                )
-            ).all()
-        known = [
-            MapRow(r.type, r.local_id, r.remote_id, r.local_version, r.remote_version) for r in rows
-        ]
+        with state.reading(self.store) as tx:
+            known = tx.mapped(self.remote, rtype)
         for start in range(0, len(known), 50):
             chunk = known[start : start + 50]
             params: list[tuple[str, Any]] = [
@@ -440,18 +424,18 @@ class Puller:
             gone = [r for r in chunk if r.remote_id not in present]
             if not gone:
                 continue
-            with state.unit(self.store) as (conn, repo):
-                self._delete_in(conn, repo, gone, report)
-                state.record_progress(conn, report.run, dict(report.counts), report.errors)
+            with state.unit(self.store) as (tx, repo):
+                self._delete_in(tx, repo, gone, report)
+                tx.record_progress(report.run, dict(report.counts), report.errors)
 
     def _delete_in(
-        self, conn: Connection, repo: SqlRepository, gone: list[MapRow], report: RunReport
+        self, tx: SyncState, repo: SqlRepository, gone: list[MapRow], report: RunReport
     ) -> None:
         """Delete locally what the remote deleted, unless it changed here since the last sync."""
         deleted: list[MapRow] = []
         for row in gone:
             rtype = row.type
-            current = local.current_of(conn, {(rtype, row.local_id)})
+            current = tx.local.current_of({(rtype, row.local_id)})
             if current and current[0].version != row.local_version:
                 report.errors.append(
                     {
@@ -467,7 +451,7 @@ class Puller:
             version = marker.version_id if marker else row.local_version
             deleted.append(MapRow(rtype, row.local_id, row.remote_id, version, None, deleted=True))
             report.counts["deleted"] += 1
-        state.save_map(conn, self.remote, deleted)
+        tx.save_map(self.remote, deleted)
 
 
 async def pull(

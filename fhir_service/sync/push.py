@@ -39,7 +39,8 @@ from typing import Any
 
 from fhir_service.fhir.references import iter_references, parse_reference, rewrite_references
 from fhir_service.storage import SqlStore
-from fhir_service.sync import local, state
+from fhir_service.storage.sync_local import Current
+from fhir_service.sync import state
 from fhir_service.sync.capabilities import Capabilities
 from fhir_service.sync.client import FhirClient
 from fhir_service.sync.entries import (
@@ -88,7 +89,7 @@ class RunReport:
 class _Item:
     """One resource to push, the request built for it, and its result."""
 
-    current: local.Current
+    current: Current
     mapped: MapRow | None
     method: str = "PUT"
     url: str = ""
@@ -101,7 +102,7 @@ class _Item:
     message: str = ""
 
 
-def _needs_push(current: local.Current, mapped: MapRow | None) -> bool:
+def _needs_push(current: Current, mapped: MapRow | None) -> bool:
     if mapped is None:
         return not current.deleted
     if current.deleted:
@@ -140,13 +141,13 @@ class Pusher:
         try:
             caps = await self.client.capabilities()
             await self._recover(report)
-            with self.store.engine.connect() as conn:
-                checkpoint = int(state.get_checkpoint(conn, self.remote, "push") or 0)
+            with state.reading(self.store) as tx:
+                checkpoint = int(tx.checkpoint(self.remote, "push") or 0)
                 if patient:
-                    candidates = local.compartment(conn, patient)
+                    candidates = tx.local.compartment(patient)
                 else:
-                    candidates = local.changed_since(conn, checkpoint)
-                mapped = state.map_by_local(conn, self.remote, [(c.type, c.id) for c in candidates])
+                    candidates = tx.local.changed_since(checkpoint)
+                mapped = tx.map_by_local(self.remote, [(c.type, c.id) for c in candidates])
             todo = [c for c in candidates if _needs_push(c, mapped.get((c.type, c.id)))]
             report.counts["skipped"] = len(candidates) - len(todo)
             done = 0
@@ -160,10 +161,10 @@ class Pusher:
                 if self.progress:
                     self.progress(done, len(todo))
             if not patient and candidates and not report.errors:
-                with state.unit(self.store) as (conn, _):
+                with state.unit(self.store) as (tx, _):
                     last = max(c.seq for c in candidates)
                     if last > checkpoint:
-                        state.set_checkpoint(conn, self.remote, "push", str(last))
+                        tx.set_checkpoint(self.remote, "push", str(last))
         except BaseException as exc:
             report.errors.append({"error": type(exc).__name__, "message": str(exc)})
             state.finish_run(self.store, report.run, "failed", dict(report.counts), report.errors)
@@ -173,14 +174,14 @@ class Pusher:
 
     # ------------------------------------------------------------ requests
 
-    def _prepare(self, chunk: list[local.Current], caps: Capabilities) -> list[_Item]:
-        with self.store.engine.connect() as conn:
-            mapped = state.map_by_local(conn, self.remote, [(c.type, c.id) for c in chunk])
-            texts = local.bodies(conn, [c.seq for c in chunk if not c.deleted])
+    def _prepare(self, chunk: list[Current], caps: Capabilities) -> list[_Item]:
+        with state.reading(self.store) as tx:
+            mapped = tx.map_by_local(self.remote, [(c.type, c.id) for c in chunk])
+            texts = tx.local.bodies([c.seq for c in chunk if not c.deleted])
             refs: set[tuple[str, str]] = set()
             for body in texts.values():
                 refs |= _local_refs(body)
-            ref_map = state.map_by_local(conn, self.remote, refs)
+            ref_map = tx.map_by_local(self.remote, refs)
         items: list[_Item] = []
         urns: dict[str, str] = {}
         for current in chunk:
@@ -338,8 +339,8 @@ class Pusher:
         ]
         if not posts:
             return
-        with state.unit(self.store) as (conn, _):
-            state.set_checkpoint(conn, self.remote, INTENT, json.dumps(posts))
+        with state.unit(self.store) as (tx, _):
+            tx.set_checkpoint(self.remote, INTENT, json.dumps(posts))
 
     async def _recover(self, report: RunReport) -> None:
         """Record the creates of a chunk cut short that the remote committed anyway.
@@ -347,8 +348,8 @@ class Pusher:
         Each marker of the intent left over is looked up on the remote by ``_tag``; what is
         found is written to the id map (so it is not created again), and the intent cleared.
         """
-        with self.store.engine.connect() as conn:
-            text = state.get_checkpoint(conn, self.remote, INTENT)
+        with state.reading(self.store) as tx:
+            text = tx.checkpoint(self.remote, INTENT)
         if not text:
             return
         intended: dict[str, tuple[str, str, int]] = {
@@ -390,10 +391,10 @@ class Pusher:
                         "message": f"also created on the remote as {rtype}/{first['id']}",
                     }
                 )
-        with state.unit(self.store) as (conn, _):
-            state.save_map(conn, self.remote, rows)
-            state.delete_checkpoint(conn, self.remote, INTENT)
-            state.record_progress(conn, report.run, dict(report.counts), report.errors)
+        with state.unit(self.store) as (tx, _):
+            tx.save_map(self.remote, rows)
+            tx.delete_checkpoint(self.remote, INTENT)
+            tx.record_progress(report.run, dict(report.counts), report.errors)
 
     async def _search(
         self, rtype: str, params: list[tuple[str, Any]], report: RunReport
@@ -453,17 +454,17 @@ class Pusher:
                         "message": item.message,
                     }
                 )
-        with state.unit(self.store) as (conn, _):
-            state.save_map(conn, self.remote, rows)
+        with state.unit(self.store) as (tx, _):
+            tx.save_map(self.remote, rows)
             if any(item.method == "POST" for item in items):
-                state.delete_checkpoint(conn, self.remote, INTENT)
+                tx.delete_checkpoint(self.remote, INTENT)
             # Conflicts and failures hold the checkpoint back, so the next push reports
             # (or retries) them again until they are resolved.
             if checkpoint is not None and not report.errors:
-                previous = int(state.get_checkpoint(conn, self.remote, "push") or 0)
+                previous = int(tx.checkpoint(self.remote, "push") or 0)
                 if checkpoint > previous:
-                    state.set_checkpoint(conn, self.remote, "push", str(checkpoint))
-            state.record_progress(conn, report.run, dict(report.counts), report.errors)
+                    tx.set_checkpoint(self.remote, "push", str(checkpoint))
+            tx.record_progress(report.run, dict(report.counts), report.errors)
 
 
 def _marker(item: _Item) -> str:

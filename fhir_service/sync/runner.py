@@ -52,7 +52,7 @@ class SyncRunner:
         object per run: each run has its own event loop)."""
         self.store = store
         self.auth_for = auth_for
-        self.jobs = SyncJobs(store.engine)
+        self.jobs = SyncJobs.of(store)
         self.poll_interval = poll_interval
         self.stale_after = stale_after
         self._wake = asyncio.Event()

@@ -28,8 +28,8 @@ import sqlalchemy as sa
 from fhir_service.cli.load import load_bundle, providers_first
 from fhir_service.fhir.references import parse_reference, rewrite_references
 from fhir_service.storage import AccessScope, SqlStore, upgrade
+from fhir_service.storage.sync_tables import sync_run
 from fhir_service.sync import state
-from fhir_service.sync.tables import sync_id_map, sync_run
 from tests.peer.process import ROUTER_4, ROUTER_5, Peer, start_peer
 from tests.sync.conftest import with_client
 from tests.sync.fault_proxy import FaultProxy
@@ -101,8 +101,8 @@ def assert_same_on_both_sides(
     assert Counter(t for t, _ in mine) == expected
     theirs = remote_by_type(base_url, sorted(expected))
     assert Counter(t for t, _ in theirs) == expected
-    with store.engine.connect() as conn:
-        rows = state.map_by_local(conn, state.remote_key(remote), list(mine))
+    with state.reading(store) as tx:
+        rows = tx.map_by_local(state.remote_key(remote), list(mine))
 
     def remote_ref(reference: str) -> str | None:
         parsed = parse_reference(reference)
@@ -117,14 +117,8 @@ def assert_same_on_both_sides(
 
 def recorded(store: SqlStore, remote: str, rtype: str) -> int:
     """How many resources of ``rtype`` the id map holds for ``remote``."""
-    with store.engine.connect() as conn:
-        count = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(sync_id_map)
-            .where(sync_id_map.c.remote == state.remote_key(remote))
-            .where(sync_id_map.c.type == rtype)
-        ).scalar_one()
-    return int(count)
+    with state.reading(store) as tx:
+        return tx.mapped_count(state.remote_key(remote), rtype)
 
 
 KILLS = ((0.1, True), (0.4, False), (0.7, True))

@@ -17,7 +17,7 @@ REMOTE = "http://remote.example/fhir"
 
 @pytest.fixture
 def jobs(store: SqlStore) -> Iterator[SyncJobs]:
-    yield SyncJobs(store.engine)
+    yield SyncJobs.of(store)
 
 
 def test_a_queued_run_is_claimed_once_with_its_parameters(store: SqlStore, jobs: SyncJobs) -> None:
@@ -48,8 +48,8 @@ def test_a_stale_run_is_queued_again_and_its_old_holder_is_fenced_out(
     assert second is not None and second.ref == state.RunRef(run_id, 2)
 
     assert not jobs.beat(first.ref)
-    with state.unit(store) as (conn, _):
-        state.record_progress(conn, first.ref, {"created": 99}, [])
+    with state.unit(store) as (tx, _):
+        state.record_progress(tx, first.ref, {"created": 99}, [])
     assert not state.finish_run(store, first.ref, "failed", {}, [{"error": "X"}])
     assert jobs.beat(second.ref)
     assert state.finish_run(store, second.ref, "succeeded", {"created": 3}, [])

@@ -7,11 +7,11 @@ import sqlalchemy as sa
 
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
+from fhir_service.storage.sync_tables import sync_run
 from fhir_service.sync.client import FhirClient
 from fhir_service.sync.errors import RemoteRejected
 from fhir_service.sync.pull import pull
 from fhir_service.sync.push import push
-from fhir_service.sync.tables import sync_run
 from tests.peer.process import Peer
 from tests.sync.conftest import case_bundle, load_example, with_client
 from tests.sync.helpers import content, local_all, remote_all

@@ -10,8 +10,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from fhir_service.storage import SqlStore, upgrade
+from fhir_service.storage.sync_tables import sync_run
 from fhir_service.sync import state
-from fhir_service.sync.tables import sync_run
 from tests.peer.process import Peer
 from tests.sync.helpers import content, fill, kill_when, local_all, remote_all, remote_total
 

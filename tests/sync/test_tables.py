@@ -1,4 +1,4 @@
-"""Migration 0003_sync creates exactly the tables of fhir_service.sync.tables and drops them."""
+"""Migration 0003_sync creates exactly the tables of storage.sync_tables and drops them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from fhir_service.storage import create_engine
 from fhir_service.storage.migrate import downgrade_engine, upgrade_engine
-from fhir_service.sync.tables import metadata
+from fhir_service.storage.sync_tables import metadata
 
 
 def test_migration_matches_the_table_definitions(database_url: str) -> None:

@@ -26,7 +26,7 @@ from fhir_service.api.deps import SettingsDep
 from fhir_service.errors import InvalidRequest, NotFound
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
-from fhir_service.sync import state
+from fhir_service.storage.sync_runs import SyncRuns
 from fhir_service.sync.auth import Auth, remote_auth, same_remote
 from fhir_service.sync.runner import SyncRunner
 
@@ -140,7 +140,8 @@ async def list_runs(request: Request, _count: int = 20) -> Response:
     """The latest sync runs, newest first (``_count`` of them, 1-100)."""
     if not 1 <= _count <= 100:
         raise InvalidRequest("_count must be between 1 and 100", expression="_count")
-    return JSONResponse({"runs": [_json(r) for r in state.runs(_store(request), limit=_count)]})
+    runs = SyncRuns.of(_store(request)).latest(limit=_count)
+    return JSONResponse({"runs": [_json(r) for r in runs]})
 
 
 MAX_RUN_ID = 2**31 - 1
@@ -151,7 +152,7 @@ a larger one is a 400, not a database error."""
 @router.get("/runs/{run_id}")
 async def read_run(run_id: Annotated[int, Path(ge=1, le=MAX_RUN_ID)], request: Request) -> Response:
     """The run's status, counts and errors."""
-    run = state.run(_store(request), run_id)
+    run = SyncRuns.of(_store(request)).get(run_id)
     if run is None:
         raise NotFound(f"Sync run {run_id} is not known")
     return JSONResponse(_json(run))

@@ -1,4 +1,4 @@
-"""Sync state tables: runs, local<->remote id map, checkpoints (see fhir_service/sync/tables.py).
+"""Sync state tables: runs, local<->remote id map, checkpoints (storage/sync_tables.py).
 
 Revision ID: 0003_sync
 Revises: 0002_search

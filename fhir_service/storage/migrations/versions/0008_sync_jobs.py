@@ -1,4 +1,4 @@
-"""Sync runs started over HTTP become database-held jobs (see fhir_service/sync/tables.py).
+"""Sync runs started over HTTP become database-held jobs (see fhir_service/storage/sync_tables.py).
 
 ``sync_run`` gains ``params`` (what a worker needs to carry the run out; NULL for runs of
 the ``fhir-service sync`` command, which runs them itself), ``heartbeat`` (last sign of

@@ -1,11 +1,11 @@
-"""Sync state in the database (https://hl7.org/fhir/R4/http.html#versioning).
+"""The sync tables (https://hl7.org/fhir/R4/http.html#versioning).
 
 - ``sync_run``: one row per push or pull run: start, end, status (``queued``,
   ``running``, ``succeeded``, ``partial`` = some conflicts or failed entries, ``failed``,
   ``interrupted``), counts, errors. Runs started over HTTP are jobs: ``params``
   (``{"patient", "types"}``) tells a worker how to carry them out, ``heartbeat`` is the
   carrying process's last sign of life, ``attempts`` how many times a worker claimed the
-  run (see ``fhir_service.sync.jobs``). Runs of the ``fhir-service sync`` command have
+  run (``storage.sync_runs``). Runs of the ``fhir-service sync`` command have
   no ``params``: their process carries them out and no worker takes them.
 - ``sync_id_map``: local (type, id) <-> remote id on one remote, with the local
   version and the remote version (ETag) last exchanged; it makes a second push an
@@ -14,7 +14,9 @@
   ``seq``; ``pull:<Type>`` = remote ``_lastUpdated`` reached).
 
 The alembic revision ``0003_sync`` creates these tables, ``0008_sync_jobs`` adds the job
-columns of ``sync_run``.
+columns of ``sync_run``. Their queries are storage's: ``storage.sync_runs`` (runs and
+jobs), ``storage.sync_state`` (id map, checkpoints, a run's progress in a page's
+transaction) and ``storage.sync_local`` (what to push).
 """
 
 from __future__ import annotations
