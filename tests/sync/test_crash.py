@@ -132,7 +132,10 @@ def test_push_killed_at_several_moments_leaves_no_duplicate(
     applied it: a kill "in the crash window" lands while the remote holds a chunk whose ids
     the push has not recorded (asserted), the other one wherever the push then is."""
     store = SqlStore.open(database_url)
-    proxy = FaultProxy(bare_peer.base_url.rsplit("/fhir", 1)[0], "none", every=10**9).start()
+    # Every request waits 0.1 s in the proxy: however fast the machine, the push lasts
+    # long enough for the test to see each mark reached and kill it there.
+    origin = bare_peer.base_url.rsplit("/fhir", 1)[0]
+    proxy = FaultProxy(origin, "delay", every=1, delay=0.1).start()
     remote = f"http://127.0.0.1:{proxy.port}/fhir"
     peer_url = bare_peer.base_url
     try:
