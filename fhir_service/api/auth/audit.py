@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from fhir_service.api.auth.context import AccessContext
 from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep
+from fhir_service.api.openapi import documented
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes.history import parse_count
 from fhir_service.errors import InvalidRequest, NotFound
@@ -223,7 +224,7 @@ def _audit_access(request: Request, action: str) -> tuple[AuditLog, str | None]:
     return log_, (context.patient if reach == "compartment" else None)
 
 
-@router.get("/AuditEvent")
+@router.get("/AuditEvent", openapi_extra=documented(answers={200: "Bundle"}))
 def search_audit_events(request: Request, fmt: FormatDep, base: BaseDep) -> Response:
     """Search the audit trail, newest first."""
     query = request.query_params
@@ -274,7 +275,7 @@ def search_audit_events(request: Request, fmt: FormatDep, base: BaseDep) -> Resp
     return fhir_response(bundle, 200, fmt)
 
 
-@router.get("/AuditEvent/{id}")
+@router.get("/AuditEvent/{id}", openapi_extra=documented(answers={200: "AuditEvent"}))
 def read_audit_event(id: str, request: Request, fmt: FormatDep) -> Response:
     """Read one AuditEvent."""
     trail, limited_to = _audit_access(request, "r")
