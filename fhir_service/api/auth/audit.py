@@ -234,7 +234,7 @@ def search_audit_events(request: Request, fmt: FormatDep, base: BaseDep) -> Resp
     trail, limited_to = _audit_access(request, "s")
     count = parse_count(query.get("_count"))
     cursor = query.get("_cursor")
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) < 19):
         raise InvalidRequest("_cursor is not valid", expression="_cursor")
     patient = query.get("patient")
     if patient is not None:
@@ -279,7 +279,7 @@ def search_audit_events(request: Request, fmt: FormatDep, base: BaseDep) -> Resp
 def read_audit_event(id: str, request: Request, fmt: FormatDep) -> Response:
     """Read one AuditEvent."""
     trail, limited_to = _audit_access(request, "r")
-    row = trail.get(int(id)) if id.isdigit() and len(id) < 18 else None
+    row = trail.get(int(id)) if id.isascii() and id.isdigit() and len(id) < 18 else None
     if row is None or (limited_to is not None and row.patient != limited_to):
         raise NotFound(f"Resource AuditEvent/{id[:64]} is not known")
     context: AccessContext = request.state.access
