@@ -11,6 +11,7 @@ each an OperationOutcome. ``install`` completes the generated document for every
 - every operation lists the errors any request may get (400, 401, 403, 404, 429, 503),
   those with a body also 408, 413 and 415;
 - a ``{type}`` path parameter lists the resource types (an unknown one is a 404);
+- FastAPI's default 200 is removed where the route declares another success status;
 - FastAPI's 422 ``HTTPValidationError`` is removed: a request that fails FastAPI's own
   validation gets 400 with an OperationOutcome (fhir_service.api.errors).
 """
@@ -150,6 +151,7 @@ def documented(
 
 _NO_BODY = {"get", "head", "delete", "options"}
 _FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
+_FASTAPI_DEFAULT = "Successful Response"
 
 
 def _complete(operation: dict[str, Any], method: str, types: list[str]) -> None:
@@ -166,6 +168,10 @@ def _complete(operation: dict[str, Any], method: str, types: list[str]) -> None:
                 del content[media_type]
         if status == "422" and not content:
             del responses[status]
+    default = responses.get("200", {})
+    declared = [s for s in responses if s.startswith("2") and s != "200"]
+    if declared and default.get("description") == _FASTAPI_DEFAULT:
+        del responses["200"]  # FastAPI's own 200 on a route that answers another 2xx
     statuses = [*ANY_REQUEST, *(WITH_BODY if "requestBody" in operation else ())]
     for status, answer in error_responses(statuses).items():
         responses.setdefault(status, answer)

@@ -77,6 +77,9 @@ def test_errors_are_declared_as_operation_outcomes(client: TestClient) -> None:
     assert {"201", "409", "412", "413", "415", "422"} <= set(create)
     assert FHIR_JSON in create["201"]["content"]
     assert "410" in document["paths"]["/fhir/{type}/{id}"]["get"]["responses"]
+    # A kick-off answers 202, never the 200 FastAPI lists by default.
+    kick_off = document["paths"]["/fhir/$export"]["post"]["responses"]
+    assert "202" in kick_off and "200" not in kick_off
 
 
 def test_a_request_fastapi_rejects_is_the_declared_400(client: TestClient) -> None:
