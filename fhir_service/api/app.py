@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from fhir_service import __version__
-from fhir_service.api import auth, docs, errors, ui
+from fhir_service.api import auth, docs, errors, openapi, ui
 from fhir_service.api.routes import (
     bundle,
     crud,
@@ -92,6 +92,7 @@ def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
     app.state.started = datetime.now(UTC)
     app.state.validator = AppValidator(settings.package_cache)
     errors.install(app)
+    openapi.install(app)
     auth.install(app, settings)
     search_registry.configure(settings.package_cache)
     app.state.fhir_routers = [module.router for module in FHIR_ROUTES]

@@ -25,6 +25,11 @@ PATHS = [
     "/fhir/RiskAssessment?probability={v}",
     "/fhir/ImmunizationRecommendation?dose-number={v}",
     "/fhir/$reindex/{v}",
+    "/fhir/_history?_cursor={v}",
+    "/fhir/Patient/_history?_cursor={v}",
+    "/fhir/Patient/p1/_history?_cursor={v}",
+    "/fhir/AuditEvent/{v}",
+    "/fhir/AuditEvent?_cursor={v}",
 ]
 
 

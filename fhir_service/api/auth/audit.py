@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from fhir_service.api.auth.context import AccessContext
 from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep
+from fhir_service.api.openapi import documented
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes.history import parse_count
 from fhir_service.errors import InvalidRequest, NotFound
@@ -223,7 +224,7 @@ def _audit_access(request: Request, action: str) -> tuple[AuditLog, str | None]:
     return log_, (context.patient if reach == "compartment" else None)
 
 
-@router.get("/AuditEvent")
+@router.get("/AuditEvent", openapi_extra=documented(answers={200: "Bundle"}))
 def search_audit_events(request: Request, fmt: FormatDep, base: BaseDep) -> Response:
     """Search the audit trail, newest first."""
     query = request.query_params
@@ -233,7 +234,7 @@ def search_audit_events(request: Request, fmt: FormatDep, base: BaseDep) -> Resp
     trail, limited_to = _audit_access(request, "s")
     count = parse_count(query.get("_count"))
     cursor = query.get("_cursor")
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) < 19):
         raise InvalidRequest("_cursor is not valid", expression="_cursor")
     patient = query.get("patient")
     if patient is not None:
@@ -274,11 +275,11 @@ def search_audit_events(request: Request, fmt: FormatDep, base: BaseDep) -> Resp
     return fhir_response(bundle, 200, fmt)
 
 
-@router.get("/AuditEvent/{id}")
+@router.get("/AuditEvent/{id}", openapi_extra=documented(answers={200: "AuditEvent"}))
 def read_audit_event(id: str, request: Request, fmt: FormatDep) -> Response:
     """Read one AuditEvent."""
     trail, limited_to = _audit_access(request, "r")
-    row = trail.get(int(id)) if id.isdigit() and len(id) < 18 else None
+    row = trail.get(int(id)) if id.isascii() and id.isdigit() and len(id) < 18 else None
     if row is None or (limited_to is not None and row.patient != limited_to):
         raise NotFound(f"Resource AuditEvent/{id[:64]} is not known")
     context: AccessContext = request.state.access

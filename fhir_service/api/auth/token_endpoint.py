@@ -146,7 +146,55 @@ def exchange(
     return body
 
 
-@router.post(TOKEN_PATH, include_in_schema=True)
+_OAUTH_ERROR = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "error_description": {"type": "string"},
+                },
+            }
+        }
+    }
+}
+_TOKEN_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "grant_type": {"enum": ["client_credentials"]},
+                        "client_assertion_type": {"type": "string"},
+                        "client_assertion": {"type": "string"},
+                        "scope": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "An access token",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "required": ["access_token", "token_type"]}
+                }
+            },
+        },
+        "400": {"description": "An OAuth error (RFC 6749 section 5.2)", **_OAUTH_ERROR},
+        "401": {"description": "The client could not be authenticated", **_OAUTH_ERROR},
+    },
+}
+"""The token request is a form (SMART Backend Services); errors are OAuth's, not
+OperationOutcomes."""
+
+
+@router.post(TOKEN_PATH, openapi_extra=_TOKEN_OPENAPI)
 async def token(request: Request) -> Response:
     """Exchange a client assertion for an access token."""
     security: Security = request.app.state.security

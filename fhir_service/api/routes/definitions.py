@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from fhir_service import __version__
 from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep
+from fhir_service.api.openapi import documented
 from fhir_service.api.responses import fhir_response
 
 router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
@@ -64,7 +65,7 @@ def reindex_definition(base: str) -> dict[str, Any]:
 DEFINITIONS = {REINDEX_ID: reindex_definition}
 
 
-@router.get(f"/{REINDEX}", include_in_schema=True)
+@router.get(f"/{REINDEX}", openapi_extra=documented(answers={200: "OperationDefinition"}))
 def reindex_operation_definition(base: BaseDep, fmt: FormatDep) -> Response:
     """The OperationDefinition of ``$reindex``."""
     return fhir_response(reindex_definition(base), 200, fmt)

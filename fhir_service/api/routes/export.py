@@ -42,6 +42,7 @@ from fhir_service.api.auth.export_scopes import (
 from fhir_service.api.background import running
 from fhir_service.api.deps import BASE_PATH, BaseDep, IdDep, SettingsDep, StoreDep, request_store
 from fhir_service.api.export_params import check_type_filters, export_params, parameter_pairs
+from fhir_service.api.openapi import documented, error_responses
 from fhir_service.api.responses import fhir_response, outcome_response
 from fhir_service.api.routes import operation
 from fhir_service.errors import InvalidRequest, Issue, NotFound
@@ -117,6 +118,16 @@ async def _kick_off(
 _SYSTEM = operation("export", f"{DEFINITIONS}/export")
 _PATIENT = operation("export", f"{DEFINITIONS}/patient-export", resource="Patient")
 _GROUP = operation("export", f"{DEFINITIONS}/group-export", resource="Group")
+_STATUS = documented(
+    answers={
+        200: {"application/json": {"schema": {"type": "object", "required": ["output"]}}},
+        202: None,
+    }
+)
+"""202 while running, 200 with the manifest (plain JSON); a failed job is a 500 with an
+OperationOutcome, as the Bulk Data specification asks."""
+_STATUS["responses"]["500"] = error_responses([500])["500"]
+_FILE = documented(answers={200: {"application/fhir+ndjson": {"schema": {}}}})
 # GET and POST as two routes each, so that each has an OpenAPI operation id of its own.
 
 
@@ -163,7 +174,7 @@ async def _own_job(request: Request, job_id: str) -> Job:
     return job
 
 
-@router.get("/$export-status/{job_id}")
+@router.get("/$export-status/{job_id}", openapi_extra=_STATUS)
 async def export_status(
     request: Request, job_id: str, base: BaseDep, settings: SettingsDep
 ) -> Response:
@@ -199,7 +210,9 @@ async def export_status(
     return response
 
 
-@router.delete("/$export-status/{job_id}")
+@router.delete(
+    "/$export-status/{job_id}", openapi_extra=documented(answers={202: "OperationOutcome"})
+)
 async def export_cancel(request: Request, job_id: str) -> Response:
     """Cancel a job (its files are deleted)."""
     job = await _own_job(request, job_id)
@@ -207,7 +220,7 @@ async def export_cancel(request: Request, job_id: str) -> Response:
     return outcome_response([Issue("information", "informational", "Export cancelled")], 202)
 
 
-@router.get("/$export-file/{job_id}/{name}")
+@router.get("/$export-file/{job_id}/{name}", openapi_extra=_FILE)
 async def export_file(request: Request, job_id: str, name: str) -> Response:
     """One NDJSON output file of a completed job."""
     job = await _own_job(request, job_id)

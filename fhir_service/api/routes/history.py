@@ -92,6 +92,16 @@ def _bundle(page: HistoryPage, request: Request, base: str, path: str) -> dict[s
     }
 
 
+def parse_cursor(value: str | None) -> str | None:
+    """The ``_cursor`` of a history page link: ASCII digits that fit a 64-bit integer (a
+    ``str.isdigit`` that accepts '¹' or '٣' is not enough: ``int`` refuses those)."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise InvalidRequest(f"Invalid history cursor '{value[:40]}'", expression=CURSOR)
+    return value
+
+
 def _history(
     store: Store,
     request: Request,
@@ -105,7 +115,9 @@ def _history(
     since = parse_since(query.get("_since"))
     count = parse_count(query.get("_count"))
     with store.begin(readonly=True) as repo:
-        page = repo.history(resource_type, id, since=since, count=count, cursor=query.get(CURSOR))
+        page = repo.history(
+            resource_type, id, since=since, count=count, cursor=parse_cursor(query.get(CURSOR))
+        )
     return fhir_response(_bundle(page, request, base, path), 200, fmt)
 
 

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from fhir_service.api.background import running
 from fhir_service.api.body import json_object, parse_json, read_body
 from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep
+from fhir_service.api.openapi import documented
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes import operation
 from fhir_service.api.routes.definitions import REINDEX
@@ -150,6 +151,10 @@ def _progress(job: ReindexJob) -> str:
     return f"{job.done} of {job.total} resources{share}"
 
 
+_JOB = documented(answers={200: "Parameters", 202: "Parameters"})
+_CANCELLED = documented(answers={202: "Parameters"}, errors=(409,))
+
+
 @router.post("/$reindex", openapi_extra=operation("reindex", REINDEX))
 async def reindex_start(request: Request, base: BaseDep, fmt: FormatDep) -> Response:
     """Queue a reindex job; 202 with the job's status URL."""
@@ -163,7 +168,7 @@ async def reindex_start(request: Request, base: BaseDep, fmt: FormatDep) -> Resp
     return fhir_response(_parameters(job, base), 202, fmt, headers={"Content-Location": location})
 
 
-@router.get("/$reindex")
+@router.get("/$reindex", openapi_extra=documented(answers={200: "Parameters"}))
 async def reindex_list(request: Request, base: BaseDep, fmt: FormatDep) -> Response:
     """The newest jobs, newest first, each as a ``job`` parameter with parts."""
     jobs = await asyncio.to_thread(_runner(request).jobs.recent)
@@ -178,7 +183,7 @@ async def _job(request: Request, job_id: str) -> ReindexJob:
     return job
 
 
-@router.get("/$reindex/{job_id}")
+@router.get("/$reindex/{job_id}", openapi_extra=_JOB)
 async def reindex_status(request: Request, job_id: str, base: BaseDep, fmt: FormatDep) -> Response:
     """The job: 202 with ``X-Progress`` while queued or running, 200 when it ended."""
     job = await _job(request, job_id)
@@ -189,7 +194,7 @@ async def reindex_status(request: Request, job_id: str, base: BaseDep, fmt: Form
     return fhir_response(body, 200, fmt)
 
 
-@router.delete("/$reindex/{job_id}")
+@router.delete("/$reindex/{job_id}", openapi_extra=_CANCELLED)
 async def reindex_cancel(request: Request, job_id: str, base: BaseDep, fmt: FormatDep) -> Response:
     """Cancel a queued or running job (a running one stops after its current batch)."""
     _admin(request, "Cancelling a reindex job")

@@ -97,7 +97,28 @@ def _runner(request: Request) -> SyncRunner:
     return runner
 
 
-@router.post("/runs", status_code=202)
+_RUN_REQUEST = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["direction"],
+                    "properties": {
+                        "direction": {"enum": ["push", "pull"]},
+                        "remote": {"type": "string"},
+                        "patient": {"type": "string"},
+                        "types": {"type": "array", "items": {"type": "string"}},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/runs", status_code=202, openapi_extra=_RUN_REQUEST)
 async def start_run(request: Request, settings: SettingsDep) -> Response:
     """Queue a sync run: body ``{"direction": "push"|"pull", "remote"?, "patient"?, "types"?}``."""
     raw = await read_body(request, settings.max_body_bytes)
