@@ -12,6 +12,7 @@ from email.utils import parsedate_to_datetime
 
 from fhir_service.errors import InvalidRequest
 from fhir_service.storage import Stored
+from fhir_service.storage.ids import version_number
 
 
 def parse_etag(value: str, header: str) -> int:
@@ -19,10 +20,10 @@ def parse_etag(value: str, header: str) -> int:
     text = value.strip()
     if text.startswith("W/"):
         text = text[2:]
-    text = text.strip('"')
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+    number = version_number(text.strip('"'))
+    if number is None:
         raise InvalidRequest(f"{header} '{value}' is not an ETag like W/\"1\"", expression=header)
-    return int(text)
+    return number
 
 
 def if_match_version(value: str | None) -> int | None:

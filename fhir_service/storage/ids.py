@@ -42,12 +42,24 @@ def check_id(id: str, *, expression: str = "id") -> None:
         raise InvalidRequest(f"'{id}' is not a valid FHIR id", expression=expression)
 
 
+MAX_VERSION = 2_147_483_647
+"""The largest version number a database column holds (32-bit INTEGER)."""
+
+
+def version_number(text: str) -> int | None:
+    """``text`` as a version number (ASCII digits, at most MAX_VERSION), else None."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    number = int(text)
+    return number if number <= MAX_VERSION else None
+
+
 def parse_etag(value: str, *, expression: str = "If-Match") -> int:
     """The version number in an ETag ``W/"3"`` (or ``"3"``, ``3``); InvalidRequest otherwise."""
     text = str(value).strip()
     if text.startswith("W/"):
         text = text[2:]
-    text = text.strip('"')
-    if not text.isdigit():
+    number = version_number(text.strip('"'))
+    if number is None:
         raise InvalidRequest(f"'{value}' is not an ETag like W/\"1\"", expression=expression)
-    return int(text)
+    return number

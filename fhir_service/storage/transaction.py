@@ -42,7 +42,13 @@ from fhir_service.fhir.references import (
 )
 from fhir_service.storage.criteria import criteria_hash, parse_criteria
 from fhir_service.storage.deferred_validation import DeferredValidation
-from fhir_service.storage.ids import check_id, format_instant, new_id, parse_etag
+from fhir_service.storage.ids import (
+    check_id,
+    format_instant,
+    new_id,
+    parse_etag,
+    version_number,
+)
 from fhir_service.storage.repository import JSON, SearchParams, Stored, StoredResult
 
 if TYPE_CHECKING:
@@ -404,9 +410,10 @@ class _Transaction:
             }
             return response_entry("200 OK", resource=searchset)
         if target.version is not None:
-            if not target.version.isdigit():
-                raise NotFound(f"Version '{target.version}' is not known")
-            stored = self.repo.vread(target.resource_type, target.id, int(target.version))
+            version = version_number(target.version)
+            if version is None:
+                raise NotFound(f"Version '{target.version[:20]}' is not known")
+            stored = self.repo.vread(target.resource_type, target.id, version)
         else:
             stored = self.repo.read(target.resource_type, target.id)
         return response_entry(

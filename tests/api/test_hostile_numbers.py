@@ -87,3 +87,26 @@ def test_405_allow_lists_every_method_of_the_path(client: TestClient) -> None:
                 allow = {m.strip() for m in response.headers["allow"].split(",")}
                 assert allow - {"HEAD"} == supported, (path, method, allow, supported)
     assert checked >= 8  # /fhir, /sync/runs, Group/{id}/$export, ...
+
+
+@pytest.mark.parametrize("kind", ["batch", "transaction"])
+def test_bundle_entries_with_odd_version_digits_are_4xx(client: TestClient, kind: str) -> None:
+    """Entry ``ifMatch`` and GET ``_history/n`` with digits ``int()`` refuses or a column
+    cannot hold: a 4xx (the entry's or the Bundle's), never a 500."""
+    created = client.post("/fhir/Patient", json={"resourceType": "Patient"})
+    pid = created.json()["id"]
+    for entry in (
+        {
+            "resource": {"resourceType": "Patient", "id": pid, "active": True},
+            "request": {"method": "PUT", "url": f"Patient/{pid}", "ifMatch": 'W/"\u00b9"'},
+        },
+        {"request": {"method": "GET", "url": f"Patient/{pid}/_history/\u00b9"}},
+        {"request": {"method": "GET", "url": f"Patient/{pid}/_history/{'9' * 30}"}},
+    ):
+        response = client.post(
+            "/fhir", json={"resourceType": "Bundle", "type": kind, "entry": [entry]}
+        )
+        assert response.status_code < 500, response.text
+        statuses = [e["response"]["status"] for e in response.json().get("entry", [])]
+        assert response.status_code >= 400 or all(not s.startswith("5") for s in statuses)
+        assert response.status_code >= 400 or all(s[0] == "4" for s in statuses)
