@@ -25,6 +25,7 @@ from fhir_service.validation.invariants import InvariantEvaluator
 from fhir_service.validation.json_syntax import Finding, Locator, Pointer, parse_json
 from fhir_service.validation.options import Options
 from fhir_service.validation.profile import check_profile
+from fhir_service.validation.questionnaire import QuestionnaireChecker
 from fhir_service.validation.references import ReferenceChecker
 from fhir_service.validation.structure import ResourceSite, StructureWalker
 from fhir_service.validation.vital_signs import required_profile
@@ -41,6 +42,7 @@ class Validator:
         self.definitions = definitions
         self.index = ModelIndex(definitions)
         self.bindings = BindingChecker(definitions)
+        self.questionnaires = QuestionnaireChecker(definitions, self.index.is_resource)
 
     def validate_text(
         self, text: str, options: Options | None = None, *, at: Pointer = ()
@@ -86,6 +88,10 @@ class Validator:
         for site in walked.resources:
             explicit = options.profiles if site.path == site.rtype else ()
             findings.extend(self._profiles(site, explicit, options))
+            if site.rtype == "QuestionnaireResponse":
+                for issue in self.questionnaires.check(site.value, site.rtype):
+                    issue.expression = [_rebase(e, site) for e in issue.expression]
+                    findings.append(Finding(issue, None))
         return _unique(findings)
 
     def _profiles(
