@@ -38,12 +38,13 @@ _ANSWER_TYPES: dict[str, tuple[str, ...]] = {
     "string": ("string",),
     "text": ("string",),
     "url": ("uri",),
-    "choice": ("Coding",),
+    "choice": ("Coding", "string"),
     "open-choice": ("Coding", "string"),
     "attachment": ("Attachment",),
     "reference": ("Reference",),
     "quantity": ("Quantity",),
 }
+_ANSWER_VALUE_TYPES = frozenset(t for types in _ANSWER_TYPES.values() for t in types)
 _VALUE = re.compile(r"^value([A-Z]\w*)$")
 _REFERENCE_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
 
@@ -63,8 +64,10 @@ def _value(answer: dict[str, Any]) -> tuple[str, Any] | None:
 
 
 def _ext(item: dict[str, Any], name: str) -> Any:
+    """The value of an extension named in the core space, or by its full URL."""
+    url = name if ":" in name else SD + name
     for ext in item.get("extension") or []:
-        if isinstance(ext, dict) and ext.get("url") == SD + name:
+        if isinstance(ext, dict) and ext.get("url") == url:
             found = _value(ext)
             return found[1] if found else None
     return None
@@ -139,7 +142,12 @@ class QuestionnaireChecker:
             seen.setdefault(link, []).append(i)
             self._item(q, item, f"{parent}.item[{i}]", completed, out)
         for link, q in by_link.items():
-            if q.get("required") is True and link not in seen and q.get("type") != "display":
+            if (
+                q.get("required") is True
+                and link not in seen
+                and q.get("type") != "display"
+                and not q.get("enableWhen")  # may be disabled: then it needs no answer
+            ):
                 self._missing(q, parent, completed, out)
 
     def _missing(self, q: dict[str, Any], where: str, completed: bool, out: list[Issue]) -> None:
@@ -176,7 +184,7 @@ class QuestionnaireChecker:
                     if isinstance(q_child, dict) and q_child.get("required") is True:
                         self._missing(q_child, path, completed, out)
             return
-        if q.get("required") is True and not answers:
+        if q.get("required") is True and not answers and not q.get("enableWhen"):
             self._missing(q, path, completed, out)
         if len(answers) > 1 and q.get("repeats") is not True:
             out.append(
@@ -206,6 +214,8 @@ class QuestionnaireChecker:
             vtype, value = found
             where = f"{path}.answer[{j}]"
             at = f"{where}.value.ofType({vtype})"
+            if vtype not in _ANSWER_VALUE_TYPES:
+                continue  # not a QuestionnaireResponse.item.answer.value[x]: a structure error
             if allowed is not None and vtype not in allowed:
                 text = f"Answer value must be of the type {allowed[0]} not {vtype}"
                 out.append(Issue("error", "structure", text, [at]))
@@ -286,6 +296,8 @@ class QuestionnaireChecker:
                 error(f"The attachment is too large (allowed = {limit}, found = {size})", where)
         if vtype == "Reference" and isinstance(value, dict):
             self._reference(q, value, at, error)
+        if vtype == "Quantity" and isinstance(value, dict):
+            _quantity(q, value, error)
 
     def _reference(self, q: dict[str, Any], value: dict[str, Any], at: str, error: Any) -> None:
         ref = value.get("reference")
@@ -356,3 +368,93 @@ def _less(a: Any, b: Any) -> bool:
     if isinstance(a, str) and isinstance(b, str):
         return a < b
     return False
+
+
+UCUM = "http://unitsofmeasure.org"
+SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-"
+# UCUM units by dimension, as multiples of the base unit (https://ucum.org/ucum, §§ 4-5):
+# enough to compare quantities of the common units; others are not comparable here.
+_UCUM_SCALE: dict[str, tuple[str, float]] = {
+    "m": ("length", 1.0),
+    "km": ("length", 1000.0),
+    "cm": ("length", 0.01),
+    "mm": ("length", 0.001),
+    "[in_i]": ("length", 0.0254),
+    "[ft_i]": ("length", 0.3048),
+    "[mi_i]": ("length", 1609.344),
+    "g": ("mass", 1.0),
+    "kg": ("mass", 1000.0),
+    "mg": ("mass", 0.001),
+    "ug": ("mass", 0.000001),
+    "[lb_av]": ("mass", 453.59237),
+    "s": ("time", 1.0),
+    "min": ("time", 60.0),
+    "h": ("time", 3600.0),
+    "d": ("time", 86400.0),
+    "L": ("volume", 1.0),
+    "mL": ("volume", 0.001),
+}
+
+
+def _label(q: dict[str, Any]) -> str:
+    unit = q.get("unit") or q.get("code")
+    system, code = q.get("system"), q.get("code")
+    formal = f" (UCUM#{code})" if system == UCUM and code else ""
+    return f"{_number(q.get('value'))} {unit}{formal}"
+
+
+def _number(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _quantity(q: dict[str, Any], value: dict[str, Any], error: Callable[[str], None]) -> None:
+    """An answer Quantity against ``questionnaire-unitOption``
+    (https://hl7.org/fhir/R4/extension-questionnaire-unitoption.html) and the SDC
+    ``sdc-questionnaire-minQuantity`` / ``maxQuantity`` extensions
+    (https://hl7.org/fhir/uv/sdc/behavior.html#minQuantity): limits compare only in
+    formal (UCUM) units of the same dimension."""
+    options: list[dict[str, Any]] = [
+        e["valueCoding"]
+        for e in q.get("extension") or []
+        if isinstance(e, dict)
+        and e.get("url") == SD + "questionnaire-unitOption"
+        and isinstance(e.get("valueCoding"), dict)
+    ]
+    if options and not any(
+        o.get("system") == value.get("system") and o.get("code") == value.get("code")
+        for o in options
+    ):
+        allowed = ",".join(
+            f"{o.get('display') or o.get('code')} (UCUM#{o.get('code')})" for o in options
+        )
+        error(f"The value {_label(value)} has a unit that is not valid (allowed = {allowed})")
+    for name, word in ((SDC + "minQuantity", "minimum"), (SDC + "maxQuantity", "maximum")):
+        limit = _ext(q, name)
+        if not isinstance(limit, dict) or not isinstance(value.get("value"), (int, float)):
+            continue
+        if not (value.get("system") == UCUM and limit.get("system") == UCUM):
+            error(
+                f"The quantity {_label(value)} cannot be compared to the allowed {word} of "
+                f"{_label(limit)} because no formal units are specified"
+            )
+            continue
+        mine, theirs = (
+            _UCUM_SCALE.get(str(value.get("code"))),
+            _UCUM_SCALE.get(str(limit.get("code"))),
+        )
+        if value.get("code") == limit.get("code"):
+            mine = theirs = ("same", 1.0)
+        if mine is None or theirs is None or mine[0] != theirs[0]:
+            error(
+                f"The quantity {_label(value)} cannot be compared to the allowed {word} of "
+                f"{_label(limit)}"
+            )
+            continue
+        a = float(value["value"]) * mine[1]
+        b = float(limit.get("value") or 0) * theirs[1]
+        if (a < b) if word == "minimum" else (a > b):
+            relation = "less" if word == "minimum" else "greater"
+            error(
+                f"The quantity {_label(value)} is {relation} than the allowed {word} of "
+                f"{_label(limit)}"
+            )

@@ -40,6 +40,16 @@ _CROSS_VERSION = re.compile(
 """Extensions for converting between versions (https://hl7.org/fhir/R4/versions.html#extensions)."""
 
 
+# Extension spaces of HL7's own extension and tooling packages
+# (https://hl7.org/fhir/R4/extensibility-registry.html).
+_HL7_EXTENSION_SPACES = (
+    "http://hl7.org/fhir/StructureDefinition/",
+    "http://hl7.org/fhir/tools/StructureDefinition/",
+)
+_CANONICAL_CONTEXTS = frozenset({"CanonicalResource", "MetadataResource"})
+_CANONICAL_ELEMENTS = ("url", "version", "name", "status")
+
+
 @dataclass
 class BundleScope:
     """A Bundle whose entries references may resolve to."""
@@ -589,6 +599,18 @@ class StructureWalker:
                 ptr,
             )
             return
+        if sd is None and url.startswith(_HL7_EXTENSION_SPACES):
+            # Published by HL7 in the extensions or tools packages (not installed here):
+            # a real definition we cannot read, not an unknown one.
+            self.add(
+                "warning",
+                "not-found",
+                f"The extension {url} is published by HL7 outside the installed packages; "
+                "it was not checked",
+                path,
+                ptr,
+            )
+            return
         if sd is None:
             self.add(
                 "error",
@@ -612,6 +634,8 @@ class StructureWalker:
         allowed = {host_type, host_def, "Element"}
         if self.index.is_resource(host_type):
             allowed |= {"Resource", "DomainResource"}
+            if self._canonical_resource(host_type):
+                allowed |= _CANONICAL_CONTEXTS
         elif "." in host_def and host_type == host_def:
             allowed.add("BackboneElement")
         if not allowed & set(element_contexts):
@@ -623,6 +647,19 @@ class StructureWalker:
                 host_path,
                 host_ptr,
             )
+
+    def _canonical_resource(self, rtype: str) -> bool:
+        """Whether a resource type follows the canonical resource pattern.
+
+        Extensions written for R5 name the abstract ``CanonicalResource`` and
+        ``MetadataResource`` (https://hl7.org/fhir/R5/canonicalresource.html) as context;
+        in R4 those are the resources with ``url``, ``version``, ``name`` and ``status``
+        (https://hl7.org/fhir/R4/resource.html#canonical).
+        """
+        model = self.index.model(rtype)
+        if model is None:
+            return False
+        return all(self.index.element(f"{rtype}.{n}") is not None for n in _CANONICAL_ELEMENTS)
 
     def extension_value(
         self, ext: dict[str, Any], sd: dict[str, Any], url: str, path: str, ptr: Pointer
