@@ -28,6 +28,7 @@ from fhir_service.validation.elements import Constraint, ElementInfo, ModelIndex
 from fhir_service.validation.json_syntax import Finding, Pointer
 from fhir_service.validation.options import Options
 from fhir_service.validation.primitives import check_primitive
+from fhir_service.validation.snapshot_gen import with_snapshot
 from fhir_service.validation.xhtml import html_problems
 
 _EXAMPLE_URL = re.compile(r"^https?://([^/]+\.)?example\.(org|com|net)(/|$)")
@@ -665,6 +666,7 @@ class StructureWalker:
         self, ext: dict[str, Any], sd: dict[str, Any], url: str, path: str, ptr: Pointer
     ) -> None:
         """The value[x] of an extension against the types its definition allows."""
+        sd = with_snapshot(sd, self.index.definitions) or sd
         element = next(
             (
                 e
