@@ -29,6 +29,57 @@ class BindingChecker:
         self.expander = Expander(definitions)
         self._titles: dict[str, str] = {}
         self._grammar: dict[str, bool] = {}
+        self._systems: dict[str, tuple[str, frozenset[str], str] | None] = {}
+
+    def coding(self, value: Any, path: str) -> list[Issue]:
+        """A Coding against its code system when the system is held offline.
+
+        https://hl7.org/fhir/R4/datatypes.html#Coding: ``code`` is a symbol defined by
+        ``system``. A CodeSystem whose ``content`` is ``complete`` lists every code, so
+        any other code is unknown; a ``supplement``
+        (https://hl7.org/fhir/R4/codesystem.html#supplements) defines no codes of its
+        own (its ``supplements`` names the system it adds to) and cannot be a Coding's system.
+        """
+        if not isinstance(value, dict):
+            return []
+        system, code = value.get("system"), value.get("code")
+        if not isinstance(system, str):
+            return []
+        known = self._code_system(system)
+        if known is None:
+            return []
+        content, codes, version = known
+        if content == "supplement":
+            text = (
+                f"CodeSystem {system} is a supplement, so can't be used as a value in Coding.system"
+            )
+            return [Issue("error", "business-rule", text, [f"{path}.system"])]
+        if content == "complete" and isinstance(code, str) and code not in codes:
+            text = f"Unknown code '{code}' in the CodeSystem '{system}' version '{version}'"
+            return [Issue("error", "code-invalid", text, [f"{path}.code"])]
+        return []
+
+    def _code_system(self, url: str) -> tuple[str, frozenset[str], str] | None:
+        if url not in self._systems:
+            cs = self.definitions.code_system(url)
+            if cs is None:
+                self._systems[url] = None
+            else:
+                codes: set[str] = set()
+                stack = list(cs.get("concept") or [])
+                while stack:
+                    concept = stack.pop()
+                    if isinstance(concept, dict):
+                        if isinstance(concept.get("code"), str):
+                            codes.add(concept["code"])
+                        stack.extend(concept.get("concept") or [])
+                supplement = cs.get("content") == "supplement" or bool(cs.get("supplements"))
+                self._systems[url] = (
+                    "supplement" if supplement else str(cs.get("content") or ""),
+                    frozenset(codes),
+                    str(cs.get("version") or "null"),
+                )
+        return self._systems[url]
 
     def _title(self, url: str) -> str:
         if url not in self._titles:
