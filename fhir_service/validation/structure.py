@@ -540,8 +540,8 @@ class StructureWalker:
             elif code == "Attachment":
                 self.attachment(item, item_path, item_ptr)
             elif code == "Coding":
-                for issue in self.bindings.coding(item, item_path):
-                    self.out.findings.append(Finding(issue, item_ptr))
+                for problem in self.bindings.coding(item, item_path):
+                    self.out.findings.append(Finding(problem, item_ptr))
             if info.binding and code in ("Coding", "CodeableConcept", "Quantity"):
                 issue = self.bindings.check(info.binding, code, item, item_path, self._unbound)
                 if issue:

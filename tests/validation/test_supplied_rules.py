@@ -1,0 +1,192 @@
+"""Rules that need resources supplied with a validation run: questionnaires, profiles
+given only as a differential, code systems; and the URN formats of uri values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_service.fhir.package_cache import Definitions, load_definitions
+from fhir_service.validation.engine import validate_resource
+from fhir_service.validation.supplied import SuppliedDefinitions
+
+EXT = "http://hl7.org/fhir/StructureDefinition/"
+
+
+@pytest.fixture(scope="module")
+def base(package_root: Path) -> Definitions:
+    return load_definitions(package_root)
+
+
+def errors(resource: dict[str, Any], defs: Definitions) -> list[tuple[str, str]]:
+    return [
+        (i.expression[0] if i.expression else "", i.diagnostics)
+        for i in validate_resource(resource, definitions=defs)
+        if i.severity in ("error", "fatal")
+    ]
+
+
+QUESTIONNAIRE = {
+    "resourceType": "Questionnaire",
+    "url": "http://example.org/Questionnaire/q",
+    "status": "active",
+    "item": [
+        {
+            "linkId": "age",
+            "type": "integer",
+            "required": True,
+            "extension": [{"url": EXT + "minValue", "valueInteger": 18}],
+        },
+        {"linkId": "name", "type": "string", "maxLength": 5},
+        {"linkId": "note", "type": "display", "text": "Thanks"},
+        {
+            "linkId": "colour",
+            "type": "choice",
+            "answerOption": [
+                {"valueCoding": {"system": "http://example.org/c", "code": "red"}},
+                {"valueCoding": {"system": "http://example.org/c", "code": "blue"}},
+            ],
+        },
+    ],
+}
+
+
+def response(*items: dict[str, Any], status: str = "completed") -> dict[str, Any]:
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": QUESTIONNAIRE["url"],
+        "status": status,
+        **({"item": list(items)} if items else {}),
+    }
+
+
+def test_a_conforming_response_has_no_error(base: Definitions) -> None:
+    defs = SuppliedDefinitions(base, [QUESTIONNAIRE])
+    answer = response(
+        {"linkId": "age", "answer": [{"valueInteger": 40}]},
+        {"linkId": "name", "answer": [{"valueString": "Ann"}]},
+        {
+            "linkId": "colour",
+            "answer": [{"valueCoding": {"system": "http://example.org/c", "code": "red"}}],
+        },
+    )
+    assert errors(answer, defs) == []
+
+
+def test_answers_are_checked_against_their_items(base: Definitions) -> None:
+    defs = SuppliedDefinitions(base, [QUESTIONNAIRE])
+    answer = response(
+        {"linkId": "age", "answer": [{"valueInteger": 12}, {"valueInteger": 30}]},
+        {"linkId": "name", "answer": [{"valueBoolean": True}]},
+        {"linkId": "note", "answer": [{"valueString": "x"}]},
+        {
+            "linkId": "colour",
+            "answer": [{"valueCoding": {"system": "http://example.org/c", "code": "green"}}],
+        },
+        {"linkId": "nope"},
+    )
+    found = dict(errors(answer, defs))
+    assert set(found) == {
+        "QuestionnaireResponse.item[0]",  # two answers to a non-repeating item
+        "QuestionnaireResponse.item[0].answer[0].value.ofType(integer)",  # 12 < 18
+        "QuestionnaireResponse.item[1].answer[0].value.ofType(boolean)",  # not a string
+        "QuestionnaireResponse.item[2]",  # display items take no answer
+        "QuestionnaireResponse.item[3].answer[0]",  # green is not an option
+        "QuestionnaireResponse",  # linkId nope is not in the questionnaire
+    }
+    assert (
+        "less than the allowed minimum of 18"
+        in found["QuestionnaireResponse.item[0].answer[0].value.ofType(integer)"]
+    )
+
+
+def test_a_missing_required_answer_is_an_error_only_once_completed(base: Definitions) -> None:
+    defs = SuppliedDefinitions(base, [QUESTIONNAIRE])
+    assert errors(response(), defs) == [
+        ("QuestionnaireResponse", "No response answer found for required item 'age'")
+    ]
+    assert errors(response(status="in-progress"), defs) == []
+
+
+def test_an_unknown_questionnaire_is_not_checked(base: Definitions) -> None:
+    assert errors(response({"linkId": "nope"}), base) == []
+
+
+def test_a_differential_only_profile_is_checked_through_its_generated_snapshot(
+    base: Definitions,
+) -> None:
+    profile = {
+        "resourceType": "StructureDefinition",
+        "url": "http://example.org/StructureDefinition/named-patient",
+        "name": "NamedPatient",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                {"id": "Patient.name", "path": "Patient.name", "min": 1},
+                {"id": "Patient.name.family", "path": "Patient.name.family", "min": 1},
+            ]
+        },
+    }
+    defs = SuppliedDefinitions(base, [profile])
+    patient: dict[str, Any] = {"resourceType": "Patient", "meta": {"profile": [profile["url"]]}}
+    assert [where for where, _ in errors(patient, defs)] == ["Patient"]
+    patient["name"] = [{"given": ["Ann"]}]
+    assert [where for where, _ in errors(patient, defs)] == ["Patient.name[0]"]
+    patient["name"] = [{"family": "Lee"}]
+    assert errors(patient, defs) == []
+
+
+def test_codings_of_a_complete_code_system_and_of_a_supplement(base: Definitions) -> None:
+    system = "http://example.org/CodeSystem/colours"
+    colours = {
+        "resourceType": "CodeSystem",
+        "url": system,
+        "status": "active",
+        "content": "complete",
+        "concept": [{"code": "red", "concept": [{"code": "dark-red"}]}],
+    }
+    extra = {
+        "resourceType": "CodeSystem",
+        "url": system + "-extra",
+        "status": "active",
+        "content": "supplement",
+        "supplements": system,
+    }
+    defs = SuppliedDefinitions(base, [colours, extra])
+
+    def observation(system: str, code: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": system, "code": code}]},
+        }
+
+    assert errors(observation(system, "dark-red"), defs) == []
+    assert [w for w, _ in errors(observation(system, "green"), defs)] == [
+        "Observation.code.coding[0].code"
+    ]
+    assert [w for w, _ in errors(observation(system + "-extra", "red"), defs)] == [
+        "Observation.code.coding[0].system"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("uri", "valid"),
+    [
+        ("urn:uuid:c757873d-ec9a-4326-a141-556f43239520", True),
+        ("urn:uuid:C757873D-EC9A-4326-A141-556F43239520", False),
+        ("urn:uuid:c757873d-ec9a-4326-a141-556f4323952", False),
+        ("urn:oid:2.16.840.1.113883", True),
+        ("urn:oid:2.16.840.01", False),
+    ],
+)
+def test_urn_uris(base: Definitions, uri: str, valid: bool) -> None:
+    patient = {"resourceType": "Patient", "identifier": [{"system": uri, "value": "1"}]}
+    assert (errors(patient, base) == []) is valid
