@@ -157,7 +157,8 @@ class StructureWalker:
         rtype = value.get("resourceType")
         where = path or "$"
         if not isinstance(rtype, str):
-            self.add("error", "structure", "Unable to find resourceType property", where, ptr)
+            # The HL7 JSON parser stops there: fatal (https://hl7.org/fhir/R4/json.html#resources)
+            self.add("fatal", "structure", "Unable to find resourceType property", where, ptr)
             return None
         model = self.index.model(rtype)
         if model is None or model.kind != "resource":
