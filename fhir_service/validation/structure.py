@@ -47,6 +47,7 @@ _HL7_EXTENSION_SPACES = (
     "http://hl7.org/fhir/StructureDefinition/",
     "http://hl7.org/fhir/tools/StructureDefinition/",
 )
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _CANONICAL_CONTEXTS = frozenset({"CanonicalResource", "MetadataResource"})
 _CANONICAL_ELEMENTS = ("url", "version", "name", "status")
 
@@ -177,7 +178,47 @@ class StructureWalker:
         self.object(value, model, child_path, ptr, site, (rtype, rtype))
         if rtype == "Bundle":
             self.bundle_entries(value, child_path, ptr, site)
+        self.canonical_urls(value, rtype, child_path, ptr, container is not None)
         return site
+
+    def canonical_urls(
+        self, value: dict[str, Any], rtype: str, path: str, ptr: Pointer, contained: bool
+    ) -> None:
+        """The canonical URL of a canonical resource is absolute
+        (https://hl7.org/fhir/R4/resource.html#canonical, "an absolute URI"), and so is
+        a code system a ValueSet includes: a contained one is referenced by its own
+        absolute URL, never ``#id`` (https://hl7.org/fhir/R4/valueset.html#compositions)."""
+        url = value.get("url")
+        if (
+            isinstance(url, str)
+            and url
+            and not _ABSOLUTE.match(url)
+            and self._canonical_resource(rtype)
+        ):
+            text = (
+                f"Canonical URLs in contained resources must be absolute URLs if present ({url})"
+                if contained
+                else "Canonical URLs must be absolute URLs if they are not fragment references "
+                f"({url})"
+            )
+            self.add("error", "invalid", text, f"{path}.url", (*ptr, "url"))
+        if rtype != "ValueSet" or not isinstance(value.get("compose"), dict):
+            return
+        for part in ("include", "exclude"):
+            rows = value["compose"].get(part)
+            for i, row in enumerate(rows if isinstance(rows, list) else []):
+                system = row.get("system") if isinstance(row, dict) else None
+                if isinstance(system, str) and system and not _ABSOLUTE.match(system):
+                    self.add(
+                        "error",
+                        "invalid",
+                        f"URI values in ValueSet.compose.{part}.system must be absolute. To "
+                        "reference a contained code system, use the full CodeSystem URL and "
+                        "reference it using the http://hl7.org/fhir/StructureDefinition/"
+                        "valueset-system extension",
+                        f"{path}.compose.{part}[{i}]",
+                        (*ptr, "compose", part, i),
+                    )
 
     def bundle_entries(
         self, bundle: dict[str, Any], path: str, ptr: Pointer, site: ResourceSite
@@ -408,6 +449,16 @@ class StructureWalker:
                     self.add("error", "invalid", text, path, ptr)
             elif isinstance(value, str):
                 self.string_rules(value, code, path, ptr)
+                if code == "canonical" and not value.startswith("#") and not _ABSOLUTE.match(value):
+                    # https://hl7.org/fhir/R4/references.html#canonical
+                    self.add(
+                        "error",
+                        "invalid",
+                        "Canonical URLs must be absolute URLs if they are not fragment "
+                        f"references ({value})",
+                        path,
+                        ptr,
+                    )
                 if info.binding:
                     issue = self.bindings.check(info.binding, code, value, path, self._unbound)
                     if issue:

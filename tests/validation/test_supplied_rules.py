@@ -190,3 +190,19 @@ def test_codings_of_a_complete_code_system_and_of_a_supplement(base: Definitions
 def test_urn_uris(base: Definitions, uri: str, valid: bool) -> None:
     patient = {"resourceType": "Patient", "identifier": [{"system": uri, "value": "1"}]}
     assert (errors(patient, base) == []) is valid
+
+
+def test_canonical_urls_are_absolute(base: Definitions) -> None:
+    value_set = {
+        "resourceType": "ValueSet",
+        "url": "ValueSet/colours",
+        "status": "active",
+        "compose": {"include": [{"system": "#cs"}, {"system": "http://example.org/cs"}]},
+    }
+    assert sorted(w for w, _ in errors(value_set, base)) == [
+        "ValueSet.compose.include[0]",
+        "ValueSet.url",
+    ]
+    value_set["url"] = "urn:uuid:6a2ee390-978e-42c6-8f88-c17dff3bd8a3"
+    value_set["compose"] = {"include": [{"system": "http://example.org/cs"}]}
+    assert errors(value_set, base) == []
