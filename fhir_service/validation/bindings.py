@@ -29,7 +29,7 @@ class BindingChecker:
         self.expander = Expander(definitions)
         self._titles: dict[str, str] = {}
         self._grammar: dict[str, bool] = {}
-        self._systems: dict[str, tuple[str, frozenset[str], str] | None] = {}
+        self._systems: dict[str, tuple[str, dict[str, list[str]], str] | None] = {}
 
     def coding(self, value: Any, path: str) -> list[Issue]:
         """A Coding against its code system when the system is held offline.
@@ -57,26 +57,46 @@ class BindingChecker:
         if content == "complete" and isinstance(code, str) and code not in codes:
             text = f"Unknown code '{code}' in the CodeSystem '{system}' version '{version}'"
             return [Issue("error", "code-invalid", text, [f"{path}.code"])]
+        display = value.get("display")
+        names = codes.get(code) if isinstance(code, str) else None
+        if isinstance(display, str) and names and _plain(display) not in {_plain(n) for n in names}:
+            # https://hl7.org/fhir/R4/datatypes.html#Coding: display is the system's own
+            # representation of the code (its display or one of its designations).
+            text = (
+                f"Wrong Display Name '{display}' for {system}#{code}. Valid display is "
+                f"'{names[0]}' (for the language(s) 'en-US')"
+            )
+            return [Issue("error", "invalid", text, [f"{path}.display"])]
         return []
 
-    def _code_system(self, url: str) -> tuple[str, frozenset[str], str] | None:
+    def _code_system(self, url: str) -> tuple[str, dict[str, list[str]], str] | None:
         if url not in self._systems:
             cs = self.definitions.code_system(url)
             if cs is None:
                 self._systems[url] = None
             else:
-                codes: set[str] = set()
+                codes: dict[str, list[str]] = {}
                 stack = list(cs.get("concept") or [])
                 while stack:
                     concept = stack.pop()
                     if isinstance(concept, dict):
                         if isinstance(concept.get("code"), str):
-                            codes.add(concept["code"])
+                            names = (
+                                [concept["display"]]
+                                if isinstance(concept.get("display"), str)
+                                else []
+                            )
+                            names += [
+                                d["value"]
+                                for d in concept.get("designation") or []
+                                if isinstance(d, dict) and isinstance(d.get("value"), str)
+                            ]
+                            codes[concept["code"]] = names
                         stack.extend(concept.get("concept") or [])
                 supplement = cs.get("content") == "supplement" or bool(cs.get("supplements"))
                 self._systems[url] = (
                     "supplement" if supplement else str(cs.get("content") or ""),
-                    frozenset(codes),
+                    codes,
                     str(cs.get("version") or "null"),
                 )
         return self._systems[url]
@@ -143,6 +163,10 @@ class BindingChecker:
             else ", and a code should come from this value set unless it has no suitable code"
         )
         return Issue(severity, "code-invalid", text, [path])
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.split()).lower()
 
 
 def _codes(type_code: str, value: Any) -> list[tuple[str | None, str]]:

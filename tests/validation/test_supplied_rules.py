@@ -150,7 +150,7 @@ def test_codings_of_a_complete_code_system_and_of_a_supplement(base: Definitions
         "url": system,
         "status": "active",
         "content": "complete",
-        "concept": [{"code": "red", "concept": [{"code": "dark-red"}]}],
+        "concept": [{"code": "red", "display": "Red", "concept": [{"code": "dark-red"}]}],
     }
     extra = {
         "resourceType": "CodeSystem",
@@ -169,6 +169,11 @@ def test_codings_of_a_complete_code_system_and_of_a_supplement(base: Definitions
         }
 
     assert errors(observation(system, "dark-red"), defs) == []
+    coded = observation(system, "red")
+    coded["code"]["coding"][0]["display"] = " red "  # case and spacing do not matter
+    assert errors(coded, defs) == []
+    coded["code"]["coding"][0]["display"] = "Blue"
+    assert [w for w, _ in errors(coded, defs)] == ["Observation.code.coding[0].display"]
     assert [w for w, _ in errors(observation(system, "green"), defs)] == [
         "Observation.code.coding[0].code"
     ]
