@@ -20,6 +20,11 @@ from typing import Any
 from fhir_service.errors import Issue
 from fhir_service.fhir.package_cache import Definitions, load_definitions
 from fhir_service.validation.bindings import BindingChecker
+from fhir_service.validation.conformance_rules import (
+    capability_statement,
+    global_profiles,
+    search_parameter,
+)
 from fhir_service.validation.elements import CORE, ModelIndex
 from fhir_service.validation.invariants import InvariantEvaluator
 from fhir_service.validation.json_syntax import Finding, Locator, Pointer, parse_json
@@ -88,6 +93,16 @@ class Validator:
         for site in walked.resources:
             explicit = options.profiles if site.path == site.rtype else ()
             findings.extend(self._profiles(site, explicit, options))
+            own: list[Issue] = []
+            if site.rtype == "SearchParameter":
+                own = search_parameter(
+                    site.value, site.rtype, self.definitions, self.index.is_resource
+                )
+            elif site.rtype == "CapabilityStatement":
+                own = capability_statement(site.value, site.rtype, self.definitions)
+            for issue in own:
+                issue.expression = [_rebase(e, site) for e in issue.expression]
+                findings.append(Finding(issue, None))
             if site.rtype == "QuestionnaireResponse":
                 for issue in self.questionnaires.check(site.value, site.rtype):
                     issue.expression = [_rebase(e, site) for e in issue.expression]
@@ -102,6 +117,7 @@ class Validator:
         use_declared = options.declared_profiles
         declared = meta.get("profile") if isinstance(meta, dict) and use_declared else None
         wanted: list[tuple[str, str | None]] = [(p, None) for p in explicit]
+        wanted += [(p, None) for p in global_profiles(self.definitions, site.rtype)]
         if isinstance(declared, list):
             wanted += [
                 (p, f"{site.child_path}.meta.profile[{i}]")

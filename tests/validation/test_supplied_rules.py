@@ -211,3 +211,98 @@ def test_canonical_urls_are_absolute(base: Definitions) -> None:
     value_set["url"] = "urn:uuid:6a2ee390-978e-42c6-8f88-c17dff3bd8a3"
     value_set["compose"] = {"include": [{"system": "http://example.org/cs"}]}
     assert errors(value_set, base) == []
+
+
+def test_period_start_and_end_of_different_precision(base: Definitions) -> None:
+    def encounter(start: str, end: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "period": {"start": start, "end": end},
+        }
+
+    # Same day: the order is unknown at the common precision, so per-1 is not true.
+    assert [w for w, _ in errors(encounter("2023-06-21", "2023-06-21T06:20:00Z"), base)] == [
+        "Encounter.period"
+    ]
+    assert errors(encounter("2023-06-20", "2023-06-21T06:20:00Z"), base) == []
+
+
+def test_search_parameter_and_capability_statement_rules(base: Definitions) -> None:
+    composite = {
+        "resourceType": "SearchParameter",
+        "url": "http://example.org/SearchParameter/rel",
+        "name": "rel",
+        "status": "active",
+        "description": "x",
+        "code": "rel",
+        "base": ["Patient"],
+        "type": "composite",
+        "expression": "Organization.name",
+        "derivedFrom": "http://hl7.org/fhir/SearchParameter/Organization-name",
+    }
+    found = errors(composite, base)
+    texts = " ".join(t for _, t in found)
+    assert "two or more components" in texts
+    assert "'Organization' is not valid" in texts
+    assert "Patient is not listed as a base" in texts
+    assert "different to the type" in texts
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2024-01-01",
+        "kind": "instance",
+        "implementation": {"description": "x"},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [
+                    {
+                        "type": "Organization",
+                        "searchParam": [
+                            {
+                                "name": "name",
+                                "definition": "http://hl7.org/fhir/SearchParameter/Organization-name",
+                                "type": "date",
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    assert [w for w, _ in errors(statement, base)] == [
+        "CapabilityStatement.rest[0].resource[0].searchParam[0]"
+    ]
+    statement["rest"][0]["resource"][0]["searchParam"][0]["type"] = "string"
+    assert errors(statement, base) == []
+
+
+def test_implementation_guide_global_profiles_apply(base: Definitions) -> None:
+    profile = {
+        "resourceType": "StructureDefinition",
+        "url": "http://example.org/StructureDefinition/active-patient",
+        "name": "ActivePatient",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "derivation": "constraint",
+        "differential": {"element": [{"id": "Patient.active", "path": "Patient.active", "min": 1}]},
+    }
+    guide = {
+        "resourceType": "ImplementationGuide",
+        "url": "http://example.org/ImplementationGuide/ig",
+        "name": "IG",
+        "status": "active",
+        "packageId": "example.ig",
+        "fhirVersion": ["4.0.1"],
+        "global": [{"type": "Patient", "profile": profile["url"]}],
+    }
+    defs = SuppliedDefinitions(base, [profile, guide])
+    assert [w for w, _ in errors({"resourceType": "Patient"}, defs)] == ["Patient"]
+    assert errors({"resourceType": "Patient", "active": True}, defs) == []
