@@ -69,6 +69,13 @@ class BindingChecker:
             return [Issue("error", "invalid", text, [f"{path}.display"])]
         return []
 
+    def code_known(self, system: str, code: str) -> bool | None:
+        """Whether a complete CodeSystem held offline defines a code (None: not known)."""
+        known = self._code_system(system)
+        if known is None or known[0] != "complete":
+            return None
+        return code in known[1]
+
     def _code_system(self, url: str) -> tuple[str, dict[str, list[str]], str] | None:
         if url not in self._systems:
             cs = self.definitions.code_system(url)

@@ -7,6 +7,13 @@
 - CapabilityStatement (https://hl7.org/fhir/R4/capabilitystatement.html):
   ``rest.resource.searchParam.type`` matches the ``type`` of the SearchParameter its
   ``definition`` names, when that one is known.
+- CodeSystem (https://hl7.org/fhir/R4/codesystem.html#properties): property codes and
+  URIs are unique, a property of the standard concept-properties
+  (https://hl7.org/fhir/R4/codesystem-concept-properties.html) keeps its code and type,
+  and a concept's property value has the type its property declares.
+- ValueSet filters (https://hl7.org/fhir/R4/valueset.html#filters): a filter on a
+  Coding property of a known CodeSystem is written ``system(|version)#code`` and names
+  a code that exists.
 - ImplementationGuide.global (https://hl7.org/fhir/R4/implementationguide.html):
   the profiles every resource of a type conforms to (used by the engine).
 """
@@ -121,3 +128,125 @@ def global_profiles(definitions: Definitions, rtype: str) -> list[str]:
             ):
                 found.append(row["profile"])
     return found
+
+
+_CONCEPT_PROPERTIES = "http://hl7.org/fhir/concept-properties#"
+_STANDARD_PROPERTIES = {
+    "inactive": "boolean",
+    "deprecationDate": "dateTime",
+    "retirementDate": "dateTime",
+    "notSelectable": "boolean",
+    "parent": "code",
+    "child": "code",
+}
+
+
+def code_system(cs: dict[str, Any], path: str) -> list[Issue]:
+    out: list[Issue] = []
+    types: dict[str, str] = {}
+    codes: set[str] = set()
+    uris: set[str] = set()
+    for i, prop in enumerate(cs.get("property") or []):
+        if not isinstance(prop, dict):
+            continue
+        where = [f"{path}.property[{i}]"]
+        code, uri, kind = prop.get("code"), prop.get("uri"), prop.get("type")
+        if isinstance(code, str):
+            if code in codes:
+                text = f"A property is already defined with the code '{code}'"
+                out.append(Issue("error", "business-rule", text, where))
+            codes.add(code)
+            if isinstance(kind, str):
+                types.setdefault(code, kind)
+        if isinstance(uri, str):
+            if uri in uris:
+                text = f"A property is already defined with the URI '{uri}'"
+                out.append(Issue("error", "business-rule", text, where))
+            uris.add(uri)
+            if uri.startswith(_CONCEPT_PROPERTIES):
+                name = uri[len(_CONCEPT_PROPERTIES) :]
+                expected = _STANDARD_PROPERTIES.get(name)
+                if expected is not None and isinstance(code, str) and code != name:
+                    text = (
+                        f"The URI '{uri}' is normally assigned the code '{name}'. Using the "
+                        f"code '{code}' will usually create confusion in ValueSet filters etc"
+                    )
+                    out.append(Issue("error", "business-rule", text, where))
+                if expected is not None and isinstance(kind, str) and kind != expected:
+                    text = (
+                        f"Wrong type '{kind}': The URI '{uri}' identifies a property that has "
+                        f"the type '{expected}'"
+                    )
+                    out.append(Issue("error", "business-rule", text, where))
+    stack = [(c, f"{path}.concept[{i}]") for i, c in enumerate(cs.get("concept") or [])]
+    while stack:
+        concept, where_c = stack.pop(0)
+        if not isinstance(concept, dict):
+            continue
+        for j, prop in enumerate(concept.get("property") or []):
+            if not isinstance(prop, dict):
+                continue
+            declared = types.get(str(prop.get("code")))
+            key = next((k for k in prop if k.startswith("value") and len(k) > 5), None)
+            if declared is None or key is None:
+                continue
+            given = key[5].lower() + key[6:] if key[5:] not in ("Coding",) else key[5:]
+            if given != declared:
+                text = (
+                    f"The property '{prop.get('code')}' has the invalid type '{given}', when it "
+                    f"is defined to have the type '{declared}'"
+                )
+                out.append(Issue("error", "business-rule", text, [f"{where_c}.property[{j}]"]))
+        stack.extend(
+            (c, f"{where_c}.concept[{k}]") for k, c in enumerate(concept.get("concept") or [])
+        )
+    return out
+
+
+_CODING_VALUE = re.compile(r"^([^|#\s]+)(?:\|([^#\s]+))?#(\S+)$")
+
+
+def value_set(
+    vs: dict[str, Any],
+    path: str,
+    definitions: Definitions,
+    code_known: Callable[[str, str], bool | None],
+) -> list[Issue]:
+    out: list[Issue] = []
+    compose = vs.get("compose")
+    if not isinstance(compose, dict):
+        return out
+    for part in ("include", "exclude"):
+        for i, row in enumerate(compose.get(part) or []):
+            if not isinstance(row, dict) or not isinstance(row.get("system"), str):
+                continue
+            cs = definitions.code_system(row["system"])
+            if cs is None:
+                continue
+            kinds = {
+                str(p.get("code")): p.get("type")
+                for p in cs.get("property") or []
+                if isinstance(p, dict)
+            }
+            for j, f in enumerate(row.get("filter") or []):
+                if not isinstance(f, dict) or kinds.get(str(f.get("property"))) != "Coding":
+                    continue
+                value = f.get("value")
+                if not isinstance(value, str):
+                    continue
+                where = [f"{path}.compose.{part}[{i}].filter[{j}]"]
+                m = _CODING_VALUE.match(value)
+                if m is None:
+                    text = (
+                        f"The value for a filter based on property '{f.get('property')}' must be "
+                        f"in the format system(|version)#code, not '{value}'"
+                    )
+                    out.append(Issue("error", "invalid", text, where))
+                elif code_known(m.group(1), m.group(3)) is False:
+                    text = (
+                        f"The value for a filter based on property '{f.get('property')}' is "
+                        f"'{value}' which is not a valid code (Unknown code '{m.group(3)}' in the "
+                        f"CodeSystem '{m.group(1)}')"
+                    )
+                    out.append(Issue("error", "code-invalid", text, where))
+    return out

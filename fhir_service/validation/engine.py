@@ -22,8 +22,10 @@ from fhir_service.fhir.package_cache import Definitions, load_definitions
 from fhir_service.validation.bindings import BindingChecker
 from fhir_service.validation.conformance_rules import (
     capability_statement,
+    code_system,
     global_profiles,
     search_parameter,
+    value_set,
 )
 from fhir_service.validation.elements import CORE, ModelIndex
 from fhir_service.validation.invariants import InvariantEvaluator
@@ -100,6 +102,10 @@ class Validator:
                 )
             elif site.rtype == "CapabilityStatement":
                 own = capability_statement(site.value, site.rtype, self.definitions)
+            elif site.rtype == "CodeSystem":
+                own = code_system(site.value, site.rtype)
+            elif site.rtype == "ValueSet":
+                own = value_set(site.value, site.rtype, self.definitions, self.bindings.code_known)
             for issue in own:
                 issue.expression = [_rebase(e, site) for e in issue.expression]
                 findings.append(Finding(issue, None))

@@ -306,3 +306,49 @@ def test_implementation_guide_global_profiles_apply(base: Definitions) -> None:
     defs = SuppliedDefinitions(base, [profile, guide])
     assert [w for w, _ in errors({"resourceType": "Patient"}, defs)] == ["Patient"]
     assert errors({"resourceType": "Patient", "active": True}, defs) == []
+
+
+def test_code_system_properties_and_value_set_filters(base: Definitions) -> None:
+    system = "http://example.org/CodeSystem/props"
+    cs = {
+        "resourceType": "CodeSystem",
+        "url": system,
+        "status": "active",
+        "content": "complete",
+        "property": [
+            {
+                "code": "notSelectable",
+                "uri": "http://hl7.org/fhir/concept-properties#notSelectable",
+                "type": "boolean",
+            },
+            {"code": "notSelectable", "type": "boolean"},
+            {"code": "rel", "type": "Coding"},
+        ],
+        "concept": [
+            {"code": "a", "property": [{"code": "notSelectable", "valueInteger": 1}]},
+            {"code": "b"},
+        ],
+    }
+    assert sorted(w for w, _ in errors(cs, base)) == [
+        "CodeSystem.concept[0].property[0]",  # an integer where a boolean is declared
+        "CodeSystem.property[1]",  # the code notSelectable again
+    ]
+
+    def value_set(value: str) -> dict[str, Any]:
+        return {
+            "resourceType": "ValueSet",
+            "url": "http://example.org/ValueSet/v",
+            "status": "active",
+            "compose": {
+                "include": [
+                    {"system": system, "filter": [{"property": "rel", "op": "=", "value": value}]}
+                ]
+            },
+        }
+
+    defs = SuppliedDefinitions(base, [cs])
+    assert errors(value_set(f"{system}#a"), defs) == []
+    assert [w for w, _ in errors(value_set("a"), defs)] == ["ValueSet.compose.include[0].filter[0]"]
+    assert [w for w, _ in errors(value_set(f"{system}#zz"), defs)] == [
+        "ValueSet.compose.include[0].filter[0]"
+    ]
