@@ -11,12 +11,14 @@ tags, UCUM) are not enumerable and are left to their own formats.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fhir_service.errors import Issue
 from fhir_service.fhir.expansion import Expander
 from fhir_service.fhir.package_cache import Definitions
 
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _GRAMMARS = ("urn:ietf:bcp:13", "urn:ietf:bcp:47", "http://unitsofmeasure.org")
 CODED_TYPES = frozenset({"code", "Coding", "CodeableConcept", "Quantity", "string", "uri"})
 
@@ -45,6 +47,14 @@ class BindingChecker:
         system, code = value.get("system"), value.get("code")
         if not isinstance(system, str):
             return []
+        if not _ABSOLUTE.match(system):
+            # https://hl7.org/fhir/R4/datatypes.html#Coding: system is an absolute URI
+            text = "Coding.system must be an absolute reference, not a local reference"
+            return [Issue("error", "invalid", text, [f"{path}.system"])]
+        if self.definitions.code_system(system) is None and self.definitions.value_set(system):
+            # https://hl7.org/fhir/R4/terminologies.html#4.1: system names a code system
+            text = f"The Coding references a value set, not a code system ('{system}')"
+            return [Issue("error", "invalid", text, [f"{path}.system"])]
         known = self._code_system(system)
         if known is None:
             return []
@@ -120,6 +130,11 @@ class BindingChecker:
             includes = (vs.get("compose") or {}).get("include") or []
             self._grammar[url] = any(i.get("system") in _GRAMMARS for i in includes)
         return self._grammar[url]
+
+    def no_code_issue(self, vs_url: str, path: str) -> Issue:
+        """A coded element with a required binding that carries no code at all."""
+        text = self._no_code(vs_url, vs_url.split("|", 1)[0])
+        return Issue("error", "code-invalid", text, [path])
 
     def _no_code(self, vs_url: str, url: str) -> str:
         shown = f"{vs_url}|4.0.1" if "|" not in vs_url else vs_url

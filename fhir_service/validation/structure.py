@@ -463,6 +463,17 @@ class StructureWalker:
                     issue = self.bindings.check(info.binding, code, value, path, self._unbound)
                     if issue:
                         self.out.findings.append(Finding(issue, ptr))
+        elif (
+            code == "code"
+            and info.binding
+            and info.binding[0] == "required"
+            and not _carries_other_version_value(extra)
+        ):
+            # Only extensions (e.g. data-absent-reason) and no code: a required binding
+            # still wants one (https://hl7.org/fhir/R4/terminologies.html#required).
+            self.out.findings.append(
+                Finding(self.bindings.no_code_issue(info.binding[1], path), ptr)
+            )
         if extra is not None:
             if not isinstance(extra, dict):
                 self.add(
@@ -771,3 +782,14 @@ class StructureWalker:
                 path,
                 ptr,
             )
+
+
+def _carries_other_version_value(extra: Any) -> bool:
+    """Whether a primitive's extensions hold its value in another FHIR version's form
+    (https://hl7.org/fhir/R4/versions.html#extensions)."""
+    if not isinstance(extra, dict):
+        return False
+    return any(
+        isinstance(e, dict) and _CROSS_VERSION.match(str(e.get("url") or ""))
+        for e in extra.get("extension") or []
+    )

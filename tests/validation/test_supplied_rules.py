@@ -352,3 +352,39 @@ def test_code_system_properties_and_value_set_filters(base: Definitions) -> None
     assert [w for w, _ in errors(value_set(f"{system}#zz"), defs)] == [
         "ValueSet.compose.include[0].filter[0]"
     ]
+
+
+def test_coding_systems_are_absolute_code_systems(base: Definitions) -> None:
+    def observation(system: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": system, "code": "x"}]},
+        }
+
+    assert [w for w, _ in errors(observation("local-codes"), base)] == [
+        "Observation.code.coding[0].system"
+    ]
+    # A ValueSet's canonical URL is not a code system.
+    assert [
+        w for w, _ in errors(observation("http://hl7.org/fhir/ValueSet/measure-type"), base)
+    ] == ["Observation.code.coding[0].system"]
+    assert errors(observation("http://example.org/codes"), base) == []
+
+
+def test_a_required_code_given_only_as_extensions(base: Definitions) -> None:
+    allergy = {
+        "resourceType": "AllergyIntolerance",
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                    "code": "active",
+                }
+            ]
+        },
+        "patient": {"reference": "Patient/1"},
+        "category": [None],
+        "_category": [{"extension": [{"url": EXT + "data-absent-reason", "valueCode": "unknown"}]}],
+    }
+    assert [w for w, _ in errors(allergy, base)] == ["AllergyIntolerance.category[0]"]
