@@ -250,3 +250,60 @@ def value_set(
                     )
                     out.append(Issue("error", "code-invalid", text, where))
     return out
+
+
+def concept_map(
+    cm: dict[str, Any], path: str, definitions: Definitions, expander: Any
+) -> list[Issue]:
+    """The source codes of a ConceptMap are in its source ValueSet when that one expands
+    offline (https://hl7.org/fhir/R4/conceptmap.html: ``sourceUri``/``sourceCanonical``
+    is the value set the source codes come from)."""
+    source = cm.get("sourceCanonical") or cm.get("sourceUri")
+    if not isinstance(source, str):
+        return []
+    vs = definitions.value_set(source)
+    if vs is None:
+        return []
+    expansion = expander.expand(source.split("|", 1)[0])
+    if not expansion.known:
+        return []
+    shown = f"{vs.get('url')}|{vs['version']}" if vs.get("version") else str(vs.get("url"))
+    out: list[Issue] = []
+    for i, group in enumerate(cm.get("group") or []):
+        if not isinstance(group, dict):
+            continue
+        system = group.get("source")
+        for j, element in enumerate(group.get("element") or []):
+            code = element.get("code") if isinstance(element, dict) else None
+            if isinstance(code, str) and not expansion.contains(system, code):
+                out.append(
+                    Issue(
+                        "error",
+                        "code-invalid",
+                        f"The source code '{code}' is not valid in the value set {shown}",
+                        [f"{path}.group[{i}].element[{j}].code"],
+                    )
+                )
+    return out
+
+
+def measure_report(mr: dict[str, Any], path: str, definitions: Definitions) -> list[Issue]:
+    """A cohort Measure has no score (https://hl7.org/fhir/R4/measure.html#scoring:
+    a cohort is a population only), so its report's groups carry no ``measureScore``."""
+    url = mr.get("measure")
+    measure = definitions.resource(url, "Measure") if isinstance(url, str) else None
+    if measure is None:
+        return []
+    codings = (measure.get("scoring") or {}).get("coding") or []
+    if not any(isinstance(c, dict) and c.get("code") == "cohort" for c in codings):
+        return []
+    return [
+        Issue(
+            "error",
+            "business-rule",
+            "No measureScore when the scoring of the message is 'cohort'",
+            [f"{path}.group[{i}].measureScore"],
+        )
+        for i, group in enumerate(mr.get("group") or [])
+        if isinstance(group, dict) and "measureScore" in group
+    ]

@@ -23,7 +23,9 @@ from fhir_service.validation.bindings import BindingChecker
 from fhir_service.validation.conformance_rules import (
     capability_statement,
     code_system,
+    concept_map,
     global_profiles,
+    measure_report,
     search_parameter,
     value_set,
 )
@@ -102,6 +104,10 @@ class Validator:
                 )
             elif site.rtype == "CapabilityStatement":
                 own = capability_statement(site.value, site.rtype, self.definitions)
+            elif site.rtype == "ConceptMap":
+                own = concept_map(site.value, site.rtype, self.definitions, self.bindings.expander)
+            elif site.rtype == "MeasureReport":
+                own = measure_report(site.value, site.rtype, self.definitions)
             elif site.rtype == "CodeSystem":
                 own = code_system(site.value, site.rtype)
             elif site.rtype == "ValueSet":

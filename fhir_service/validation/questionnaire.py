@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fhir_service.errors import Issue
+from fhir_service.fhir.expansion import Expander
 from fhir_service.fhir.package_cache import Definitions
 
 SD = "http://hl7.org/fhir/StructureDefinition/"
@@ -79,6 +80,7 @@ class QuestionnaireChecker:
     def __init__(self, definitions: Definitions, is_resource: Callable[[str], bool]) -> None:
         self.definitions = definitions
         self.is_resource = is_resource
+        self._expander = Expander(definitions)
 
     def check(self, response: dict[str, Any], path: str) -> list[Issue]:
         url = response.get("questionnaire")
@@ -298,6 +300,28 @@ class QuestionnaireChecker:
             self._reference(q, value, at, error)
         if vtype == "Quantity" and isinstance(value, dict):
             _quantity(q, value, error)
+            self._unit_value_set(q, value, error)
+
+    def _unit_value_set(self, q: dict[str, Any], value: dict[str, Any], error: Any) -> None:
+        """The unit of an answer is in ``questionnaire-unitValueSet``
+        (https://hl7.org/fhir/R4/extension-questionnaire-unitvalueset.html), when that can
+        be told offline: the value set expands, or none of its includes is the unit's
+        system."""
+        url = _ext(q, "questionnaire-unitValueSet")
+        vs = self.definitions.value_set(url) if isinstance(url, str) else None
+        if vs is None:
+            return
+        system, code = value.get("system"), value.get("code")
+        includes = [
+            i for i in (vs.get("compose") or {}).get("include") or [] if isinstance(i, dict)
+        ]
+        if not includes or any("system" not in i for i in includes):
+            return
+        if system in {i.get("system") for i in includes} and isinstance(code, str):
+            expansion = self._expander.expand(str(url))
+            if not expansion.known or expansion.contains(system, code):
+                return
+        error(f"The value {_label(value)} has a unit that is not in the unit value set '{url}'")
 
     def _reference(self, q: dict[str, Any], value: dict[str, Any], at: str, error: Any) -> None:
         ref = value.get("reference")
@@ -399,7 +423,7 @@ _UCUM_SCALE: dict[str, tuple[str, float]] = {
 def _label(q: dict[str, Any]) -> str:
     unit = q.get("unit") or q.get("code")
     system, code = q.get("system"), q.get("code")
-    formal = f" (UCUM#{code})" if system == UCUM and code else ""
+    formal = f" (UCUM#{code or 'null'})" if system == UCUM else ""
     return f"{_number(q.get('value'))} {unit}{formal}"
 
 
