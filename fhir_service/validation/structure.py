@@ -445,7 +445,7 @@ class StructureWalker:
             if problem:
                 self.add("error", "invalid", problem, path, ptr)
             elif code == "xhtml":
-                for text in html_problems(str(value)):
+                for text in html_problems(str(value), links=True):
                     self.add("error", "invalid", text, path, ptr)
             elif isinstance(value, str):
                 self.string_rules(value, code, path, ptr)

@@ -388,3 +388,44 @@ def test_a_required_code_given_only_as_extensions(base: Definitions) -> None:
         "_category": [{"extension": [{"url": EXT + "data-absent-reason", "valueCode": "unknown"}]}],
     }
     assert [w for w, _ in errors(allergy, base)] == ["AllergyIntolerance.category[0]"]
+
+
+def test_narrative_fragment_links_resolve_inside_the_narrative(base: Definitions) -> None:
+    def patient(div: str) -> dict[str, Any]:
+        return {"resourceType": "Patient", "text": {"status": "generated", "div": div}}
+
+    ok = '<div xmlns="http://www.w3.org/1999/xhtml"><a name="p1"> </a><a href="#p1">me</a></div>'
+    assert errors(patient(ok), base) == []
+    bad = '<div xmlns="http://www.w3.org/1999/xhtml"><p><a href="#elsewhere">there</a></p></div>'
+    assert errors(patient(bad), base) == [
+        ("Patient.text.div", "Hyperlink '#elsewhere' at 'div/p/a' for 'there' does not resolve")
+    ]
+
+
+def test_a_cohort_measure_report_has_no_score(base: Definitions) -> None:
+    measure = {
+        "resourceType": "Measure",
+        "url": "http://example.org/Measure/beds",
+        "status": "active",
+        "scoring": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/measure-scoring",
+                    "code": "cohort",
+                }
+            ]
+        },
+    }
+    report = {
+        "resourceType": "MeasureReport",
+        "status": "complete",
+        "type": "summary",
+        "measure": measure["url"],
+        "period": {"start": "2020-01-01", "end": "2020-01-02"},
+        "group": [{"measureScore": {"value": 3}}],
+    }
+    defs = SuppliedDefinitions(base, [measure])
+    assert [w for w, _ in errors(report, defs)] == ["MeasureReport.group[0].measureScore"]
+    del report["group"][0]["measureScore"]
+    report["group"][0]["population"] = [{"count": 3}]
+    assert errors(report, defs) == []
