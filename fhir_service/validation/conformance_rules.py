@@ -14,6 +14,10 @@
 - ValueSet filters (https://hl7.org/fhir/R4/valueset.html#filters): a filter on a
   Coding property of a known CodeSystem is written ``system(|version)#code`` and names
   a code that exists.
+- ValueSet parameters (the HL7 tools extensions ``valueset-parameter`` with filter
+  values given by ``cqf-expression``, https://hl7.org/fhir/R4/extension-cqf-expression.html):
+  the expression is FHIRPath (``text/fhirpath``), parses, and names only declared
+  parameters or the standard FHIRPath environment variables.
 - ImplementationGuide.global (https://hl7.org/fhir/R4/implementationguide.html):
   the profiles every resource of a type conforms to (used by the engine).
 """
@@ -216,6 +220,7 @@ def value_set(
     compose = vs.get("compose")
     if not isinstance(compose, dict):
         return out
+    out += _filter_expressions(vs, compose, path)
     for part in ("include", "exclude"):
         for i, row in enumerate(compose.get(part) or []):
             if not isinstance(row, dict) or not isinstance(row.get("system"), str):
@@ -307,3 +312,64 @@ def measure_report(mr: dict[str, Any], path: str, definitions: Definitions) -> l
         for i, group in enumerate(mr.get("group") or [])
         if isinstance(group, dict) and "measureScore" in group
     ]
+
+
+_PARAMETER = "http://hl7.org/fhir/tools/StructureDefinition/valueset-parameter"
+_EXPRESSION = "http://hl7.org/fhir/StructureDefinition/cqf-expression"
+_VARIABLE = re.compile(r"%(`[^`]+`|[A-Za-z_][A-Za-z0-9_\-]*)")
+_ENVIRONMENT = frozenset({"resource", "rootResource", "context", "ucum", "sct", "loinc"})
+
+
+def _filter_expressions(vs: dict[str, Any], compose: dict[str, Any], path: str) -> list[Issue]:
+    from fhirpathpy.parser import parse
+
+    declared = {
+        str(sub.get("valueCode"))
+        for ext in vs.get("extension") or []
+        if isinstance(ext, dict) and ext.get("url") == _PARAMETER
+        for sub in ext.get("extension") or []
+        if isinstance(sub, dict) and sub.get("url") == "name"
+    }
+    out: list[Issue] = []
+    for part in ("include", "exclude"):
+        for i, row in enumerate(compose.get(part) or []):
+            for j, f in enumerate((row.get("filter") if isinstance(row, dict) else None) or []):
+                shadow = f.get("_value") if isinstance(f, dict) else None
+                exts = shadow.get("extension") if isinstance(shadow, dict) else None
+                for k, ext in enumerate(exts or []):
+                    if not isinstance(ext, dict) or ext.get("url") != _EXPRESSION:
+                        continue
+                    value = ext.get("valueExpression")
+                    if not isinstance(value, dict) or not isinstance(value.get("expression"), str):
+                        continue
+                    where = [
+                        f"{path}.compose.{part}[{i}].filter[{j}].extension[{k}]"
+                        ".value.ofType(Expression)"
+                    ]
+                    expression, language = value["expression"], value.get("language")
+                    if language != "text/fhirpath":
+                        text = (
+                            "A ValueSet expression language must be 'text/fhirpath' not "
+                            f"'{language}'"
+                        )
+                        out.append(Issue("error", "invalid", text, where))
+                        continue
+                    try:
+                        parse(expression)
+                    except Exception as exc:  # the parser raises its own lexer/parser errors
+                        text = (
+                            f"The value of the expression '{expression}' is not a valid "
+                            f"FHIRPath: {exc}"
+                        )
+                        out.append(Issue("error", "invalid", text, where))
+                        continue
+                    for name in _VARIABLE.findall(expression):
+                        name = name.strip("`")
+                        known = name in declared or name in _ENVIRONMENT
+                        if not known and not name.startswith(("vs-", "ext-")):
+                            text = (
+                                f"The filter parameter expression '{expression}' refers to the "
+                                f"unknown parameter '{name}'"
+                            )
+                            out.append(Issue("error", "invalid", text, where))
+    return out

@@ -429,3 +429,58 @@ def test_a_cohort_measure_report_has_no_score(base: Definitions) -> None:
     del report["group"][0]["measureScore"]
     report["group"][0]["population"] = [{"count": 3}]
     assert errors(report, defs) == []
+
+
+@pytest.mark.parametrize(
+    ("language", "expression", "problem"),
+    [
+        ("text/fhirpath", "%p-inactive", None),
+        ("text/fhirpath", "%p-other", "unknown parameter 'p-other'"),
+        ("text/fhirpath", "$ and %p-inactive", "is not a valid FHIRPath"),
+        ("text/cql", "%p-inactive", "must be 'text/fhirpath' not 'text/cql'"),
+    ],
+)
+def test_value_set_filter_expressions(
+    base: Definitions, language: str, expression: str, problem: str | None
+) -> None:
+    value_set = {
+        "resourceType": "ValueSet",
+        "url": "http://example.org/ValueSet/p",
+        "status": "active",
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/tools/StructureDefinition/valueset-parameter",
+                "extension": [{"url": "name", "valueCode": "p-inactive"}],
+            }
+        ],
+        "compose": {
+            "include": [
+                {
+                    "system": "http://example.org/cs",
+                    "filter": [
+                        {
+                            "property": "inactive",
+                            "op": "=",
+                            "_value": {
+                                "extension": [
+                                    {
+                                        "url": EXT + "cqf-expression",
+                                        "valueExpression": {
+                                            "language": language,
+                                            "expression": expression,
+                                        },
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                }
+            ]
+        },
+    }
+    found = errors(value_set, base)
+    if problem is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and problem in found[0][1]
+        assert found[0][0].endswith("filter[0].extension[0].value.ofType(Expression)")
