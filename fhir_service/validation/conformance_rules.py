@@ -373,3 +373,28 @@ def _filter_expressions(vs: dict[str, Any], compose: dict[str, Any], path: str) 
                             )
                             out.append(Issue("error", "invalid", text, where))
     return out
+
+
+_WG = "http://hl7.org/fhir/StructureDefinition/structuredefinition-wg"
+_HL7_SPACES = ("http://hl7.org/fhir/", "http://terminology.hl7.org/")
+
+
+def hl7_publication(resource: dict[str, Any], path: str) -> list[Issue]:
+    """A canonical resource HL7 publishes (its URL in HL7's space) names its owning work
+    group with ``structuredefinition-wg``
+    (https://hl7.org/fhir/R4/extension-structuredefinition-wg.html); checked only when
+    validating for publication."""
+    url = resource.get("url")
+    if not isinstance(url, str) or not url.startswith(_HL7_SPACES):
+        return []
+    if any(isinstance(e, dict) and e.get("url") == _WG for e in resource.get("extension") or []):
+        return []
+    return [
+        Issue(
+            "error",
+            "business-rule",
+            "When HL7 is publishing a resource, the owning committee must be stated using the "
+            f"{_WG} extension",
+            [path],
+        )
+    ]

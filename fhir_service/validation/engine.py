@@ -25,6 +25,7 @@ from fhir_service.validation.conformance_rules import (
     code_system,
     concept_map,
     global_profiles,
+    hl7_publication,
     measure_report,
     search_parameter,
     value_set,
@@ -112,6 +113,8 @@ class Validator:
                 own = code_system(site.value, site.rtype)
             elif site.rtype == "ValueSet":
                 own = value_set(site.value, site.rtype, self.definitions, self.bindings.code_known)
+            if options.for_publication and site.container is None:
+                own = own + hl7_publication(site.value, site.rtype)
             for issue in own:
                 issue.expression = [_rebase(e, site) for e in issue.expression]
                 findings.append(Finding(issue, None))

@@ -38,6 +38,7 @@ def _options(case: dict[str, Any]) -> Options:
         no_html_in_markdown=bool(case.get("noHtmlInMarkdown")),
         check_references=case.get("validateReference") == "CHECK_EXISTS_AND_TYPE",
         validate_contained=case.get("validateContains") != "IGNORE",
+        for_publication=bool(case.get("for-publication")),
     )
 
 

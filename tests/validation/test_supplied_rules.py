@@ -484,3 +484,93 @@ def test_value_set_filter_expressions(
     else:
         assert len(found) == 1 and problem in found[0][1]
         assert found[0][0].endswith("filter[0].extension[0].value.ofType(Expression)")
+
+
+def test_hl7_published_resources_name_their_work_group_for_publication(
+    base: Definitions,
+) -> None:
+    from fhir_service.validation.options import Options
+
+    cs = {
+        "resourceType": "CodeSystem",
+        "url": "http://hl7.org/fhir/example-status",
+        "status": "active",
+        "content": "complete",
+        "concept": [{"code": "a"}],
+    }
+
+    def found(options: Options) -> list[str]:
+        return [
+            str(i.expression[0])
+            for i in validate_resource(cs, definitions=base, options=options)
+            if i.severity == "error"
+        ]
+
+    assert found(Options()) == []
+    assert found(Options(for_publication=True)) == ["CodeSystem"]
+    cs["extension"] = [{"url": EXT + "structuredefinition-wg", "valueCode": "fhir"}]
+    assert found(Options(for_publication=True)) == []
+
+
+def test_profile_discriminator_slices_entries_by_the_profile_they_conform_to(
+    base: Definitions,
+) -> None:
+    active = {
+        "resourceType": "StructureDefinition",
+        "url": "http://example.org/StructureDefinition/active-patient",
+        "name": "ActivePatient",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "derivation": "constraint",
+        "differential": {"element": [{"id": "Patient.active", "path": "Patient.active", "min": 1}]},
+    }
+    bundle_profile = {
+        "resourceType": "StructureDefinition",
+        "url": "http://example.org/StructureDefinition/with-active-patient",
+        "name": "WithActivePatient",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Bundle",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Bundle",
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                {
+                    "id": "Bundle.entry",
+                    "path": "Bundle.entry",
+                    "slicing": {
+                        "discriminator": [{"type": "profile", "path": "resource"}],
+                        "rules": "open",
+                    },
+                },
+                {
+                    "id": "Bundle.entry:patient",
+                    "path": "Bundle.entry",
+                    "sliceName": "patient",
+                    "min": 1,
+                },
+                {
+                    "id": "Bundle.entry:patient.resource",
+                    "path": "Bundle.entry.resource",
+                    "type": [{"code": "Patient", "profile": [active["url"]]}],
+                },
+            ]
+        },
+    }
+    defs = SuppliedDefinitions(base, [active, bundle_profile])
+
+    def bundle(patient: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "resourceType": "Bundle",
+            "meta": {"profile": [bundle_profile["url"]]},
+            "type": "collection",
+            "entry": [{"fullUrl": "http://example.org/Patient/1", "resource": patient}],
+        }
+
+    assert errors(bundle({"resourceType": "Patient", "id": "1", "active": True}), defs) == []
+    missing = errors(bundle({"resourceType": "Patient", "id": "1"}), defs)
+    assert [w for w, _ in missing] == ["Bundle"]
