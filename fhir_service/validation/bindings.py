@@ -31,9 +31,10 @@ class BindingChecker:
         self.expander = Expander(definitions)
         self._titles: dict[str, str] = {}
         self._grammar: dict[str, bool] = {}
+        self._system_problems: dict[str, str | None] = {}
         self._systems: dict[str, tuple[str, dict[str, list[str]], str] | None] = {}
 
-    def coding(self, value: Any, path: str) -> list[Issue]:
+    def coding(self, value: Any, path: str, display_severity: str = "error") -> list[Issue]:
         """A Coding against its code system when the system is held offline.
 
         https://hl7.org/fhir/R4/datatypes.html#Coding: ``code`` is a symbol defined by
@@ -47,14 +48,11 @@ class BindingChecker:
         system, code = value.get("system"), value.get("code")
         if not isinstance(system, str):
             return []
-        if not _ABSOLUTE.match(system):
-            # https://hl7.org/fhir/R4/datatypes.html#Coding: system is an absolute URI
-            text = "Coding.system must be an absolute reference, not a local reference"
-            return [Issue("error", "invalid", text, [f"{path}.system"])]
-        if self.definitions.code_system(system) is None and self.definitions.value_set(system):
-            # https://hl7.org/fhir/R4/terminologies.html#4.1: system names a code system
-            text = f"The Coding references a value set, not a code system ('{system}')"
-            return [Issue("error", "invalid", text, [f"{path}.system"])]
+        problem = self._system_problems.get(system, "?")
+        if problem == "?":
+            problem = self._system_problems[system] = self._system_problem(system)
+        if problem is not None:
+            return [Issue("error", "invalid", problem, [f"{path}.system"])]
         known = self._code_system(system)
         if known is None:
             return []
@@ -76,8 +74,17 @@ class BindingChecker:
                 f"Wrong Display Name '{display}' for {system}#{code}. Valid display is "
                 f"'{names[0]}' (for the language(s) 'en-US')"
             )
-            return [Issue("error", "invalid", text, [f"{path}.display"])]
+            return [Issue(display_severity, "invalid", text, [f"{path}.display"])]
         return []
+
+    def _system_problem(self, system: str) -> str | None:
+        if not _ABSOLUTE.match(system):
+            # https://hl7.org/fhir/R4/datatypes.html#Coding: system is an absolute URI
+            return "Coding.system must be an absolute reference, not a local reference"
+        if self.definitions.code_system(system) is None and self.definitions.value_set(system):
+            # https://hl7.org/fhir/R4/terminologies.html#4.1: system names a code system
+            return f"The Coding references a value set, not a code system ('{system}')"
+        return None
 
     def code_known(self, system: str, code: str) -> bool | None:
         """Whether a complete CodeSystem held offline defines a code (None: not known)."""

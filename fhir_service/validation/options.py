@@ -16,7 +16,9 @@ class Options:
     Observation with a vital-sign code against its R4 vital signs profile
     (``vital_signs.py``); ``profiles`` are checked on the top-level resource as well.
     ``for_publication`` adds the rules for resources HL7 publishes (the HL7 validator's
-    ``-forPublication``).
+    ``-forPublication``); ``display_issues_are_warnings`` makes a Coding display that its
+    code system does not know a warning instead of an error (the HL7 validator's
+    ``-display-issues-are-warnings``).
     """
 
     invariants: bool = True
@@ -31,3 +33,4 @@ class Options:
     vital_signs: bool = True
     profiles: tuple[str, ...] = ()
     for_publication: bool = False
+    display_issues_are_warnings: bool = False

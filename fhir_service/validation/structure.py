@@ -50,6 +50,7 @@ _HL7_EXTENSION_SPACES = (
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _CANONICAL_CONTEXTS = frozenset({"CanonicalResource", "MetadataResource"})
 _CANONICAL_ELEMENTS = ("url", "version", "name", "status")
+_CANONICAL_TYPES: dict[str, bool] = {}  # R4 resource types: the same for every index
 
 
 @dataclass
@@ -189,6 +190,8 @@ class StructureWalker:
         a code system a ValueSet includes: a contained one is referenced by its own
         absolute URL, never ``#id`` (https://hl7.org/fhir/R4/valueset.html#compositions)."""
         url = value.get("url")
+        if url is None and rtype != "ValueSet":
+            return
         if (
             isinstance(url, str)
             and url
@@ -603,7 +606,8 @@ class StructureWalker:
             elif code == "Attachment":
                 self.attachment(item, item_path, item_ptr)
             elif code == "Coding":
-                for problem in self.bindings.coding(item, item_path):
+                display = "warning" if self.options.display_issues_are_warnings else "error"
+                for problem in self.bindings.coding(item, item_path, display):
                     self.out.findings.append(Finding(problem, item_ptr))
             if info.binding and code in ("Coding", "CodeableConcept", "Quantity"):
                 issue = self.bindings.check(info.binding, code, item, item_path, self._unbound)
@@ -723,10 +727,14 @@ class StructureWalker:
         in R4 those are the resources with ``url``, ``version``, ``name`` and ``status``
         (https://hl7.org/fhir/R4/resource.html#canonical).
         """
-        model = self.index.model(rtype)
-        if model is None:
-            return False
-        return all(self.index.element(f"{rtype}.{n}") is not None for n in _CANONICAL_ELEMENTS)
+        found = _CANONICAL_TYPES.get(rtype)
+        if found is None:
+            model = self.index.model(rtype)
+            found = model is not None and all(
+                self.index.element(f"{rtype}.{n}") is not None for n in _CANONICAL_ELEMENTS
+            )
+            _CANONICAL_TYPES[rtype] = found
+        return found
 
     def extension_value(
         self, ext: dict[str, Any], sd: dict[str, Any], url: str, path: str, ptr: Pointer

@@ -174,6 +174,14 @@ def test_codings_of_a_complete_code_system_and_of_a_supplement(base: Definitions
     assert errors(coded, defs) == []
     coded["code"]["coding"][0]["display"] = "Blue"
     assert [w for w, _ in errors(coded, defs)] == ["Observation.code.coding[0].display"]
+    from fhir_service.validation.options import Options
+
+    lenient = validate_resource(
+        coded, definitions=defs, options=Options(display_issues_are_warnings=True)
+    )
+    assert [(i.severity, i.expression) for i in lenient if "Display" in i.diagnostics] == [
+        ("warning", ["Observation.code.coding[0].display"])
+    ]
     assert [w for w, _ in errors(observation(system, "green"), defs)] == [
         "Observation.code.coding[0].code"
     ]
