@@ -19,6 +19,7 @@ from fhir_service.fhir.expansion import Expander
 from fhir_service.fhir.package_cache import Definitions
 
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+_THO = "http://terminology.hl7.org/"
 _GRAMMARS = ("urn:ietf:bcp:13", "urn:ietf:bcp:47", "http://unitsofmeasure.org")
 CODED_TYPES = frozenset({"code", "Coding", "CodeableConcept", "Quantity", "string", "uri"})
 
@@ -96,6 +97,13 @@ class BindingChecker:
     def _code_system(self, url: str) -> tuple[str, dict[str, list[str]], str] | None:
         if url not in self._systems:
             cs = self.definitions.code_system(url)
+            if cs is not None and url.startswith(_THO):
+                # HL7 terminology (https://terminology.hl7.org) is published apart from the
+                # R4 core package, whose copies of its code systems are older: only the
+                # hl7.terminology package, or a system supplied with the run, is current.
+                package = self.definitions.package_of(url)
+                if package is not None and package.id != "hl7.terminology":
+                    cs = None
             if cs is None:
                 self._systems[url] = None
             else:

@@ -117,11 +117,9 @@ def test_required_binding_on_code_and_codeable_concept(defs: Definitions) -> Non
             ]
         },
     }
-    # "gone" is outside the binding, and not a code of the (complete) CodeSystem either.
-    assert sorted(where for where, _ in check(allergy, defs)) == [
-        "AllergyIntolerance.clinicalStatus",
-        "AllergyIntolerance.clinicalStatus.coding[0].code",
-    ]
+    # "gone" is outside the binding. Its code system is HL7 terminology, whose copy in the
+    # R4 core package is not current: the code itself is not judged against it.
+    assert [where for where, _ in check(allergy, defs)] == ["AllergyIntolerance.clinicalStatus"]
 
 
 def test_invariant_failure_is_reported_at_its_element(defs: Definitions) -> None:
