@@ -20,11 +20,22 @@ from typing import Any
 from fhir_service.errors import Issue
 from fhir_service.fhir.package_cache import Definitions, load_definitions
 from fhir_service.validation.bindings import BindingChecker
+from fhir_service.validation.conformance_rules import (
+    capability_statement,
+    code_system,
+    concept_map,
+    global_profiles,
+    hl7_publication,
+    measure_report,
+    search_parameter,
+    value_set,
+)
 from fhir_service.validation.elements import CORE, ModelIndex
 from fhir_service.validation.invariants import InvariantEvaluator
 from fhir_service.validation.json_syntax import Finding, Locator, Pointer, parse_json
 from fhir_service.validation.options import Options
 from fhir_service.validation.profile import check_profile
+from fhir_service.validation.questionnaire import QuestionnaireChecker
 from fhir_service.validation.references import ReferenceChecker
 from fhir_service.validation.structure import ResourceSite, StructureWalker
 from fhir_service.validation.vital_signs import required_profile
@@ -41,6 +52,7 @@ class Validator:
         self.definitions = definitions
         self.index = ModelIndex(definitions)
         self.bindings = BindingChecker(definitions)
+        self.questionnaires = QuestionnaireChecker(definitions, self.index.is_resource)
 
     def validate_text(
         self, text: str, options: Options | None = None, *, at: Pointer = ()
@@ -86,6 +98,30 @@ class Validator:
         for site in walked.resources:
             explicit = options.profiles if site.path == site.rtype else ()
             findings.extend(self._profiles(site, explicit, options))
+            own: list[Issue] = []
+            if site.rtype == "SearchParameter":
+                own = search_parameter(
+                    site.value, site.rtype, self.definitions, self.index.is_resource
+                )
+            elif site.rtype == "CapabilityStatement":
+                own = capability_statement(site.value, site.rtype, self.definitions)
+            elif site.rtype == "ConceptMap":
+                own = concept_map(site.value, site.rtype, self.definitions, self.bindings.expander)
+            elif site.rtype == "MeasureReport":
+                own = measure_report(site.value, site.rtype, self.definitions)
+            elif site.rtype == "CodeSystem":
+                own = code_system(site.value, site.rtype)
+            elif site.rtype == "ValueSet":
+                own = value_set(site.value, site.rtype, self.definitions, self.bindings.code_known)
+            if options.for_publication and site.container is None:
+                own = own + hl7_publication(site.value, site.rtype)
+            for issue in own:
+                issue.expression = [_rebase(e, site) for e in issue.expression]
+                findings.append(Finding(issue, None))
+            if site.rtype == "QuestionnaireResponse":
+                for issue in self.questionnaires.check(site.value, site.rtype):
+                    issue.expression = [_rebase(e, site) for e in issue.expression]
+                    findings.append(Finding(issue, None))
         return _unique(findings)
 
     def _profiles(
@@ -96,6 +132,7 @@ class Validator:
         use_declared = options.declared_profiles
         declared = meta.get("profile") if isinstance(meta, dict) and use_declared else None
         wanted: list[tuple[str, str | None]] = [(p, None) for p in explicit]
+        wanted += [(p, None) for p in global_profiles(self.definitions, site.rtype)]
         if isinstance(declared, list):
             wanted += [
                 (p, f"{site.child_path}.meta.profile[{i}]")

@@ -193,8 +193,17 @@ def _per_1(value: Any, site: ResourceSite) -> bool:
     if not isinstance(start, str) or not isinstance(end, str):
         return True
     a, b = _instant(start), _instant(end)
-    if a is None or b is None or a[0] != b[0]:
+    if a is None or b is None:
         return True
+    if a[0] != b[0]:
+        # Different precisions compare on what both state
+        # (https://hl7.org/fhirpath/N1/#comparison): equal there, the result is empty,
+        # and an empty invariant result is not true.
+        n = min(a[0], b[0], 10)
+        if "T" in start and "T" in end:
+            return True  # one has no zone: the order is not known
+        left, right = start[:n], end[:n]
+        return left < right
     return bool(a[1] <= b[1])  # type: ignore[operator]
 
 

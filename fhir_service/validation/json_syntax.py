@@ -100,15 +100,23 @@ class Locator:
         # Offsets of the elements of each array met so far, so that locating many
         # issues in a large Bundle skips each entry once rather than once per issue.
         self._elements: dict[Pointer, list[int]] = {}
+        self._newlines: list[int] | None = None
 
     def __call__(self, pointer: Pointer | None) -> tuple[int, int] | None:
         if pointer is None:
             return None
         pos = self._navigate(pointer)
         if pos is not None:
-            text = self._text
-            return text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+            return self._line_col(pos)
         return self._tolerant(pointer)
+
+    def _line_col(self, pos: int) -> tuple[int, int]:
+        """Line and column of an offset; the line starts are found once per text."""
+        if self._newlines is None:
+            self._newlines = [m.start() for m in re.finditer("\n", self._text)]
+        before = bisect.bisect_left(self._newlines, pos)  # newlines before pos
+        start = self._newlines[before - 1] if before else -1
+        return before + 1, pos - start
 
     def _navigate(self, pointer: Pointer) -> int | None:
         """The offset of the deepest value on ``pointer``, or None when the text is not JSON."""

@@ -15,6 +15,10 @@ class Options:
     each resource against the profiles of its ``meta.profile``; ``vital_signs`` checks an
     Observation with a vital-sign code against its R4 vital signs profile
     (``vital_signs.py``); ``profiles`` are checked on the top-level resource as well.
+    ``for_publication`` adds the rules for resources HL7 publishes (the HL7 validator's
+    ``-forPublication``); ``display_issues_are_warnings`` makes a Coding display that its
+    code system does not know a warning instead of an error (the HL7 validator's
+    ``-display-issues-are-warnings``).
     """
 
     invariants: bool = True
@@ -28,3 +32,5 @@ class Options:
     declared_profiles: bool = True
     vital_signs: bool = True
     profiles: tuple[str, ...] = ()
+    for_publication: bool = False
+    display_issues_are_warnings: bool = False

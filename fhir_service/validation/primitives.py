@@ -13,6 +13,9 @@ from functools import cache
 
 _NUMBER_TYPES = frozenset({"decimal", "integer", "unsignedInt", "positiveInt"})
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_URI_TYPES = frozenset({"uri", "url", "canonical"})
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
 
@@ -56,6 +59,18 @@ def check_primitive(type_code: str, value: object, regex: str | None) -> str | N
         return "If a date has a time, it must have a timezone"
     if regex and type_code not in ("string", "markdown") and not _compiled(regex).fullmatch(value):
         return f"The value '{value}' is not a valid {type_code}"
+    if type_code in _URI_TYPES and value.startswith("urn:"):
+        return _urn_problem(value)
+    return None
+
+
+def _urn_problem(value: str) -> str | None:
+    """``urn:uuid:`` and ``urn:oid:`` URIs (https://hl7.org/fhir/R4/datatypes.html#uri):
+    a UUID is RFC 4122 hex in lowercase, an OID is dotted numbers (RFC 3001)."""
+    if value.startswith("urn:uuid:") and not _UUID.fullmatch(value[9:]):
+        return f"UUIDs must be valid and lowercase ({value[9:]})"
+    if value.startswith("urn:oid:") and not _OID.fullmatch(value[8:]):
+        return f"OIDs must be valid ({value[8:]})"
     return None
 
 

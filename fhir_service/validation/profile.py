@@ -29,6 +29,7 @@ from fhir_service.fhir.package_cache import Definitions, load_definitions
 from fhir_service.validation.fixed_pattern import contains_pattern, describe, equals_fixed
 from fhir_service.validation.slicing import matches
 from fhir_service.validation.snapshot import PRIMITIVE_PREFIX, ElementNode, Snapshot, build_snapshot
+from fhir_service.validation.snapshot_gen import with_snapshot
 
 CORE_SD = "http://hl7.org/fhir/StructureDefinition/"
 _CODED = (
@@ -114,6 +115,8 @@ class ProfileChecker:
         """The element tree of a StructureDefinition, or None when it is not installed."""
         if url not in self._snapshots:
             sd = self.definitions.structure_definition(url)
+            if sd is not None:
+                sd = with_snapshot(sd, self.definitions)
             self._snapshots[url] = build_snapshot(corrected(sd)) if sd is not None else None
         return self._snapshots[url]
 

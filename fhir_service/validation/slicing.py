@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fhir_service.errors import Issue
 from fhir_service.fhir.expansion import Expansion
 from fhir_service.validation.fixed_pattern import contains_pattern, equals_fixed
 from fhir_service.validation.snapshot import ElementNode, Snapshot
@@ -26,6 +27,8 @@ class Resolver(Protocol):
     def snapshot(self, url: str) -> Snapshot | None: ...
 
     def expand(self, url: str) -> Expansion: ...
+
+    def check(self, resource: dict[str, Any], profile_url: str) -> list[Issue]: ...
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,24 @@ def _exists_test(resolver: Resolver, slice_node: ElementNode, path: str, actual:
     raise _Unknown(f"slice {slice_node.id} neither requires nor forbids {path!r}")
 
 
+def _profile_test(
+    resolver: Resolver, slice_node: ElementNode, path: str, actual: list[Any]
+) -> bool:
+    """A ``profile`` discriminator (https://hl7.org/fhir/R4/profiling.html#discriminator):
+    the value at ``path`` conforms to a profile the slice gives that element."""
+    profiles = [p for found, _ in _find(resolver, slice_node, path) for p in _type_profiles(found)]
+    if not profiles:
+        raise _Unknown(f"slice {slice_node.id} names no profile at {path!r}")
+    resources = [v for v in actual if isinstance(v, dict)]
+    return bool(resources) and all(
+        any(
+            not any(i.severity in ("error", "fatal") for i in resolver.check(v, p))
+            for p in profiles
+        )
+        for v in resources
+    )
+
+
 def matches(
     resolver: Resolver, value: Any, slice_node: ElementNode, discriminators: list[dict[str, Any]]
 ) -> Match:
@@ -225,6 +246,8 @@ def matches(
                 and "resourceType" in value
             ):
                 ok = value["resourceType"] in slice_node.type_codes
+            elif kind == "profile":
+                ok = _profile_test(resolver, slice_node, path, actual)
             else:
                 raise _Unknown(f"{kind} discriminator on {path!r} is not evaluated")
         except _Unknown as exc:

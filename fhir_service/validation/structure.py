@@ -28,6 +28,7 @@ from fhir_service.validation.elements import Constraint, ElementInfo, ModelIndex
 from fhir_service.validation.json_syntax import Finding, Pointer
 from fhir_service.validation.options import Options
 from fhir_service.validation.primitives import check_primitive
+from fhir_service.validation.snapshot_gen import with_snapshot
 from fhir_service.validation.xhtml import html_problems
 
 _EXAMPLE_URL = re.compile(r"^https?://([^/]+\.)?example\.(org|com|net)(/|$)")
@@ -38,6 +39,18 @@ _CROSS_VERSION = re.compile(
     r"^http://hl7\.org/fhir/(1\.0|3\.0|4\.0|4\.3|5\.0)/StructureDefinition/extension-[A-Z][A-Za-z]*(\.[A-Za-z\[\]]+)*$"
 )
 """Extensions for converting between versions (https://hl7.org/fhir/R4/versions.html#extensions)."""
+
+
+# Extension spaces of HL7's own extension and tooling packages
+# (https://hl7.org/fhir/R4/extensibility-registry.html).
+_HL7_EXTENSION_SPACES = (
+    "http://hl7.org/fhir/StructureDefinition/",
+    "http://hl7.org/fhir/tools/StructureDefinition/",
+)
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+_CANONICAL_CONTEXTS = frozenset({"CanonicalResource", "MetadataResource"})
+_CANONICAL_ELEMENTS = ("url", "version", "name", "status")
+_CANONICAL_TYPES: dict[str, bool] = {}  # R4 resource types: the same for every index
 
 
 @dataclass
@@ -146,7 +159,8 @@ class StructureWalker:
         rtype = value.get("resourceType")
         where = path or "$"
         if not isinstance(rtype, str):
-            self.add("error", "structure", "Unable to find resourceType property", where, ptr)
+            # The HL7 JSON parser stops there: fatal (https://hl7.org/fhir/R4/json.html#resources)
+            self.add("fatal", "structure", "Unable to find resourceType property", where, ptr)
             return None
         model = self.index.model(rtype)
         if model is None or model.kind != "resource":
@@ -165,7 +179,49 @@ class StructureWalker:
         self.object(value, model, child_path, ptr, site, (rtype, rtype))
         if rtype == "Bundle":
             self.bundle_entries(value, child_path, ptr, site)
+        self.canonical_urls(value, rtype, child_path, ptr, container is not None)
         return site
+
+    def canonical_urls(
+        self, value: dict[str, Any], rtype: str, path: str, ptr: Pointer, contained: bool
+    ) -> None:
+        """The canonical URL of a canonical resource is absolute
+        (https://hl7.org/fhir/R4/resource.html#canonical, "an absolute URI"), and so is
+        a code system a ValueSet includes: a contained one is referenced by its own
+        absolute URL, never ``#id`` (https://hl7.org/fhir/R4/valueset.html#compositions)."""
+        url = value.get("url")
+        if url is None and rtype != "ValueSet":
+            return
+        if (
+            isinstance(url, str)
+            and url
+            and not _ABSOLUTE.match(url)
+            and self._canonical_resource(rtype)
+        ):
+            text = (
+                f"Canonical URLs in contained resources must be absolute URLs if present ({url})"
+                if contained
+                else "Canonical URLs must be absolute URLs if they are not fragment references "
+                f"({url})"
+            )
+            self.add("error", "invalid", text, f"{path}.url", (*ptr, "url"))
+        if rtype != "ValueSet" or not isinstance(value.get("compose"), dict):
+            return
+        for part in ("include", "exclude"):
+            rows = value["compose"].get(part)
+            for i, row in enumerate(rows if isinstance(rows, list) else []):
+                system = row.get("system") if isinstance(row, dict) else None
+                if isinstance(system, str) and system and not _ABSOLUTE.match(system):
+                    self.add(
+                        "error",
+                        "invalid",
+                        f"URI values in ValueSet.compose.{part}.system must be absolute. To "
+                        "reference a contained code system, use the full CodeSystem URL and "
+                        "reference it using the http://hl7.org/fhir/StructureDefinition/"
+                        "valueset-system extension",
+                        f"{path}.compose.{part}[{i}]",
+                        (*ptr, "compose", part, i),
+                    )
 
     def bundle_entries(
         self, bundle: dict[str, Any], path: str, ptr: Pointer, site: ResourceSite
@@ -392,14 +448,35 @@ class StructureWalker:
             if problem:
                 self.add("error", "invalid", problem, path, ptr)
             elif code == "xhtml":
-                for text in html_problems(str(value)):
+                for text in html_problems(str(value), links=True):
                     self.add("error", "invalid", text, path, ptr)
             elif isinstance(value, str):
                 self.string_rules(value, code, path, ptr)
+                if code == "canonical" and not value.startswith("#") and not _ABSOLUTE.match(value):
+                    # https://hl7.org/fhir/R4/references.html#canonical
+                    self.add(
+                        "error",
+                        "invalid",
+                        "Canonical URLs must be absolute URLs if they are not fragment "
+                        f"references ({value})",
+                        path,
+                        ptr,
+                    )
                 if info.binding:
                     issue = self.bindings.check(info.binding, code, value, path, self._unbound)
                     if issue:
                         self.out.findings.append(Finding(issue, ptr))
+        elif (
+            code == "code"
+            and info.binding
+            and info.binding[0] == "required"
+            and not _carries_other_version_value(extra)
+        ):
+            # Only extensions (e.g. data-absent-reason) and no code: a required binding
+            # still wants one (https://hl7.org/fhir/R4/terminologies.html#required).
+            self.out.findings.append(
+                Finding(self.bindings.no_code_issue(info.binding[1], path), ptr)
+            )
         if extra is not None:
             if not isinstance(extra, dict):
                 self.add(
@@ -528,6 +605,10 @@ class StructureWalker:
                 )
             elif code == "Attachment":
                 self.attachment(item, item_path, item_ptr)
+            elif code == "Coding":
+                display = "warning" if self.options.display_issues_are_warnings else "error"
+                for problem in self.bindings.coding(item, item_path, display):
+                    self.out.findings.append(Finding(problem, item_ptr))
             if info.binding and code in ("Coding", "CodeableConcept", "Quantity"):
                 issue = self.bindings.check(info.binding, code, item, item_path, self._unbound)
                 if issue:
@@ -589,6 +670,18 @@ class StructureWalker:
                 ptr,
             )
             return
+        if sd is None and url.startswith(_HL7_EXTENSION_SPACES):
+            # Published by HL7 in the extensions or tools packages (not installed here):
+            # a real definition we cannot read, not an unknown one.
+            self.add(
+                "warning",
+                "not-found",
+                f"The extension {url} is published by HL7 outside the installed packages; "
+                "it was not checked",
+                path,
+                ptr,
+            )
+            return
         if sd is None:
             self.add(
                 "error",
@@ -612,6 +705,8 @@ class StructureWalker:
         allowed = {host_type, host_def, "Element"}
         if self.index.is_resource(host_type):
             allowed |= {"Resource", "DomainResource"}
+            if self._canonical_resource(host_type):
+                allowed |= _CANONICAL_CONTEXTS
         elif "." in host_def and host_type == host_def:
             allowed.add("BackboneElement")
         if not allowed & set(element_contexts):
@@ -624,10 +719,28 @@ class StructureWalker:
                 host_ptr,
             )
 
+    def _canonical_resource(self, rtype: str) -> bool:
+        """Whether a resource type follows the canonical resource pattern.
+
+        Extensions written for R5 name the abstract ``CanonicalResource`` and
+        ``MetadataResource`` (https://hl7.org/fhir/R5/canonicalresource.html) as context;
+        in R4 those are the resources with ``url``, ``version``, ``name`` and ``status``
+        (https://hl7.org/fhir/R4/resource.html#canonical).
+        """
+        found = _CANONICAL_TYPES.get(rtype)
+        if found is None:
+            model = self.index.model(rtype)
+            found = model is not None and all(
+                self.index.element(f"{rtype}.{n}") is not None for n in _CANONICAL_ELEMENTS
+            )
+            _CANONICAL_TYPES[rtype] = found
+        return found
+
     def extension_value(
         self, ext: dict[str, Any], sd: dict[str, Any], url: str, path: str, ptr: Pointer
     ) -> None:
         """The value[x] of an extension against the types its definition allows."""
+        sd = with_snapshot(sd, self.index.definitions) or sd
         element = next(
             (
                 e
@@ -677,3 +790,14 @@ class StructureWalker:
                 path,
                 ptr,
             )
+
+
+def _carries_other_version_value(extra: Any) -> bool:
+    """Whether a primitive's extensions hold its value in another FHIR version's form
+    (https://hl7.org/fhir/R4/versions.html#extensions)."""
+    if not isinstance(extra, dict):
+        return False
+    return any(
+        isinstance(e, dict) and _CROSS_VERSION.match(str(e.get("url") or ""))
+        for e in extra.get("extension") or []
+    )

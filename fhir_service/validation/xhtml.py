@@ -122,8 +122,21 @@ class _Checker(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.problems: list[str] = []
+        self.anchors: set[str] = set()
+        self.links: list[tuple[str, str, list[str]]] = []  # href, where, text parts
+        self.stack: list[str] = []
+        self._open_link: tuple[str, str, list[str]] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _VOID:
+            self.stack.append(tag)
+        for name, value in attrs:
+            if name in ("id", "name") and value:
+                self.anchors.add(value)
+        href = dict(attrs).get("href")
+        if tag == "a" and href and href.startswith("#") and len(href) > 1:
+            self._open_link = (href, "/".join(self.stack), [])
+            self.links.append(self._open_link)
         if tag not in _ELEMENTS:
             self.problems.append(f"Invalid element name in the XHTML ('{tag}')")
         for name, value in attrs:
@@ -136,10 +149,34 @@ class _Checker(HTMLParser):
             ):
                 self.problems.append(f"Script in the XHTML attribute '{name}' is not allowed")
 
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._open_link = None
+        if tag in self.stack:
+            while self.stack and self.stack.pop() != tag:
+                pass
 
-def html_problems(div: str) -> list[str]:
-    """What in a narrative div breaks the FHIR XHTML rules (empty when it is fine)."""
+    def handle_data(self, data: str) -> None:
+        if self._open_link is not None:
+            self._open_link[2].append(data)
+
+
+_VOID = frozenset({"br", "hr", "img", "col", "area"})
+
+
+def html_problems(div: str, *, links: bool = False) -> list[str]:
+    """What in a narrative div breaks the FHIR XHTML rules (empty when it is fine).
+
+    Besides the element and attribute rules of https://hl7.org/fhir/R4/narrative.html#xhtml,
+    with ``links`` a link to a fragment (``href="#x"``) must reach an ``id`` or ``name`` of the same
+    narrative: the narrative is read on its own, so anything else does not resolve.
+    """
     checker = _Checker()
     checker.feed(div)
     checker.close()
-    return checker.problems
+    problems = list(checker.problems)
+    for href, where, text in checker.links if links else []:
+        if href[1:] not in checker.anchors:
+            shown = " ".join("".join(text).split())
+            problems.append(f"Hyperlink '{href}' at '{where}' for '{shown}' does not resolve")
+    return problems
