@@ -27,7 +27,7 @@ from fhir_service.storage.engine import BEGIN_OPTION
 from fhir_service.storage.sql_repository import SqlRepository
 from fhir_service.storage.store import SqlStore
 from fhir_service.storage.tables import resource, resource_version
-from fhir_service.storage.visibility import Where, visible_resources
+from fhir_service.storage.visibility import Where, inside
 
 BATCH = 1000
 READ = "r"
@@ -45,8 +45,7 @@ class ExportScan:
         self.scope = scope
 
     def _inside(self) -> list[Where]:
-        where = visible_resources(self.scope, READ)
-        return [where] if where is not None else []
+        return inside(self.scope, READ)
 
     def group_members(self, group_id: str) -> list[str]:
         """Ids of the Patients in ``Group/group_id``; NotFound when there is no such Group

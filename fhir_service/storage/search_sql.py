@@ -48,7 +48,7 @@ from fhir_service.storage.search_tables import (
     sp_uri,
 )
 from fhir_service.storage.tables import UtcDateTime, resource, resource_version
-from fhir_service.storage.visibility import visible_keys, visible_resources
+from fhir_service.storage.visibility import inside, visible_keys, visible_resources
 
 Where = sa.ColumnElement[bool]
 _TOP = "\U0010ffff"
@@ -886,7 +886,7 @@ def _forward(
                 ),
             ).join(resource_version, resource.c.seq == resource_version.c.seq)
         )
-        .where(resource.c.deleted.is_(False), *_inside(scope))
+        .where(resource.c.deleted.is_(False), *inside(scope, "s"))
     )
     return list(conn.execute(query))
 
@@ -933,14 +933,9 @@ def _reverse(
                 sa.and_(resource.c.type == sources.c.res_type, resource.c.id == sources.c.res_id),
             ).join(resource_version, resource.c.seq == resource_version.c.seq)
         )
-        .where(resource.c.deleted.is_(False), *_inside(scope))
+        .where(resource.c.deleted.is_(False), *inside(scope, "s"))
     )
     return list(conn.execute(query))
-
-
-def _inside(scope: AccessScope) -> list[Where]:
-    where = visible_resources(scope, "s")
-    return [] if where is None else [where]
 
 
 # --------------------------------------------------------------- compartment

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from fhir_service.fhir.references import iter_references, parse_reference
 from fhir_service.storage.access import AccessScope
 from fhir_service.storage.tables import resource, resource_version
-from fhir_service.storage.visibility import Where, visible, visible_resources
+from fhir_service.storage.visibility import Where, inside, visible
 
 READ = "r"
 BATCH = 500
@@ -51,8 +51,7 @@ class LocalResources:
         self.scope = scope
 
     def _inside(self) -> list[Where]:
-        where = visible_resources(self.scope, READ)
-        return [where] if where is not None else []
+        return inside(self.scope, READ)
 
     def changed_since(self, seq: int) -> list[Current]:
         """Every resource whose current version was written after ``seq``, in write order."""

@@ -60,6 +60,12 @@ def visible_resources(scope: AccessScope, actions: str) -> Where | None:
     return visible(scope, resource.c.type, resource.c.seq, actions)
 
 
+def inside(scope: AccessScope, actions: str) -> list[Where]:
+    """``visible_resources`` as a list of WHERE clauses (empty: no restriction)."""
+    where = visible_resources(scope, actions)
+    return [] if where is None else [where]
+
+
 def visible_keys(scope: AccessScope, types: list[str], keys: sa.Select[Any]) -> sa.Select[Any]:
     """``keys`` (ids of one type, or (type, id) pairs) narrowed to the current resources
     the scope may search; unchanged when the scope reaches all of them."""
