@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from fhir_service.cli import commands, view
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
-from tests.views.suite import Case, canonical, check, load_cases
+from tests.views.suite import Case, canonical, check, load_cases, suite_absent
 
 app = typer.Typer()
 
@@ -99,7 +99,7 @@ def test_suite_over_the_database(file: str, database_url: str, tmp_path: Path) -
     file's resources stored in a database of their own."""
     cases = [c for c in load_cases() if c.file == file]
     if not cases:
-        pytest.skip("SQL on FHIR suite absent")
+        suite_absent()
     _store(database_url, cases[0].resources)
     for case in cases:
         view_file, _ = _files(case, tmp_path)
@@ -110,7 +110,7 @@ def test_suite_over_the_database(file: str, database_url: str, tmp_path: Path) -
 def _expected_case(file: str, title: str) -> Case:
     cases = load_cases()
     if not cases:
-        pytest.skip("SQL on FHIR suite absent")
+        suite_absent()
     return next(c for c in cases if c.file == file and c.title == title)
 
 
