@@ -24,6 +24,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -85,6 +87,13 @@ def add_copies(store: SqlStore, wanted: int) -> int:
                     .where(~resource_version.c.id.like("%-c%"))
                 )
             ]
+            taken = conn.execute(
+                sa.select(resource_table.c.id).where(
+                    resource_table.c.id == bodies[0]["id"] + suffix
+                )
+            ).first()
+        if taken is not None:  # an earlier call made this copy
+            continue
         need = wanted - total(store)
         now = datetime.now(UTC)
         for start in range(0, min(len(bodies), need), 1000):
