@@ -34,6 +34,7 @@ from mappings.common import (
     time_text,
 )
 from mappings.context import MappingContext
+from mappings.dosage import plan_text
 
 PLAN_STATUS = {
     "active": "active",
@@ -128,8 +129,8 @@ def _course_notes(case: Case, course: MedicationCourse) -> list[dict[str, str]]:
         facts.append(f"intent {course.intent}")
     if course.setting:
         facts.append(f"setting {course.setting}")
-    if course.cycles is not None:
-        facts.append(f"{course.cycles} cycles")
+    if not all(d.continuous for d in course.drugs):
+        facts.append(plan_text(course))
     facts.append(
         f"cycle length {course.cycle_length}"
         if course.cycle_length is not None
