@@ -5,7 +5,8 @@ R4 Dosage (https://hl7.org/fhir/R4/dosage.html) and Timing
 cycles dosed alike; Dosages of one run share a ``sequence`` (concurrent), runs follow each
 other in ``sequence`` order. ``timing.repeat``: ``frequency`` administrations per
 ``period`` = the cycle length (days 1 and 8 of a 21-day cycle: 2 per 21 d, never "every
-day"), ``count`` the administrations ordered in the run, ``boundsPeriod.start`` the first
+day"), ``count`` the administrations ordered in the run (only when the
+number of cycles ordered is known), ``boundsPeriod.start`` the first
 day when known; the days within the cycle are the project extension ``cycle-day`` (one
 per day; R4's ``timing-daysOfCycle`` may only be used on PlanDefinition and RequestGroup
 actions). Continuous dosing is ``frequency``/1 d bounded by the course. ``doseAndRate``
@@ -138,7 +139,7 @@ def timing(
     elif step.days:
         per_cycle = len(step.days) * drug.times_per_day
         result["extension"] = [{"url": CYCLE_DAY, "valueInteger": d} for d in step.days]
-        if run.cycles is not None:
+        if run.cycles is not None and cycles_ordered(course) is not None:
             repeat["count"] = run.cycles * per_cycle
         if course.cycle_length is not None:
             repeat |= {
