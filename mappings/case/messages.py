@@ -43,7 +43,7 @@ def describe(err: Any) -> str:
     if kind in _KINDS:
         message = f"expected {_KINDS[kind]}, got {_shown(value)}"
         if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
-            message += f"; write it in quotes (\"{value}\") if it is meant as text"
+            message += f'; write it in quotes ("{value}") if it is meant as text'
         return message
     if kind == "literal_error":
         return f"{_shown(value)} is not one of: {ctx.get('expected', '')}"

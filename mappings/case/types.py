@@ -156,8 +156,7 @@ def _parse_time(value: object) -> object:
     if isinstance(value, timing.RelativeTime):
         return value
     raise ValueError(
-        f"expected a time such as 'day 0', 'day +14', '~month +12' or 'before day 0', "
-        f"got {value!r}"
+        f"expected a time such as 'day 0', 'day +14', '~month +12' or 'before day 0', got {value!r}"
     )
 
 
