@@ -99,11 +99,13 @@ def cycle_text(course: MedicationCourse) -> str:
 
 
 def schedule_text(course: MedicationCourse, drug: Drug, run: Run, step: Step) -> str:
-    """When the step is given: ``once daily on days 1, 8 of each 21-day cycle, cycles 1-6``."""
+    """When the step is given: ``on days 1, 8 of each 21-day cycle, cycles 1-6`` (``twice
+    daily on ...`` for two a day: one a day is what listing the days says)."""
     if drug.continuous:
         return f"{times_text(drug.times_per_day)}, continuous"
+    times = f"{times_text(drug.times_per_day)} " if drug.times_per_day > 1 else ""
     when = (
-        f"{times_text(drug.times_per_day)} on {days_text(step.days)} of {cycle_text(course)}"
+        f"{times}on {days_text(step.days)} of {cycle_text(course)}"
         if step.days
         else f"days of {cycle_text(course)} not stated"
     )

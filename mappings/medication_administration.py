@@ -100,6 +100,11 @@ def _administration(
     elif a.absolute is None and (per_bsa(a.dose) or per_weight(a.dose)):
         assert a.dose is not None
         notes.append(note(f"Dose as ordered ({a.dose.unit}); the absolute dose is not stated"))
+    notes += [
+        note(o.note)
+        for o in course.cycle_overrides
+        if o.drug == drug.key and o.cycle == a.cycle and o.note
+    ]
     if course.cycles is None and not drug.continuous:
         notes.append(note("The number of cycles is not stated; recorded as given at least once"))
     res["note"] = notes

@@ -66,7 +66,7 @@ def test_doxorubicin_40_mg_ivgtt_days_1_to_3_in_both_cycles_of_regimen_1(
 ) -> None:
     request = find(resources, "MedicationRequest", "ai-doxorubicin")
     [instruction] = request["dosageInstruction"]
-    assert instruction["text"].startswith("40 mg ivgtt, once daily on days 1-3 of each cycle")
+    assert instruction["text"].startswith("40 mg ivgtt, on days 1-3 of each cycle")
     assert dose(instruction) == (40, "mg")
     assert instruction["doseAndRate"][0]["type"]["coding"][0]["code"] == "ordered"
     assert instruction["route"]["coding"][0]["code"] == "47625008"
@@ -120,7 +120,7 @@ def test_doxorubicin_30_mg_and_dacarbazine_300_mg_two_cycles(
 ) -> None:
     doxo = find(resources, "MedicationRequest", "ad-doxorubicin")
     dtic = find(resources, "MedicationRequest", "ad-dacarbazine")
-    assert doxo["dosageInstruction"][0]["text"].startswith("30 mg ivgtt, once daily on days 1-3")
+    assert doxo["dosageInstruction"][0]["text"].startswith("30 mg ivgtt, on days 1-3")
     assert dose(dtic["dosageInstruction"][0]) == (300, "mg")
     assert doxo["status"] == dtic["status"] == "completed"
     # Completed: all it ordered was given, two cycles of days 1-3.
@@ -137,7 +137,7 @@ def test_tislelizumab_200_mg_day_1_of_21_day_cycles_twice_with_anlotinib_12_mg_p
 ) -> None:
     tisle = find(resources, "MedicationRequest", "ta-tislelizumab")
     [instruction] = tisle["dosageInstruction"]
-    assert instruction["text"].startswith("200 mg ivgtt, once daily on day 1 of each 21-day")
+    assert instruction["text"].startswith("200 mg ivgtt, on day 1 of each 21-day")
     repeat = instruction["timing"]["repeat"]
     assert {k: repeat[k] for k in ("count", "frequency", "period", "periodUnit")} == {
         "count": 2,
