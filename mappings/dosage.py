@@ -83,11 +83,16 @@ def days_text(days: tuple[int, ...] | list[int]) -> str:
 
 
 def dose_text(dose: Quantity | None, drug: Drug) -> str:
-    """``40 mg ivgtt``: the dose and route as written (``dose not stated`` when absent)."""
-    parts = [f"{dose.value:g} {dose.unit}" if dose is not None else "dose not stated"]
+    """``40 mg ivgtt``: the dose and route as written; what is missing is said so
+    (``po (dose not stated)``, ``dose and route not stated``)."""
     route = drug.route_as_written or (drug.route.text if drug.route is not None else None)
-    parts.append(route or "route not stated")
-    return " ".join(parts)
+    shown = [f"{dose.value:g} {dose.unit}" if dose is not None else None, route]
+    missing = [name for name, value in zip(("dose", "route"), shown, strict=True) if not value]
+    text = " ".join(v for v in shown if v)
+    if not missing:
+        return text
+    absent = " and ".join(missing) + " not stated"
+    return f"{text} ({absent})" if text else absent
 
 
 def cycle_text(course: MedicationCourse) -> str:
@@ -103,6 +108,8 @@ def schedule_text(course: MedicationCourse, drug: Drug, run: Run, step: Step) ->
     daily on ...`` for two a day: one a day is what listing the days says)."""
     if drug.continuous:
         return f"{times_text(drug.times_per_day)}, continuous"
+    if not step.days and not has_cycles(course):
+        return "schedule not stated"
     times = f"{times_text(drug.times_per_day)} " if drug.times_per_day > 1 else ""
     when = (
         f"{times}on {days_text(step.days)} of {cycle_text(course)}"
@@ -110,9 +117,15 @@ def schedule_text(course: MedicationCourse, drug: Drug, run: Run, step: Step) ->
         else f"days of {cycle_text(course)} not stated"
     )
     if run.cycles is None:
-        return when + (", every cycle" if run.first == 1 else "")
+        overridden = any(o.drug == drug.key for o in course.cycle_overrides)
+        return when + (", cycles without an override" if overridden else "")
     last = run.first + run.cycles - 1
     return when + (f", cycle {last}" if last == run.first else f", cycles {run.first}-{last}")
+
+
+def has_cycles(course: MedicationCourse) -> bool:
+    """True when the case says anything of the course's cycles (length or counts)."""
+    return any(v is not None for v in (course.cycle_length, course.cycles, course.cycles_planned))
 
 
 def _bounds_start(course: MedicationCourse, run: Run, ctx: MappingContext) -> date | None:
@@ -210,11 +223,12 @@ def _bsa_text(course: MedicationCourse, step: Step) -> str:
 
 def plan_text(course: MedicationCourse) -> str:
     """Cycles planned and given, e.g. ``6 cycles planned, 4 given``."""
-    ordered, given = cycles_ordered(course), course.cycles
+    given = course.cycles
     if course.cycles_planned is not None:
         given_text = f"{given} given" if given is not None else "number given not stated"
         return f"{course.cycles_planned} cycles planned, {given_text}"
     if given is not None:
-        planned = "as planned" if ordered == given else "number planned not stated"
-        return f"{given} cycles given ({planned})"
+        if course.status == "completed":
+            return f"{given} cycles given, course completed"
+        return f"{given} cycles given, number planned not stated"
     return "number of cycles not stated"

@@ -30,7 +30,7 @@ from mappings.common import (
     profile,
 )
 from mappings.context import MappingContext
-from mappings.dosage import normalization_extension, plan_text, request_dosages
+from mappings.dosage import has_cycles, normalization_extension, plan_text, request_dosages
 
 PROFILE = "mcode-cancer-related-medication-request"
 REQUEST_STATUS = {
@@ -102,7 +102,8 @@ def _request(
             "coding": [{"system": COURSE_OF_THERAPY, "code": "continuous"}],
             "text": "Continuous long term therapy",
         }
-    notes = [] if drug.continuous else [note(f"Cycles: {plan_text(course)}")]
+    cycled = has_cycles(course) and not drug.continuous
+    notes = [note(f"Cycles: {plan_text(course)}")] if cycled else []
     notes += [note(o.note) for o in course.cycle_overrides if o.drug == drug.key and o.note]
     if drug.note:
         notes.append(note(drug.note))
