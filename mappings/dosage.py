@@ -7,7 +7,8 @@ other in ``sequence`` order. ``timing.repeat``: ``frequency`` administrations pe
 ``period`` = the cycle length (days 1 and 8 of a 21-day cycle: 2 per 21 d, never "every
 day"), ``count`` the administrations ordered in the run (only when the
 number of cycles ordered is known), ``boundsPeriod.start`` the first
-day when known; the days within the cycle are the project extension ``cycle-day`` (one
+day when known, and ``Timing.event`` the dates when every administration of the Dosage
+falls in a dated cycle 1; the days within the cycle are the project extension ``cycle-day`` (one
 per day; R4's ``timing-daysOfCycle`` may only be used on PlanDefinition and RequestGroup
 actions). Continuous dosing is ``frequency``/1 d bounded by the course. ``doseAndRate``
 carries the dose with ``type`` ``ordered`` and, when the BSA is known, the absolute dose
@@ -17,7 +18,7 @@ R4's chemotherapy example PlanDefinition KDN5). docs/mapping.md, "Schedules".
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from mappings.case.model import Drug, MedicationCourse
@@ -167,6 +168,13 @@ def timing(
                 "start": start.isoformat(),
                 "_start": derived_mark(f"{course.start}, cycle 1 day 1", ctx),
             }
+            if run.cycles == 1 and cycles_ordered(course) is not None:
+                # Every administration of this Dosage falls in cycle 1: all dated.
+                days = [d for d in step.days for _ in range(drug.times_per_day)]
+                result["event"] = [(start + timedelta(days=d - 1)).isoformat() for d in days]
+                result["_event"] = [
+                    derived_mark(f"{course.start}, cycle 1 day {d}", ctx) for d in days
+                ]
     if repeat:
         result["repeat"] = repeat
     return result

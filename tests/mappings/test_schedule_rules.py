@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from mappings.case.model import MedicationCourse
 from mappings.case.types import Quantity
+from mappings.context import MappingContext
+from mappings.dosage import request_dosages
 from mappings.schedule import absolute_dose, administrations, runs
 
 
@@ -70,3 +73,14 @@ def test_none_given_and_continuous_dosing() -> None:
     assert (one.key, one.cycle, one.day) == ("d-continuous", None, None)
     held = course(status="on-hold", drug=daily)
     assert administrations(held, held.drugs[0]) == []
+
+
+def test_a_single_dated_cycle_lists_its_dates_as_timing_events() -> None:
+    c = course(cycles=1, start="day +2", drug={"times_per_day": 2})
+    [dosage] = request_dosages(c, c.drugs[0], MappingContext("t", date(2024, 2, 28)))
+    # day +2 = 2024-03-01 is day 1 of the cycle; day 8 is 2024-03-08; twice each day
+    assert dosage["timing"]["event"] == ["2024-03-01"] * 2 + ["2024-03-08"] * 2
+    assert dosage["timing"]["repeat"]["count"] == 4
+    many = course(cycles=2, start="day +2")
+    [dosage] = request_dosages(many, many.drugs[0], MappingContext("t", date(2024, 2, 28)))
+    assert "event" not in dosage["timing"]  # cycle 2 may have been delayed
