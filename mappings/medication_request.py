@@ -4,12 +4,13 @@ mCODE CancerRelatedMedicationRequest
 (https://hl7.org/fhir/us/mcode/STU4/StructureDefinition-mcode-cancer-related-medication-request.html)
 on MedicationRequest (https://hl7.org/fhir/R4/medicationrequest.html): the drug with
 its codes (text only when the tables have none), ``dosageInstruction`` with the dose
-(UCUM), route, timing and the dosage text as written (``40 mg ivgtt, days 1-3``),
-``basedOn`` the course's CarePlan, and a ``groupIdentifier`` shared by the drugs of a
-course. The schedule (cycle days, cycles planned, continuous dosing) and the dose as
-ordered are in mappings/dosage.py; a dose per body surface area carries mCODE's
-``normalizationBasis``. The report names no prescriber and no order date, so ``requester`` (US Core
-requires it for intent ``order``) and ``authoredOn`` carry the data-absent-reason extension.
+(UCUM), route, timing and the dosage text as written (``40 mg ivgtt, on days 1-3 of each
+cycle``), ``basedOn`` the course's CarePlan, and a ``groupIdentifier`` shared by the drugs
+of a course. The schedule (cycle days, cycles planned, continuous dosing) and the dose as
+ordered are built in mappings/dosage.py; a dose per body surface area carries mCODE's
+``normalizationBasis``. The report names no prescriber and no order date, so
+``requester`` (US Core requires it for intent ``order``) and ``authoredOn`` carry the
+data-absent-reason extension.
 """
 
 from __future__ import annotations
