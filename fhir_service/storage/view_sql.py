@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, JSONPATH, aggregate_ord
 
 from fhir_service.storage.repository import Repository
 from fhir_service.storage.sql_repository import SqlRepository
+from fhir_service.storage.tables import resource
 from fhir_service.storage.view_scan import current_resources
 
 # Path steps (FHIRPath functions of the specification's required subset).
@@ -38,6 +39,13 @@ class Member:
     """An element by its JSON name (a choice element with its type suffix)."""
 
     key: str
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A choice element without ``ofType``: the value of whichever of its keys is present."""
+
+    keys: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,10 @@ class _Paths:
             if isinstance(step, Member):
                 pending += f".{_quoted(step.key)}[*]{_NOT_NULL}"
                 continue
+            if isinstance(step, Choice):
+                keys = " || ".join(f"@.key == {_quoted(key)}" for key in step.keys)
+                pending += f' ? (@.type() == "object").keyvalue() ? ({keys}).value[*]{_NOT_NULL}'
+                continue
             if isinstance(step, Extension):
                 pending += f'."extension"[*] ? (@."url" == {_quoted(step.url)})'
                 continue
@@ -304,26 +316,38 @@ def _statement(plan: ViewPlan, source: sa.Subquery, key: sa.ColumnElement[Any]) 
     return stmt.order_by(key, *query.order)
 
 
+def runs_in_database(repo: Repository) -> bool:
+    """Whether ``repo`` reads a PostgreSQL database, where plans run."""
+    return isinstance(repo, SqlRepository) and repo.connection.dialect.name == "postgresql"
+
+
 def view_rows(
     repo: Repository,
     plan: ViewPlan,
     *,
     patient: str | None = None,
     since: datetime | None = None,
-    batch: int = 2000,
+    batch: int = 1000,
 ) -> Iterator[Sequence[Any]]:
     """The rows of ``plan`` over the current stored ``plan.resource`` resources the unit's
     scope may search (``patient``: only that compartment; ``since``: changed after), each a
-    tuple of JSON arrays (or None) in column order, streamed from a server-side cursor."""
-    if not isinstance(repo, SqlRepository) or repo.connection.dialect.name != "postgresql":
+    tuple of JSON arrays (or None) in column order. Resources are taken ``batch`` at a
+    time in id order (keyset pages, so a readonly autocommit unit streams too)."""
+    if not runs_in_database(repo) or not isinstance(repo, SqlRepository):
         raise TypeError("view_rows needs a PostgreSQL SqlRepository unit of work")
     repo.require(plan.resource, "s")
-    source = current_resources(repo, plan.resource, patient, since).subquery("r")
-    result = repo.connection.execution_options(yield_per=batch).execute(
-        _statement(plan, source, source.c.id)
-    )
-    for row in result:
-        yield tuple(row)
+    after: str | None = None
+    while True:
+        page = current_resources(repo, plan.resource, patient, since)
+        if after is not None:
+            page = page.where(resource.c.id > after)
+        source = page.order_by(resource.c.id).limit(batch).subquery("r")
+        last = repo.connection.execute(sa.select(sa.func.max(source.c.id))).scalar()
+        if last is None:
+            return
+        for row in repo.connection.execute(_statement(plan, source, source.c.id)):
+            yield tuple(row)
+        after = last
 
 
 def view_rows_over(

@@ -20,7 +20,9 @@ from typing import Any
 
 from fhir_service.errors import InvalidView
 from fhir_service.storage.repository import Repository
+from fhir_service.storage.view_scan import scan_resources
 from fhir_service.storage.view_sql import (
+    Choice,
     Empty,
     Equals,
     Exists,
@@ -37,6 +39,7 @@ from fhir_service.storage.view_sql import (
     ViewPlan,
     Where,
     WhereClause,
+    runs_in_database,
     view_rows,
 )
 from fhir_service.views.definition import View
@@ -47,6 +50,7 @@ from fhir_service.views.fastpath import (
     split_path,
     string_literal,
 )
+from fhir_service.views.runner import run_view
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INTEGER_TYPES = ("integer", "positiveInt", "unsignedInt", "integer64")
@@ -103,8 +107,14 @@ def _steps(path: str, type_path: str, constants: Mapping[str, Literal]) -> tuple
                 i += 1
                 continue
             following = call_parts(parts[i + 1]) if i + 1 < len(parts) else None
-            if following is None or following[0] != "ofType" or not _IDENT.fullmatch(following[1]):
-                raise NotExpressible(f"choice element {part!r} without ofType(T)")
+            if following is None or following[0] != "ofType":
+                suffixes = CHOICE_TYPES[found]
+                steps.append(Choice(tuple(part + suffix for suffix in suffixes)))
+                current = ""  # no static type: only functions may follow
+                i += 1
+                continue
+            if not _IDENT.fullmatch(following[1]):
+                raise NotExpressible(f"ofType({following[1]}) is not a type name")
             suffix = following[1][:1].upper() + following[1][1:]
             if suffix not in CHOICE_TYPES[found]:
                 raise NotExpressible(f"{part!r} has no type {following[1]}")
@@ -259,3 +269,24 @@ def run_view_sql(
 ) -> Iterator[dict[str, Any]]:
     """The rows of a compiled view over the stored resources, computed in PostgreSQL."""
     return rows_of(plan, view, view_rows(repo, plan, patient=patient, since=since))
+
+
+def stored_rows(
+    repo: Repository,
+    raw: Mapping[str, Any],
+    view: View,
+    *,
+    patient: str | None = None,
+    since: datetime | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The rows of ``view`` (parsed from ``raw``) over the stored resources the unit's
+    scope may search: computed inside PostgreSQL when the view compiles, else by the
+    Python runner over the storage scan. Both give the same rows in the same order."""
+    if runs_in_database(repo):
+        try:
+            plan = plan_view(raw)
+        except NotExpressible:
+            pass
+        else:
+            return run_view_sql(repo, plan, view, patient=patient, since=since)
+    return run_view(view, scan_resources(repo, view.resource, patient=patient, since=since))
