@@ -105,7 +105,7 @@ class ReferenceKey:
 
 
 Step = (
-    Member | Extension | First | Exists | Empty | Equals | Where | Join | ResourceKey | ReferenceKey
+    Member | Choice | Extension | First | Exists | Empty | Equals | Where | Join | ResourceKey | ReferenceKey
 )
 Path = tuple[Step, ...]
 
