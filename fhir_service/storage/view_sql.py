@@ -17,6 +17,7 @@ outer before inner, in the order the selects are written.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -105,7 +106,17 @@ class ReferenceKey:
 
 
 Step = (
-    Member | Choice | Extension | First | Exists | Empty | Equals | Where | Join | ResourceKey | ReferenceKey
+    Member
+    | Choice
+    | Extension
+    | First
+    | Exists
+    | Empty
+    | Equals
+    | Where
+    | Join
+    | ResourceKey
+    | ReferenceKey
 )
 Path = tuple[Step, ...]
 
@@ -120,11 +131,13 @@ class PlanColumn:
 
 @dataclass(frozen=True)
 class PlanSelect:
-    """A select: its columns, then its nested selects; ``for_each`` iterates (with
-    ``or_null``: one row of nulls when the iteration finds nothing)."""
+    """A select: its columns, then its nested selects, then its ``union_all`` branches;
+    ``for_each`` iterates (with ``or_null``: one row of nulls when the iteration finds
+    nothing)."""
 
     columns: tuple[PlanColumn, ...] = ()
     selects: tuple[PlanSelect, ...] = ()
+    union_all: tuple[PlanSelect, ...] = ()
     for_each: Path | None = None
     or_null: bool = False
 
@@ -155,6 +168,8 @@ class ViewPlan:
             out.extend(c.name for c in select.columns)
             for child in select.selects:
                 walk(child)
+            if select.union_all:
+                walk(select.union_all[0])
 
         walk(self.root)
         return out
@@ -270,21 +285,20 @@ class _Query:
     """The FROM clause, columns, order and conditions built while walking the selects."""
 
     source: sa.FromClause
+    names: Iterator[int]
     columns: list[sa.ColumnElement[Any]] = field(default_factory=list)
     order: list[sa.ColumnElement[Any]] = field(default_factory=list)
     conditions: list[sa.ColumnElement[bool]] = field(default_factory=list)
-    laterals: int = 0
 
     def add(
         self, paths: _Paths, select: PlanSelect, focus: sa.ColumnElement[Any], nullable: bool
     ) -> None:
         if select.for_each is not None:
-            self.laterals += 1
             items = sa.func.jsonb_array_elements(paths.collection(focus, select.for_each))
             node = (
                 items.table_valued("value", with_ordinality="ord")
                 .render_derived()
-                .lateral(f"each{self.laterals}")
+                .lateral(f"each{next(self.names)}")
             )
             outer = select.or_null or nullable
             self.source = self.source.join(node, sa.true(), isouter=outer)
@@ -301,11 +315,46 @@ class _Query:
             self.columns.append(values.label(f"c{len(self.columns)}"))
         for child in select.selects:
             self.add(paths, child, focus, nullable)
+        if select.union_all:
+            if nullable:
+                raise TypeError("unionAll under a focus that may be null is not planned")
+            self._union(paths, select.union_all, focus)
+
+    def _union(
+        self, paths: _Paths, branches: tuple[PlanSelect, ...], focus: sa.ColumnElement[Any]
+    ) -> None:
+        """unionAll: each branch's rows over the focus, branch after branch, as one lateral
+        subquery (its column order the branches share; its order the branch number, then
+        the branch's own iteration indexes)."""
+        one = sa.select(sa.literal(1).label("one")).subquery(f"one{next(self.names)}")
+        parts = []
+        for branch in branches:
+            part = _Query(one, self.names)
+            part.add(paths, branch, focus, False)
+            parts.append(part)
+        width = max(len(part.order) for part in parts)
+        selects = []
+        for number, part in enumerate(parts):
+            padding = [sa.null()] * (width - len(part.order))
+            order = [
+                sa.cast(o, sa.BigInteger).label(f"o{i}")
+                for i, o in enumerate([*part.order, *padding])
+            ]
+            selects.append(
+                sa.select(*part.columns, sa.literal(number).label("branch"), *order)
+                .select_from(part.source)
+                .where(*part.conditions)
+            )
+        union = sa.union_all(*selects).lateral(f"union{next(self.names)}")
+        self.source = self.source.join(union, sa.true())
+        for i in range(len(parts[0].columns)):
+            self.columns.append(union.c[f"c{i}"].label(f"c{len(self.columns)}"))
+        self.order.extend([union.c.branch, *(union.c[f"o{i}"] for i in range(width))])
 
 
 def _statement(plan: ViewPlan, source: sa.Subquery, key: sa.ColumnElement[Any]) -> sa.Select[Any]:
     paths = _Paths()
-    query = _Query(source)
+    query = _Query(source, itertools.count(1))
     query.add(paths, plan.root, source.c.body, False)
     stmt = sa.select(*query.columns).select_from(query.source)
     for clause in plan.where:

@@ -2,13 +2,14 @@
 ``fhir_service.storage.view_sql`` (https://sql-on-fhir.org/ig/latest/StructureDefinition-ViewDefinition.html).
 
 A view compiles when every path is a chain of elements (resolved on the R4 model, a
-choice element followed by ``ofType(T)``) with the functions ``first()``, ``exists()``,
-``empty()``, ``extension('url')``, ``join('sep')``, ``getResourceKey()``,
-``getReferenceKey([T])`` and ``where(path = 'literal')``; its selects use ``column``,
-nested ``select``, ``forEach`` and ``forEachOrNull``; its ``where`` paths are ``exists()``,
-``empty()`` or ``path = literal`` tests joined by ``and`` (or all by ``or``). Anything
-else (``repeat``, ``unionAll``, constants, ``%rowIndex``, other functions and operators)
-raises NotExpressible and the view runs in Python (``run_view``); both give the same rows.
+choice element with or without ``ofType(T)``) with the functions ``first()``,
+``exists()``, ``empty()``, ``extension('url')``, ``join('sep')``, ``getResourceKey()``,
+``getReferenceKey([T])``, ``where(path = literal)`` and ``path = literal``; its selects
+use ``column``, nested ``select``, ``forEach``, ``forEachOrNull`` and ``unionAll`` (not
+under forEachOrNull); its ``where`` paths are ``exists()``, ``empty()`` or ``= literal``
+tests joined by ``and`` (or all by ``or``). Anything else (``repeat``, constants of
+date and time types, ``%rowIndex``, other functions and operators) raises NotExpressible
+and the view runs in Python (``run_view``); both give the same rows.
 """
 
 from __future__ import annotations
@@ -162,20 +163,27 @@ def _result_type(step: Step, current: str) -> str:
     return current
 
 
-def _select(raw: Mapping[str, Any], context: str, constants: Mapping[str, Literal]) -> PlanSelect:
-    if "repeat" in raw or raw.get("unionAll"):
-        raise NotExpressible("repeat and unionAll run in Python")
+def _select(
+    raw: Mapping[str, Any], context: str, constants: Mapping[str, Literal], nullable: bool
+) -> PlanSelect:
+    """A select's plan; ``nullable``: its focus may be null (under forEachOrNull)."""
+    if "repeat" in raw:
+        raise NotExpressible("repeat runs in Python")
     for_each: Path | None = None
     or_null = "forEachOrNull" in raw
     inner = context
     if "forEach" in raw or or_null:
         path = raw["forEachOrNull" if or_null else "forEach"]
         for_each, inner = _steps(path, context, constants)
+    nullable = nullable or or_null
+    if raw.get("unionAll") and nullable:
+        raise NotExpressible("unionAll under forEachOrNull runs in Python")
     columns = tuple(
         PlanColumn(c["name"], _steps(c["path"], inner, constants)[0]) for c in raw.get("column", [])
     )
-    selects = tuple(_select(s, inner, constants) for s in raw.get("select", []))
-    return PlanSelect(columns, selects, for_each, or_null)
+    selects = tuple(_select(s, inner, constants, nullable) for s in raw.get("select", []))
+    union = tuple(_select(s, inner, constants, False) for s in raw.get("unionAll", []))
+    return PlanSelect(columns, selects, union, for_each, or_null)
 
 
 def _top_level_equals(text: str) -> tuple[str, str] | None:
@@ -225,7 +233,7 @@ def plan_view(raw: Mapping[str, Any]) -> ViewPlan:
     NotExpressible saying what keeps it in Python."""
     resource = raw["resource"]
     constants = _constants(raw)
-    root = PlanSelect(selects=tuple(_select(s, resource, constants) for s in raw["select"]))
+    root = PlanSelect(selects=tuple(_select(s, resource, constants, False) for s in raw["select"]))
     where = tuple(_where(w["path"], resource, constants) for w in raw.get("where", []))
     return ViewPlan(resource, root, where)
 
