@@ -109,9 +109,10 @@ def document(
     """The Composition's document Bundle."""
     _check_parameters(request)
     with store.begin(readonly=True) as repo:
-        composition = repo.read("Composition", id)
-        assert composition.resource is not None
-        head = (f"{base}/Composition/{id}", composition.resource)
+        composition = repo.read("Composition", id).resource
+        if composition is None:  # a read answers Gone for a deletion; kept for the types
+            raise Gone(f"Composition/{id} was deleted")
+        head = (f"{base}/Composition/{id}", composition)
         try:
             entries = document_entries(head, _resolver(repo, base), limit=MAX_ENTRIES)
         except DocumentTooLarge as exc:
