@@ -40,6 +40,10 @@ Mapper = Callable[[Case, MappingContext], Sequence[Resource]]
 # server can evaluate ifNoneExist on it (https://hl7.org/fhir/R4/adverseevent.html#search):
 # they are PUT to their deterministic id instead.
 _NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent"})
+# The Composition lists the case's resources: it is PUT to its id, so that posting the
+# transaction of a case mapped again updates its sections (a conditional create would
+# keep the first one).
+_PUT_ALWAYS = frozenset({"Composition"})
 
 
 def map_case(case: Case, anchor_date: date) -> list[Resource]:
@@ -55,7 +59,7 @@ def map_case(case: Case, anchor_date: date) -> list[Resource]:
 
 
 def _identifier_query(resource: dict[str, Any]) -> str | None:
-    if resource["resourceType"] in _NO_IDENTIFIER_SEARCH:
+    if resource["resourceType"] in _NO_IDENTIFIER_SEARCH | _PUT_ALWAYS:
         return None
     identifiers = resource.get("identifier")
     if isinstance(identifiers, dict):

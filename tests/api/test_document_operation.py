@@ -114,6 +114,18 @@ def _references(node: Any) -> list[str]:
     return []
 
 
+def test_posting_the_case_again_keeps_one_composition(stored_case: tuple[str, str]) -> None:
+    base, composition_id = stored_case
+    transaction = json.loads((IVC / "bundle-transaction.json").read_text())
+    again = _post(base, transaction)
+    assert again.status_code == 200, again.text
+    found = httpx.get(f"{base}/Composition", timeout=60).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [composition_id]
+    assert found["entry"][0]["resource"]["meta"]["versionId"] == "1"
+    document = httpx.get(f"{base}/Composition/{composition_id}/$document", timeout=120)
+    assert len(document.json()["entry"]) == len(_mapped_document()["entry"])
+
+
 def test_each_request_is_a_new_document(stored_case: tuple[str, str]) -> None:
     base, composition_id = stored_case
     url = f"{base}/Composition/{composition_id}/$document"
