@@ -19,6 +19,7 @@ from fhir_service.api.routes import (
     bundle,
     crud,
     definitions,
+    document,
     everything,
     export,
     health,
@@ -48,6 +49,7 @@ FHIR_ROUTES = (
     views,
     crud,
     everything,
+    document,
     search,
 )
 # Background workers started and stopped with the application, after the store is open.

@@ -88,7 +88,7 @@ def test_unknown_field_and_missing_file_and_bad_options(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "source" in result.stderr and ":3:" in result.stderr
     assert run_cli("map", str(tmp_path / "missing.yaml")).returncode == 2
-    assert run_cli("map", str(IVC_CASE), "--bundle-type", "document").returncode == 2
+    assert run_cli("map", str(IVC_CASE), "--bundle-type", "message").returncode == 2
     assert run_cli("map", str(IVC_CASE), "--anchor-date", "yesterday").returncode == 2
 
 
