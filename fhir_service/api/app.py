@@ -19,6 +19,7 @@ from fhir_service.api.routes import (
     bundle,
     crud,
     definitions,
+    document,
     everything,
     export,
     health,
@@ -48,6 +49,7 @@ FHIR_ROUTES = (
     views,
     crud,
     everything,
+    document,
     search,
 )
 # Background workers started and stopped with the application, after the store is open.
@@ -65,7 +67,9 @@ def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
         async with AsyncExitStack() as stack:
             if store is None:
                 app.state.store = SqlStore.open(
-                    settings.database_url, validation_workers=settings.validation_workers
+                    settings.database_url,
+                    pool_size=settings.process_pool_size(),
+                    validation_workers=settings.validation_workers,
                 )
                 stack.callback(app.state.store.close)
                 if app.state.store.validation_pool is not None:

@@ -1,4 +1,4 @@
-"""`fhir-service map CASE_FILE [-o OUT] [--bundle-type transaction|collection] [--strict]`.
+"""`fhir-service map CASE_FILE [-o OUT] [--bundle-type transaction|collection|document] [--strict]`.
 
 After loading, every code written out in full in the case file is looked up in the
 project's tables and the FHIR packages of the cache (mappings.case.codecheck); those
@@ -19,7 +19,7 @@ import typer
 from fhir_service.fhir.package_cache import Definitions, load_definitions
 from fhir_service.fhir.packages import PackageError
 from fhir_service.settings import Settings
-from mappings.bundle import BundleType, build_bundle
+from mappings.bundle import BUNDLE_TYPES, build_bundle
 from mappings.case.codecheck import CodeUse, check_codes
 from mappings.case.loader import CaseFileError, load_case
 from mappings.case.model import Case
@@ -45,7 +45,7 @@ def map_command(
         Path | None, typer.Option("--output", "-o", help="Write the Bundle here (default stdout).")
     ] = None,
     bundle_type: Annotated[
-        str, typer.Option("--bundle-type", help="transaction or collection.")
+        str, typer.Option("--bundle-type", help="transaction, collection or document.")
     ] = "transaction",
     anchor_date: Annotated[
         str | None,
@@ -62,9 +62,12 @@ def map_command(
     ] = False,
 ) -> None:
     """Map a case file to a FHIR R4 Bundle (JSON)."""
-    if bundle_type not in ("transaction", "collection"):
+    kind = next((t for t in BUNDLE_TYPES if t == bundle_type), None)
+    if kind is None:
         typer.echo(
-            f"error: --bundle-type must be transaction or collection, not {bundle_type!r}", err=True
+            "error: --bundle-type must be transaction, collection or document, "
+            f"not {bundle_type!r}",
+            err=True,
         )
         raise typer.Exit(2)
     try:
@@ -91,7 +94,6 @@ def map_command(
             err=True,
         )
         raise typer.Exit(1)
-    kind: BundleType = "transaction" if bundle_type == "transaction" else "collection"
     bundle = build_bundle(case, anchor, kind)
     if output is None:
         typer.echo(orjson.dumps(bundle, option=orjson.OPT_INDENT_2).decode())

@@ -32,6 +32,7 @@ from fhir_service.storage.errors import DatabaseError
 from fhir_service.storage.view_scan import scan_resources
 from fhir_service.views import parse_view, run_view
 from fhir_service.views.ndjson import read_ndjson
+from fhir_service.views.sql_plan import stored_rows
 from fhir_service.views.writers import FORMATS, format_of, write_chunks
 
 PROGRESS_EVERY = 100_000
@@ -123,17 +124,23 @@ def run_command(
     total = [0]
     with ExitStack() as stack:
         try:
+            rows: Iterator[dict[str, Any]]
             if input_file is not None:
-                resources: Iterator[dict[str, Any]] = read_ndjson(input_file)
+                resources: Iterable[dict[str, Any]] = read_ndjson(input_file)
+                if deidentifier is not None:
+                    resources = _deidentified(resources, deidentifier)
+                rows = run_view(view, resources)
             else:
                 store = SqlStore.open(database_url or settings.database_url)
                 stack.callback(store.close)
                 repo = stack.enter_context(store.begin(AccessScope.full(), readonly=True))
-                resources = scan_resources(repo, view.resource)
-            if deidentifier is not None:
-                resources = _deidentified(resources, deidentifier)
+                if deidentifier is not None:  # each resource de-identified here: not in SQL
+                    stored = scan_resources(repo, view.resource)
+                    rows = run_view(view, _deidentified(stored, deidentifier))
+                else:
+                    rows = stored_rows(repo, raw, view)
             sink: BinaryIO = stack.enter_context(output.open("wb")) if output else sys.stdout.buffer
-            rows = _counted(run_view(view, resources), output is not None, total)
+            rows = _counted(rows, output is not None, total)
             for chunk in write_chunks(view, rows, fmt):
                 sink.write(chunk)
             sink.flush()

@@ -203,6 +203,12 @@ def configure(root: Path) -> None:
             _state["registry"] = None
 
 
+def configured_root() -> Path:
+    """The package cache the registry reads (the last ``configure``d one)."""
+    root: Path = _state["root"]
+    return root
+
+
 def get_registry() -> Registry:
     """The registry of the core package (loaded once; PackageError if it is not installed)."""
     registry = _state["registry"]

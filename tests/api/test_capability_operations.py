@@ -45,6 +45,10 @@ def test_every_served_operation_is_declared_with_its_definition(client: TestClie
     assert declared["Patient"]["validate"] == f"{CORE}Resource-validate"
     assert declared["Group"]["export"] == f"{BULK}group-export"
     assert "everything" not in declared["Observation"]
+    assert declared["Composition"]["document"] == (
+        f"{base}/OperationDefinition/fhir-service-composition-document"
+    )
+    assert "document" not in declared["Observation"]
 
 
 def test_the_servers_own_operation_definition_resolves(client: TestClient) -> None:
@@ -57,6 +61,27 @@ def test_the_servers_own_operation_definition_resolves(client: TestClient) -> No
     assert body["url"] == definition
     assert (body["code"], body["system"], body["kind"]) == ("reindex", True, "operation")
     assert {p["name"] for p in body["parameter"]} == {"type", "url", "return"}
+    checked = client.post(
+        "/fhir/OperationDefinition/$validate",
+        json=body,
+        headers={"Content-Type": "application/fhir+json"},
+    ).json()
+    errors = [i for i in checked["issue"] if i["severity"] in ("error", "fatal")]
+    assert errors == [], errors
+
+
+def test_the_document_operation_definition_resolves_and_names_its_base(
+    client: TestClient,
+) -> None:
+    statement = client.get("/fhir/metadata").json()
+    definition = _declared(statement)["Composition"]["document"]
+    body = client.get(definition).json()
+    assert body["resourceType"] == "OperationDefinition"
+    assert body["url"] == definition
+    assert body["base"] == f"{CORE}Composition-document"
+    assert (body["code"], body["resource"], body["instance"]) == ("document", ["Composition"], True)
+    assert (body["system"], body["type"]) == (False, False)
+    assert {p["name"]: p["use"] for p in body["parameter"]} == {"persist": "in", "return": "out"}
     checked = client.post(
         "/fhir/OperationDefinition/$validate",
         json=body,

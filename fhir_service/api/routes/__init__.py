@@ -37,6 +37,7 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
     "export": documented(body="Parameters", answers={202: "OperationOutcome"}),
     "reindex": documented(body="Parameters", answers={202: "Parameters"}, errors=(409,)),
     "everything": documented(answers=_BUNDLE),
+    "document": documented(answers=_BUNDLE, errors=(422,)),
     "viewdefinition-run": documented(
         body="Parameters",
         answers={

@@ -24,6 +24,9 @@ router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 REINDEX_ID = "fhir-service-reindex"
 REINDEX = f"OperationDefinition/{REINDEX_ID}"
+DOCUMENT_ID = "fhir-service-composition-document"
+DOCUMENT = f"OperationDefinition/{DOCUMENT_ID}"
+CORE_DOCUMENT = "http://hl7.org/fhir/OperationDefinition/Composition-document"
 
 
 def _parameter(name: str, use: str, low: int, high: str, kind: str, doc: str) -> dict[str, Any]:
@@ -62,10 +65,56 @@ def reindex_definition(base: str) -> dict[str, Any]:
     }
 
 
-DEFINITIONS = {REINDEX_ID: reindex_definition}
+def document_definition(base: str) -> dict[str, Any]:
+    """The OperationDefinition of ``Composition/{id}/$document`` as served here: the core
+    operation (https://hl7.org/fhir/R4/composition-operation-document.html) on an instance
+    only, without storing the document or a GraphDefinition (docs/rest-api.md)."""
+    return {
+        "resourceType": "OperationDefinition",
+        "id": DOCUMENT_ID,
+        "url": f"{base}/{DOCUMENT}",
+        "version": __version__,
+        "name": "CompositionDocument",
+        "title": "Generate a document from a stored Composition",
+        "status": "active",
+        "kind": "operation",
+        "publisher": "fhir-service",
+        "description": (
+            "Assembles the document Bundle of the Composition: the Composition first, then "
+            "every stored resource it references, transitively, that the caller may read. "
+            "The Bundle is returned directly (the single out parameter 'return'), never stored."
+        ),
+        "affectsState": False,
+        "code": "document",
+        "base": CORE_DOCUMENT,
+        "resource": ["Composition"],
+        "system": False,
+        "type": False,
+        "instance": True,
+        "parameter": [
+            _parameter(
+                "persist",
+                "in",
+                0,
+                "1",
+                "boolean",
+                "Only false is supported: the document is not stored (true answers 422).",
+            ),
+            _parameter("return", "out", 1, "1", "Bundle", "The document (Bundle.type document)."),
+        ],
+    }
+
+
+DEFINITIONS = {REINDEX_ID: reindex_definition, DOCUMENT_ID: document_definition}
 
 
 @router.get(f"/{REINDEX}", openapi_extra=documented(answers={200: "OperationDefinition"}))
 def reindex_operation_definition(base: BaseDep, fmt: FormatDep) -> Response:
     """The OperationDefinition of ``$reindex``."""
     return fhir_response(reindex_definition(base), 200, fmt)
+
+
+@router.get(f"/{DOCUMENT}", openapi_extra=documented(answers={200: "OperationDefinition"}))
+def document_operation_definition(base: BaseDep, fmt: FormatDep) -> Response:
+    """The OperationDefinition of ``Composition/{id}/$document``."""
+    return fhir_response(document_definition(base), 200, fmt)

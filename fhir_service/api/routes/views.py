@@ -9,8 +9,9 @@ header line, default true), ``patient`` (only that patient's compartment), ``res
 (resources to run over instead of the server's), ``_limit`` (most rows), ``_since``
 (resources changed after that instant), and the service's ``_deidentify`` (``true``: each
 resource goes through the export's de-identification, ``fhir_service.export.deidentify``,
-before the view sees it) with ``_deidRules`` (rules replacing the default ones, as on
-``$export``). ``group`` and ``source`` are not supported: 400.
+before the view sees it, so such a run never compiles into SQL) with ``_deidRules``
+(rules replacing the default ones, as on ``$export``). ``group`` and ``source`` are not
+supported: 400.
 
 R4 has no ViewDefinition resource type, so stored views are Binary resources holding the
 ViewDefinition JSON (contentType application/json): ``ViewDefinition/{id}`` and a
@@ -50,6 +51,7 @@ from fhir_service.search.registry import get_registry
 from fhir_service.storage.repository import Repository, Store
 from fhir_service.storage.view_scan import scan_resources
 from fhir_service.views import View, parse_view, run_view
+from fhir_service.views.sql_plan import stored_rows
 from fhir_service.views.writers import MEDIA_TYPES, format_of, write_chunks
 
 router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
@@ -229,21 +231,26 @@ def _run(
             if raw is None:
                 raise InvalidRequest("Give the view as viewResource or viewReference")
             view = parse_view(raw)
-            resources: Iterable[dict[str, Any]]
-            if asked.resources is not None:
-                resources = asked.resources
-            else:
-                resources = scan_resources(
-                    repo, view.resource, patient=asked.patient, since=asked.since
-                )
+            rows: Iterable[dict[str, Any]]
+            deidentifier = None
             if asked.deidentify:
                 assert secret is not None
                 year = datetime.now(UTC).year
                 deidentifier = Deidentifier(
                     secret, _patients_of(), reference_year=year, rules=asked.deid_rules
                 )
-                resources = _deidentified(resources, deidentifier)
-            rows: Iterable[dict[str, Any]] = run_view(view, resources)
+            if asked.resources is not None:
+                resources: Iterable[dict[str, Any]] = asked.resources
+                if deidentifier is not None:
+                    resources = _deidentified(resources, deidentifier)
+                rows = run_view(view, resources)
+            elif deidentifier is not None:  # each resource de-identified here: not in SQL
+                resources = scan_resources(
+                    repo, view.resource, patient=asked.patient, since=asked.since
+                )
+                rows = run_view(view, _deidentified(resources, deidentifier))
+            else:
+                rows = stored_rows(repo, raw, view, patient=asked.patient, since=asked.since)
             if asked.limit is not None:
                 rows = islice(rows, asked.limit)
             chunks = write_chunks(view, rows, fmt)

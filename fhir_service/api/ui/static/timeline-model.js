@@ -5,7 +5,10 @@
  * ("Start in the report: after day 0", "month +12") place the event relative to day 0,
  * and links refine the order (CarePlan.replaces, CarePlan.supportingInfo, the course an
  * AdverseEvent's suspect belongs to). Nothing here invents a date: a time the record does
- * not give stays a "before"/"after" band. Pure functions, no DOM.
+ * not give stays a "before"/"after" band. A date the mapping computed from a relative time
+ * carries the relative-time extension on its primitive (docs/mapping.md): it gives day 0
+ * directly, and the event shows the time as recorded with the date derived from it.
+ * Pure functions, no DOM.
  */
 "use strict";
 
@@ -14,6 +17,7 @@ window.TimelineModel = (function () {
   const DAR = "http://hl7.org/fhir/StructureDefinition/data-absent-reason";
   const DISEASE_STATUS = "97509-4";
   const RT_COURSE = "1217123003";
+  const RELATIVE_TIME = "urn:fhir-service:StructureDefinition:relative-time";
 
   const LANES = [
     { id: "diagnoses", label: "Presentation & diagnoses" },
@@ -127,22 +131,52 @@ window.TimelineModel = (function () {
     return typeof value === "string" && /^\d{4}(-\d{2}(-\d{2})?)?/.test(value);
   }
 
+  /**
+   * The relative-time mark on a primitive's extension element (``_effectiveDateTime``):
+   * {time: the relative time as recorded, anchor: what day 0 is, anchorDate: its date}.
+   */
+  function derivedMark(element) {
+    for (const ext of list(element && element.extension)) {
+      if (ext.url !== RELATIVE_TIME) continue;
+      const part = (name) => list(ext.extension).find((p) => p.url === name) || {};
+      const time = part("relativeTime").valueString;
+      if (!time) return null;
+      return { time, anchor: part("anchor").valueString || null, anchorDate: part("anchorDate").valueDate || null };
+    }
+    return null;
+  }
+
+  /** The value of element ``key`` of ``holder`` when it is a date, with its derived mark. */
+  function datedValue(holder, key) {
+    return isDate(holder[key]) ? { date: holder[key], mark: derivedMark(holder["_" + key]) } : null;
+  }
+
+  /** [start, end] of a period-like element, or null when it has neither date. */
+  function periodDates(period) {
+    if (!period) return null;
+    const start = datedValue(period, "start");
+    const end = datedValue(period, "end");
+    return start || end ? [start, end] : null;
+  }
+
+  /** [start, end] of a resource, each {date, mark} or null. */
+  function datedOf(r) {
+    for (const prefix of ["onset", "effective", "performed", "occurrence"]) {
+      const point = datedValue(r, prefix + "DateTime") || datedValue(r, prefix + "Instant");
+      if (point) return [point, null];
+      const span = periodDates(r[prefix + "Period"]);
+      if (span) return span;
+    }
+    const span = periodDates(r.period);
+    if (span) return span;
+    if (r.resourceType === "AdverseEvent" && datedValue(r, "date")) return [datedValue(r, "date"), null];
+    if (r.resourceType === "Condition" && datedValue(r, "recordedDate")) return [datedValue(r, "recordedDate"), null];
+    return [null, null];
+  }
+
   /** [start, end] calendar dates of a resource (strings or null). */
   function datesOf(r) {
-    for (const prefix of ["onset", "effective", "performed", "occurrence"]) {
-      if (isDate(r[prefix + "DateTime"])) return [r[prefix + "DateTime"], null];
-      if (isDate(r[prefix + "Instant"])) return [r[prefix + "Instant"], null];
-      const period = r[prefix + "Period"];
-      if (period && (isDate(period.start) || isDate(period.end))) {
-        return [isDate(period.start) ? period.start : null, isDate(period.end) ? period.end : null];
-      }
-    }
-    if (r.period && (isDate(r.period.start) || isDate(r.period.end))) {
-      return [isDate(r.period.start) ? r.period.start : null, isDate(r.period.end) ? r.period.end : null];
-    }
-    if (r.resourceType === "AdverseEvent" && isDate(r.date)) return [r.date, null];
-    if (r.resourceType === "Condition" && isDate(r.recordedDate)) return [r.recordedDate, null];
-    return [null, null];
+    return datedOf(r).map((d) => (d ? d.date : null));
   }
 
   function parts(date) {
@@ -355,7 +389,8 @@ window.TimelineModel = (function () {
       const notes = ownNotes(r).concat(linkedNotes.get(refKey(r)) || []);
       const event = {
         key: refKey(r), resource: r, lane: d.lane, rank: d.rank, label: d.label, css: d.css || "",
-        notes, dates: datesOf(r), stated: statedTimes(notes, r.onsetString ? [r.onsetString] : null),
+        notes, dates: datesOf(r), derived: (datedOf(r)[0] || {}).mark || null,
+        stated: statedTimes(notes, r.onsetString ? [r.onsetString] : null),
         start: null, end: null, ongoing: false, after: [], cycles: [], children: [],
       };
       events.push(event);
@@ -367,9 +402,19 @@ window.TimelineModel = (function () {
       if (parent) parent.children.push(...children);
     }
 
-    // Day 0: calibrated from a resource that has both a date and an exact stated time.
+    // Day 0: the date a derived date was resolved from (its relative-time mark), else
+    // calibrated from a resource that has both a date and an exact stated time.
     let day0 = null;
+    let anchor = null;
     for (const r of resources) {
+      const mark = datedOf(r).map((d) => d && d.mark).find((m) => m && isDate(m.anchorDate));
+      if (mark) {
+        day0 = mark.anchorDate.slice(0, 10);
+        anchor = mark.anchor;
+        break;
+      }
+    }
+    for (const r of day0 ? [] : resources) {
       const start = datesOf(r)[0];
       if (!start || start.length < 10) continue;
       const exact = statedTimes(ownNotes(r)).find((s) => s.q === 0 && s.kind === "start");
@@ -566,7 +611,7 @@ window.TimelineModel = (function () {
       return Object.assign({}, lane, { events: laneEvents, rows: Math.max(1, rowEnds.length) });
     }).filter((lane) => lane.events.length);
 
-    return { day0, origin, bands: bandList, columns, lanes, events, undated, labs, index };
+    return { day0, anchor, origin, bands: bandList, columns, lanes, events, undated, labs, index };
   }
 
   function round(m) {
@@ -586,19 +631,30 @@ window.TimelineModel = (function () {
     return { main: "after " + relLabel(band.m), sub: (next !== undefined ? "before " + relLabel(next) + " · " : "") + "no date in the record" };
   }
 
+  /** "month +17 from day 0": a derived date's relative time as the record states it. */
+  function recordedTime(mark) {
+    return /\bday 0\b/.test(mark.time) ? mark.time : mark.time + " from day 0";
+  }
+
   function shortTime(e, day0) {
     const s = e.start;
+    if (s.source === "date" && e.derived) return e.derived.time + " → " + s.date;
     if (s.source === "date") return s.date;
     return (s.q === 0 ? "" : s.q < 0 ? "before " : "after ") + relLabel(s.m) + (s.source === "inferred" ? " (placed)" : "");
   }
 
   function timeText(e, day0) {
     const s = e.start;
+    if (s.source === "date" && e.derived) {
+      const m = e.derived;
+      const zero = m.anchorDate ? "day 0 = " + m.anchorDate + (m.anchor ? ", " + m.anchor : "") : "";
+      return s.date + " — derived date: " + recordedTime(m) + " in the record" + (zero ? " (" + zero + ")" : "");
+    }
     if (s.source === "date") return s.date + (day0 ? " (" + relLabel(s.m) + ")" : "");
     const stated = s.q === 0 ? relLabel(s.m) : (s.q < 0 ? "before " : "after ") + relLabel(s.m);
     if (s.source === "report") return stated + " (no date in the record)";
     return stated + " (no date in the record; placed: " + s.why + ")";
   }
 
-  return { build, LANES, relLabel, statedTimes, monthsBetween, interpretationFlag, valueText, conceptText, DAR };
+  return { build, LANES, relLabel, statedTimes, monthsBetween, interpretationFlag, valueText, conceptText, DAR, derivedMark };
 })();

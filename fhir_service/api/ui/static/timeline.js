@@ -65,6 +65,7 @@
   function eventNode(e) {
     const classes = ["event", "lane-" + e.lane, e.css];
     if (!e.start || e.start.source !== "date") classes.push("undated");
+    else if (e.derived) classes.push("derived");
     const bar = e.css === "course" || e.css === "stay" || e.lastColumn > e.column;
     if (bar) classes.push("bar");
     if (e.ongoing) classes.push("ongoing");
