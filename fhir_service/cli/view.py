@@ -3,14 +3,17 @@ the database (https://sql-on-fhir.org/ig/latest/StructureDefinition-ViewDefiniti
 
 Rows are written as resources are read, to ``-o FILE`` or to stdout. An invalid view
 (or one that fails on a resource) exits with 2 and the reason on stderr. With ``-o``,
-a progress line goes to stderr every ``PROGRESS_EVERY`` rows.
+a progress line goes to stderr every ``PROGRESS_EVERY`` rows. ``--deidentify`` runs the
+view over the resources as the de-identified export writes them (``--deid-rules FILE``:
+other rules, as for ``fhir-service export``).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
@@ -18,10 +21,15 @@ import orjson
 import typer
 
 from fhir_service.errors import FhirServiceError
+from fhir_service.export.deid_rules import Rules, load_rules
+from fhir_service.export.deidentify import Deidentifier
+from fhir_service.search import registry as search_registry
+from fhir_service.search.compartment import compartment_paths
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
 from fhir_service.storage.errors import DatabaseError
+from fhir_service.storage.view_scan import scan_resources
 from fhir_service.views import parse_view, run_view
 from fhir_service.views.ndjson import read_ndjson
 from fhir_service.views.sql_plan import stored_rows
@@ -49,6 +57,24 @@ def _counted(
         yield row
 
 
+def _deidentifier(settings: Settings, rules_file: Path | None) -> Deidentifier:
+    """The export's de-identifier with the configured secret (and ``rules_file``)."""
+    if not settings.deid_secret:
+        raise FhirServiceError("--deidentify needs FHIR_SERVICE_DEID_SECRET")
+    rules: Rules | None = load_rules(rules_file) if rules_file is not None else None
+    search_registry.configure(settings.package_cache)
+    patients_of = compartment_paths(search_registry.get_registry()).patients
+    year = datetime.now(UTC).year
+    return Deidentifier(settings.deid_secret, patients_of, reference_year=year, rules=rules)
+
+
+def _deidentified(
+    resources: Iterable[dict[str, Any]], deidentifier: Deidentifier
+) -> Iterator[dict[str, Any]]:
+    for resource in resources:
+        yield deidentifier.apply(resource)
+
+
 @view_app.command("run")
 def run_command(
     view_file: Annotated[Path, typer.Argument(help="The ViewDefinition (JSON).")],
@@ -64,12 +90,29 @@ def run_command(
         str | None,
         typer.Option("--database-url", help="Database URL (default FHIR_SERVICE_DATABASE_URL)."),
     ] = None,
+    deidentify: Annotated[
+        bool,
+        typer.Option("--deidentify", help="Run over the de-identified resources (as export)."),
+    ] = False,
+    deid_rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--deid-rules",
+            help="De-identification rules (JSON, the shape of the package's deid_rules.json).",
+        ),
+    ] = None,
 ) -> None:
     """Run VIEW_FILE and write its rows as CSV, JSON (one array), NDJSON or Parquet."""
+    settings = Settings()
+    deidentifier: Deidentifier | None = None
     try:
         raw = orjson.loads(view_file.read_bytes())
         view = parse_view(raw)
         fmt = format_of(fmt)
+        if deid_rules is not None and not deidentify:
+            raise FhirServiceError("--deid-rules needs --deidentify")
+        if deidentify:
+            deidentifier = _deidentifier(settings, deid_rules)
     except OSError as exc:
         raise _fail(f"cannot read {view_file}: {exc}") from None
     except orjson.JSONDecodeError as exc:
@@ -81,13 +124,21 @@ def run_command(
     total = [0]
     with ExitStack() as stack:
         try:
+            rows: Iterator[dict[str, Any]]
             if input_file is not None:
-                rows: Iterator[dict[str, Any]] = run_view(view, read_ndjson(input_file))
+                resources: Iterable[dict[str, Any]] = read_ndjson(input_file)
+                if deidentifier is not None:
+                    resources = _deidentified(resources, deidentifier)
+                rows = run_view(view, resources)
             else:
-                store = SqlStore.open(database_url or Settings().database_url)
+                store = SqlStore.open(database_url or settings.database_url)
                 stack.callback(store.close)
                 repo = stack.enter_context(store.begin(AccessScope.full(), readonly=True))
-                rows = stored_rows(repo, raw, view)
+                if deidentifier is not None:  # each resource de-identified here: not in SQL
+                    stored = scan_resources(repo, view.resource)
+                    rows = run_view(view, _deidentified(stored, deidentifier))
+                else:
+                    rows = stored_rows(repo, raw, view)
             sink: BinaryIO = stack.enter_context(output.open("wb")) if output else sys.stdout.buffer
             rows = _counted(rows, output is not None, total)
             for chunk in write_chunks(view, rows, fmt):

@@ -65,6 +65,8 @@ SHIFT_SPAN_DAYS = 365
 AGE_CAP = 90
 MAX_REPORT_PATHS = 4096
 MAX_PLANS = 65536
+CACHE_SIZE = 4096
+"""Entries of each cache of pseudonyms, date offsets, references and shifted days."""
 _SCALARS = frozenset({str, int, float, bool})
 
 NEVER = frozenset(
@@ -207,10 +209,12 @@ class Deidentifier:
         self.removed: Counter[str] = Counter()
         self.scrubbed: Counter[str] = Counter()
         self.resources = 0
-        # Bounded caches: references repeat (Patient/x, Encounter/y) but memory must not grow.
-        self.pseudonym = functools.lru_cache(maxsize=65536)(self._pseudonym)  # type: ignore[method-assign]
-        self.offset_days = functools.lru_cache(maxsize=65536)(self._offset_days)  # type: ignore[method-assign]
-        self._reference = functools.lru_cache(maxsize=16384)(self._reference)  # type: ignore[method-assign]
+        # Small bounded caches: references repeat close together (Patient/x, Encounter/y:
+        # resources are read in the order they were stored, a record at a time), and a
+        # cache filled by every id exported would grow memory up to its bound.
+        self.pseudonym = functools.lru_cache(maxsize=CACHE_SIZE)(self._pseudonym)  # type: ignore[method-assign]
+        self.offset_days = functools.lru_cache(maxsize=CACHE_SIZE)(self._offset_days)  # type: ignore[method-assign]
+        self._reference = functools.lru_cache(maxsize=CACHE_SIZE)(self._reference)  # type: ignore[method-assign]
 
     def _digest(self, text: str) -> bytes:
         return hmac.digest(self._key, text.encode("utf-8"), hashlib.sha256)
@@ -257,8 +261,8 @@ class Deidentifier:
         rtype = str(resource.get("resourceType", ""))
         self.resources += 1
         out = self._resource(resource, _Context(resource, days), rtype)
-        if isinstance(resource.get("id"), str):
-            out["id"] = self.pseudonym(rtype, resource["id"])
+        if isinstance(resource.get("id"), str):  # each id once: not through the cache
+            out["id"] = self._pseudonym(rtype, resource["id"])
         if rtype == "Patient" and isinstance(out.get("birthDate"), str):
             out["birthDate"] = self._birth_date(resource["birthDate"], days)
         return out
@@ -549,7 +553,7 @@ def _is_old_age(value: JSON) -> bool:
     return is_age and isinstance(number, int | float) and number > AGE_CAP - 1
 
 
-@functools.lru_cache(maxsize=16384)
+@functools.lru_cache(maxsize=CACHE_SIZE)
 def _shift_day(day: str, days: int) -> str:
     return (date.fromisoformat(day) - timedelta(days=days)).isoformat()
 

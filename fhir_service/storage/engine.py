@@ -32,6 +32,11 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 SQLITE_CACHE_KIB = 65_536
 """Page cache per SQLite connection (``PRAGMA cache_size``; SQLite's default is 2 MiB).
 Writes into large indexes find their pages here instead of reading them again."""
+SQLITE_SCAN_CACHE_KIB = 4_096
+"""Page cache of a connection while it streams a long scan (``scan_cache``): the pages of
+the bodies it reads are not read again, and a cache of ``SQLITE_CACHE_KIB`` filled by
+them would grow the process by as much on a large table and not on a small one."""
+_SCAN_CACHE_SET = "fhir_service_scan_cache"
 SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 """WAL pages (4 KiB each, about 40 MiB) before a commit copies them into the database
 file (``PRAGMA wal_autocheckpoint``; SQLite's default is 1,000). A page written by many
@@ -54,6 +59,18 @@ def sqlite_execute(conn: Connection, sql: str, params: Sequence[Any]) -> list[An
         return conn.connection.driver_connection.execute(sql, params).fetchall()  # type: ignore[union-attr]
     except sqlite3.Error as exc:
         raise sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+
+
+def scan_cache(conn: Connection) -> None:
+    """Give a SQLite connection the page cache of a streaming scan (``SQLITE_SCAN_CACHE_KIB``)
+    until it goes back to the pool, which restores ``SQLITE_CACHE_KIB``
+    (https://www.sqlite.org/pragma.html#pragma_cache_size: lowering it frees the pages
+    above the new size). Other databases are left alone."""
+    if conn.dialect.name != "sqlite":
+        return
+    driver = conn.connection.driver_connection
+    driver.execute(f"PRAGMA cache_size=-{SQLITE_SCAN_CACHE_KIB}")  # type: ignore[union-attr]
+    conn.connection.info[_SCAN_CACHE_SET] = True
 
 
 def normalize_url(url: str) -> str:
@@ -180,6 +197,11 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        if record.info.pop(_SCAN_CACHE_SET, False) and dbapi_connection is not None:
+            dbapi_connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:

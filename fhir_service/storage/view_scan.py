@@ -3,10 +3,11 @@
 
 Pages of ``resource`` joined to the current ``resource_version`` in id order (keyset
 pagination on the primary key), so resources reach the view runner a page at a time and
-memory does not grow with the table. The caller's ``AccessScope`` is applied inside
-the SQL (search access: a type it may search, only its compartment's resources for a
-patient scope); ``patient`` further keeps the resources in that patient's compartment
-(https://hl7.org/fhir/R4/compartmentdefinition-patient.html).
+memory does not grow with the table; on SQLite the connection scans with a small page
+cache (``engine.scan_cache``), as the pages of the bodies are read once. The caller's
+``AccessScope`` is applied inside the SQL (search access: a type it may search, only its
+compartment's resources for a patient scope); ``patient`` further keeps the resources
+in that patient's compartment (https://hl7.org/fhir/R4/compartmentdefinition-patient.html).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 import sqlalchemy as sa
 
 from fhir_service.fhir.models import model_class
+from fhir_service.storage.engine import scan_cache
 from fhir_service.storage.repository import Repository
 from fhir_service.storage.sql_repository import SqlRepository
 from fhir_service.storage.tables import resource, resource_version, version_patient
@@ -91,6 +93,7 @@ def scan_resources(
         raise TypeError("scan_resources needs a SqlRepository unit of work")
     model_class(resource_type)
     repo.require(resource_type, "s")
+    scan_cache(repo.connection)
     after: str | None = None
     while True:
         rows = repo.connection.execute(

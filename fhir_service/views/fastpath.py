@@ -308,4 +308,15 @@ def compile_fast(
     def evaluate(focus: Any, variables: Any = None) -> list[Any]:
         return walk([focus.data if isinstance(focus, ResourceNode) else focus])
 
+    _WALKS[evaluate] = walk
     return evaluate, compiled[1]
+
+
+_WALKS: weakref.WeakKeyDictionary[Callable[..., list[Any]], Walker] = weakref.WeakKeyDictionary()
+"""The walker behind each compiled expression, for callers that hold a plain JSON focus."""
+
+
+def walker_of(expression: Callable[..., list[Any]]) -> Walker | None:
+    """The walker of a compiled fast expression (called with ``[focus]``, a JSON object),
+    or None for an expression evaluated by fhirpathpy."""
+    return _WALKS.get(expression)

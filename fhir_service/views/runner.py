@@ -3,16 +3,20 @@
 
 ``run_view`` is a generator: it reads the next resource only when the rows of the
 previous one have been taken, so memory does not grow with the number of resources.
+A view whose selects only nest columns (no ``forEach``, ``forEachOrNull``, ``repeat`` or
+``unionAll``) gives one row per resource: its columns are listed once, in order, and
+evaluated in turn, without building the row from the parts of each select.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import product
 from typing import Any
 
 from fhir_service.errors import InvalidView
 from fhir_service.views.definition import ROW_INDEX, Column, Select, View
+from fhir_service.views.fastpath import walker_of
 from fhir_service.views.fhirpath import Expression, to_value
 
 Row = dict[str, Any]
@@ -104,14 +108,57 @@ def _included(view: View, resource: Any, variables: Mapping[str, Any]) -> bool:
     return True
 
 
+Getter = Callable[[Any, Mapping[str, Any]], Any]
+
+
+def _flat_columns(select: Select) -> list[Column] | None:
+    """The columns of a select tree without forEach, forEachOrNull, repeat or unionAll,
+    in the view's column order (one row per resource); None for any other tree."""
+    if select.for_each or select.for_each_or_null or select.repeat or select.union_all:
+        return None
+    columns = list(select.columns)
+    for child in select.selects:
+        inner = _flat_columns(child)
+        if inner is None:
+            return None
+        columns.extend(inner)
+    return columns
+
+
+def _getter(column: Column) -> Getter:
+    """The value of ``column`` on a focus: a single plain value of a direct walker is read
+    by the walker itself, without the general conversions of ``_column_value``."""
+    walk = walker_of(column.expression)
+    if walk is None or not column.plain or column.collection or column.integer:
+        return lambda focus, variables: _column_value(column, focus, variables)
+
+    def single(focus: Any, variables: Mapping[str, Any]) -> Any:
+        if type(focus) is not dict:
+            return _column_value(column, focus, variables)
+        values = walk([focus])
+        if not values:
+            return None
+        if len(values) > 1:
+            return _column_value(column, focus, variables)  # raises the error
+        return values[0]
+
+    return single
+
+
 def run_view(view: View, resources: Iterable[Mapping[str, Any]]) -> Iterator[Row]:
     """The rows of ``view`` over ``resources`` (those of another type are skipped), in
     the order of the resources, each row's keys in the view's column order."""
+    flat = _flat_columns(view.root)
+    names = [c.name for c in flat] if flat is not None else []
+    getters = [_getter(c) for c in flat] if flat is not None else []
     for resource in resources:
         if resource.get("resourceType") != view.resource:
             continue
         variables = {**view.constants, ROW_INDEX: 0, "resource": resource, "rootResource": resource}
-        if not _included(view, resource, variables):
+        if view.where and not _included(view, resource, variables):
+            continue
+        if flat is not None:  # one row per resource, its columns evaluated in turn
+            yield dict(zip(names, [get(resource, variables) for get in getters], strict=True))
             continue
         # Rows are built in the view's column order (own columns, nested selects, unionAll).
         yield from _rows(view.root, resource, variables)

@@ -7,7 +7,11 @@ some also in the query): ``viewResource`` (inline) or ``viewReference``, ``_form
 (json, ndjson, csv, parquet; else the Accept header; default json), ``header`` (CSV
 header line, default true), ``patient`` (only that patient's compartment), ``resource``
 (resources to run over instead of the server's), ``_limit`` (most rows), ``_since``
-(resources changed after that instant). ``group`` and ``source`` are not supported: 400.
+(resources changed after that instant), and the service's ``_deidentify`` (``true``: each
+resource goes through the export's de-identification, ``fhir_service.export.deidentify``,
+before the view sees it, so such a run never compiles into SQL) with ``_deidRules``
+(rules replacing the default ones, as on ``$export``). ``group`` and ``source`` are not
+supported: 400.
 
 R4 has no ViewDefinition resource type, so stored views are Binary resources holding the
 ViewDefinition JSON (contentType application/json): ``ViewDefinition/{id}`` and a
@@ -23,9 +27,10 @@ truncated answer, and memory stays flat; the file is then streamed out.
 from __future__ import annotations
 
 import base64
+import functools
 import tempfile
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 from typing import IO, Any
 
@@ -38,8 +43,13 @@ from fhir_service.api.body import check_json, read_body
 from fhir_service.api.deps import BASE_PATH, IdDep, StoreDep
 from fhir_service.api.routes import operation
 from fhir_service.errors import InvalidRequest
+from fhir_service.export.deid_rules import Rules, rules_from_text
+from fhir_service.export.deidentify import Deidentifier
 from fhir_service.fhir.references import parse_reference
+from fhir_service.search.compartment import compartment_paths
+from fhir_service.search.registry import get_registry
 from fhir_service.storage.repository import Repository, Store
+from fhir_service.storage.view_scan import scan_resources
 from fhir_service.views import View, parse_view, run_view
 from fhir_service.views.sql_plan import stored_rows
 from fhir_service.views.writers import MEDIA_TYPES, format_of, write_chunks
@@ -50,6 +60,7 @@ DEFINITION = "http://sql-on-fhir.org/OperationDefinition/$viewdefinition-run"
 SPOOL_BYTES = 8 * 1024 * 1024
 _READ_CHUNK = 256 * 1024
 _UNSUPPORTED = ("group", "source")
+_IN_QUERY = ("_format", "header", "patient", "_limit", "_since", "_deidentify", "_deidRules")
 
 
 class _Asked:
@@ -64,6 +75,8 @@ class _Asked:
         self.resources: list[dict[str, Any]] | None = None
         self.limit: int | None = None
         self.since: datetime | None = None
+        self.deidentify = False
+        self.deid_rules: Rules | None = None
 
     def set(self, name: str, value: Any, resource: Any = None) -> None:
         if name in _UNSUPPORTED:
@@ -91,6 +104,11 @@ class _Asked:
             self.limit = _limit(value)
         elif name == "_since":
             self.since = _instant(value)
+        elif name == "_deidentify":
+            self.deidentify = value is True or str(value).lower() == "true"
+        elif name == "_deidRules":
+            text = value if isinstance(value, str) else orjson.dumps(value).decode()
+            self.deid_rules = rules_from_text(text, "_deidRules")
 
 
 def _patient_id(value: Any) -> str:
@@ -149,8 +167,10 @@ async def _asked(request: Request) -> _Asked:
                     raise InvalidRequest("Parameters.parameter entries need a name")
                 asked.set(param["name"], _value(param), param.get("resource"))
     for name, value in request.query_params.multi_items():
-        if name in ("_format", "header", "patient", "_limit", "_since", *_UNSUPPORTED):
+        if name in (*_IN_QUERY, *_UNSUPPORTED):
             asked.set(name, value)
+    if asked.deid_rules is not None and not asked.deidentify:
+        raise InvalidRequest("_deidRules needs _deidentify=true", expression="_deidRules")
     if asked.format is None:
         accept = (request.headers.get("accept") or "").split(",")[0].strip()
         asked.format = accept if accept and accept != "*/*" else "json"
@@ -181,8 +201,25 @@ def _csv_without_header(chunks: Iterator[bytes]) -> Iterator[bytes]:
     yield from chunks
 
 
-def _run(store: Store, asked: _Asked, instance: str | None, fmt: str) -> tuple[View, IO[bytes]]:
-    """Parse the view and write its rows to a spooled file (rewound)."""
+@functools.cache
+def _patients_of() -> Any:
+    """Patient compartment membership of a resource, for the de-identifier's date offsets."""
+    return compartment_paths(get_registry()).patients
+
+
+def _deidentified(
+    resources: Iterable[dict[str, Any]], deidentifier: Deidentifier
+) -> Iterator[dict[str, Any]]:
+    """Each resource as the de-identified export would write it (docs/export.md)."""
+    for resource in resources:
+        yield deidentifier.apply(resource)
+
+
+def _run(
+    store: Store, asked: _Asked, instance: str | None, fmt: str, secret: str | None
+) -> tuple[View, IO[bytes]]:
+    """Parse the view and write its rows to a spooled file (rewound); with ``_deidentify``
+    the view runs over the de-identified resources."""
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
     try:
         with store.begin(readonly=True) as repo:
@@ -195,8 +232,23 @@ def _run(store: Store, asked: _Asked, instance: str | None, fmt: str) -> tuple[V
                 raise InvalidRequest("Give the view as viewResource or viewReference")
             view = parse_view(raw)
             rows: Iterable[dict[str, Any]]
+            deidentifier = None
+            if asked.deidentify:
+                assert secret is not None
+                year = datetime.now(UTC).year
+                deidentifier = Deidentifier(
+                    secret, _patients_of(), reference_year=year, rules=asked.deid_rules
+                )
             if asked.resources is not None:
-                rows = run_view(view, asked.resources)
+                resources: Iterable[dict[str, Any]] = asked.resources
+                if deidentifier is not None:
+                    resources = _deidentified(resources, deidentifier)
+                rows = run_view(view, resources)
+            elif deidentifier is not None:  # each resource de-identified here: not in SQL
+                resources = scan_resources(
+                    repo, view.resource, patient=asked.patient, since=asked.since
+                )
+                rows = run_view(view, _deidentified(resources, deidentifier))
             else:
                 rows = stored_rows(repo, raw, view, patient=asked.patient, since=asked.since)
             if asked.limit is not None:
@@ -224,7 +276,10 @@ def _stream(spool: IO[bytes]) -> Iterator[bytes]:
 async def _answer(request: Request, store: Store, instance: str | None = None) -> Response:
     asked = await _asked(request)
     fmt = format_of(asked.format)
-    view, spool = await run_in_threadpool(_run, store, asked, instance, fmt)
+    secret = request.app.state.settings.deid_secret
+    if asked.deidentify and not secret:
+        raise InvalidRequest("De-identified views are not configured (deid_secret)")
+    view, spool = await run_in_threadpool(_run, store, asked, instance, fmt, secret)
     headers = {}
     if view.name:
         suffix = {"ndjson": "ndjson", "csv": "csv", "parquet": "parquet"}.get(fmt, "json")
