@@ -105,6 +105,8 @@ def run_command(
     """Run VIEW_FILE and write its rows as CSV, JSON (one array), NDJSON or Parquet."""
     settings = Settings()
     deidentifier: Deidentifier | None = None
+    if deid_rules is not None and not deid_rules.is_file():
+        raise _fail(f"no such rules file: {deid_rules}")
     try:
         raw = orjson.loads(view_file.read_bytes())
         view = parse_view(raw)

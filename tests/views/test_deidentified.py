@@ -285,6 +285,8 @@ def test_cli_deidentify_over_a_file_and_the_database(
     rules_file.write_text(json.dumps(NOTE_RULES))
     alone = _cli([str(view_file), "--deid-rules", str(rules_file)])
     assert alone.exit_code == 2 and "--deidentify" in alone.stderr
+    absent = _cli([str(view_file), "--deidentify", "--deid-rules", str(tmp_path / "none.json")])
+    assert absent.exit_code == 2 and "no such rules file" in absent.stderr
     kept = _cli([str(view_file), "--deidentify", "--deid-rules", str(rules_file)])
     assert kept.exit_code == 0, kept.output
     (row,) = json.loads(kept.stdout)
