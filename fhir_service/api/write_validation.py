@@ -8,9 +8,12 @@ the application's one ``Validator`` through the unit of work's ``before_write``:
 - ``off``: nothing is checked;
 - ``warn``: the write happens; the issues are kept for the response (see
   ``WriteCheck.issues_of``) and logged without diagnostics, which may quote content;
-- ``reject``: a resource with an error or fatal issue raises ``Unprocessable`` (422)
-  carrying every issue, so the unit of work rolls back: a transaction fails as a
-  whole, a batch entry fails alone.
+- ``reject`` (the default): a resource with an error or fatal issue raises ``NotValid``
+  (422) carrying every issue, so the unit of work rolls back: a transaction fails as a
+  whole (400, naming the entry), a batch entry fails alone.
+
+A ``meta.profile`` the packages do not hold is an error unless ``unknown_profiles`` is
+``warn`` (``FHIR_SERVICE_UNKNOWN_PROFILES``): what cannot be checked is not accepted.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from fhir_service.errors import Issue, Unprocessable
+from fhir_service.errors import Issue, NotValid
 from fhir_service.fhir.outcome import operation_outcome
 from fhir_service.fhir.package_cache import load_definitions
 from fhir_service.validation.engine import Validator, has_errors, validator_for
+from fhir_service.validation.options import Options
 
 Mode = Literal["off", "warn", "reject"]
+UnknownProfiles = Literal["reject", "warn"]
 
 log = logging.getLogger("fhir_service.api.validation")
 
@@ -50,13 +55,16 @@ class AppValidator:
 class WriteCheck:
     """The ``before_write`` of one request in ``warn`` or ``reject`` mode."""
 
-    def __init__(self, validator: Validator, mode: Mode) -> None:
+    def __init__(
+        self, validator: Validator, mode: Mode, unknown_profiles: UnknownProfiles = "reject"
+    ) -> None:
         self._validator = validator
         self._mode = mode
+        self._options = write_options(unknown_profiles)
         self._issues: dict[str, list[Issue]] = {}
 
     def __call__(self, body: dict[str, Any]) -> None:
-        issues = self._validator.validate_resource(body)
+        issues = self._validator.validate_resource(body, self._options)
         rtype, id = body.get("resourceType"), body.get("id")
         version = (body.get("meta") or {}).get("versionId")
         self._issues[f"{rtype}/{id}/_history/{version}"] = issues
@@ -65,7 +73,7 @@ class WriteCheck:
         _log(f"{rtype}/{id}", issues, self._mode)
         if self._mode == "reject" and has_errors(issues):
             errors = sum(i.severity in ("error", "fatal") for i in issues)
-            raise Unprocessable(
+            raise NotValid(
                 f"{rtype} is not valid: {errors} error(s); nothing was written",
                 expression=str(rtype),
                 issues=issues,
@@ -86,9 +94,17 @@ class WriteCheck:
         return bundle
 
 
-def write_check(validator: AppValidator, mode: Mode) -> WriteCheck | None:
+def write_options(unknown_profiles: UnknownProfiles = "reject") -> Options:
+    """The options of validation on write: ``$validate``'s defaults, with a ``meta.profile``
+    that is not installed an error unless ``unknown_profiles`` is ``warn``."""
+    return Options(unknown_profile="error" if unknown_profiles == "reject" else "warning")
+
+
+def write_check(
+    validator: AppValidator, mode: Mode, unknown_profiles: UnknownProfiles = "reject"
+) -> WriteCheck | None:
     """A fresh ``WriteCheck`` for one request, or None when validation on write is off."""
-    return None if mode == "off" else WriteCheck(validator.get(), mode)
+    return None if mode == "off" else WriteCheck(validator.get(), mode, unknown_profiles)
 
 
 def _log(where: str, issues: list[Issue], mode: Mode) -> None:
