@@ -39,7 +39,7 @@ class AppValidator:
     """The application's Validator, built once from the package cache on first use."""
 
     def __init__(self, package_cache: Path) -> None:
-        self._package_cache = package_cache
+        self.package_cache = package_cache
         self._validator: Validator | None = None
         self._lock = threading.Lock()
 
@@ -48,29 +48,47 @@ class AppValidator:
         if self._validator is None:
             with self._lock:
                 if self._validator is None:
-                    self._validator = validator_for(load_definitions(self._package_cache))
+                    self._validator = validator_for(load_definitions(self.package_cache))
         return self._validator
 
 
 class WriteCheck:
-    """The ``before_write`` of one request in ``warn`` or ``reject`` mode."""
+    """The ``before_write`` of one request in ``warn`` or ``reject`` mode. A transaction with
+    validation workers runs it there (``spec``: package cache and options) and hands the
+    issues to ``receive`` (``storage.repository.WorkerCheck``)."""
 
     def __init__(
-        self, validator: Validator, mode: Mode, unknown_profiles: UnknownProfiles = "reject"
+        self,
+        validator: Validator,
+        mode: Mode,
+        unknown_profiles: UnknownProfiles = "reject",
+        *,
+        log_each: bool = True,
+        package_cache: Path | None = None,
     ) -> None:
         self._validator = validator
         self._mode = mode
         self._options = write_options(unknown_profiles)
+        self.spec = None if package_cache is None else (package_cache, self._options)
         self._issues: dict[str, list[Issue]] = {}
+        self._log_each = log_each
+        self.not_valid = 0
+        """Resources with errors written anyway (``warn``)."""
 
     def __call__(self, body: dict[str, Any]) -> None:
-        issues = self._validator.validate_resource(body, self._options)
+        self.receive(body, self._validator.validate_resource(body, self._options))
+
+    def receive(self, body: dict[str, Any], issues: list[Issue]) -> None:
+        """Keep, log and judge the issues of ``body`` (raises ``NotValid`` in reject mode)."""
         rtype, id = body.get("resourceType"), body.get("id")
         version = (body.get("meta") or {}).get("versionId")
         self._issues[f"{rtype}/{id}/_history/{version}"] = issues
         if not any(i.severity in ("fatal", "error", "warning") for i in issues):
             return
-        _log(f"{rtype}/{id}", issues, self._mode)
+        if self._log_each:
+            _log(f"{rtype}/{id}", issues, self._mode)
+        if self._mode == "warn" and has_errors(issues):
+            self.not_valid += 1
         if self._mode == "reject" and has_errors(issues):
             errors = sum(i.severity in ("error", "fatal") for i in issues)
             raise NotValid(
@@ -101,10 +119,23 @@ def write_options(unknown_profiles: UnknownProfiles = "reject") -> Options:
 
 
 def write_check(
-    validator: AppValidator, mode: Mode, unknown_profiles: UnknownProfiles = "reject"
+    validator: AppValidator,
+    mode: Mode | str,
+    unknown_profiles: UnknownProfiles | str = "reject",
+    *,
+    log_each: bool = True,
 ) -> WriteCheck | None:
-    """A fresh ``WriteCheck`` for one request, or None when validation on write is off."""
-    return None if mode == "off" else WriteCheck(validator.get(), mode, unknown_profiles)
+    """A fresh ``WriteCheck`` for one request (or one loaded Bundle, one sync page), or
+    None when validation on write is off. ``log_each``: log each resource with issues."""
+    if mode not in ("warn", "reject"):
+        return None
+    return WriteCheck(
+        validator.get(),
+        "warn" if mode == "warn" else "reject",
+        "warn" if unknown_profiles == "warn" else "reject",
+        log_each=log_each,
+        package_cache=validator.package_cache,
+    )
 
 
 def _log(where: str, issues: list[Issue], mode: Mode) -> None:
