@@ -13,7 +13,9 @@ the application's one ``Validator`` through the unit of work's ``before_write``:
   whole (400, naming the entry), a batch entry fails alone.
 
 A ``meta.profile`` the packages do not hold is an error unless ``unknown_profiles`` is
-``warn`` (``FHIR_SERVICE_UNKNOWN_PROFILES``): what cannot be checked is not accepted.
+``warn`` (``FHIR_SERVICE_UNKNOWN_PROFILES``): what cannot be checked is not accepted. An
+extension whose definition is not installed is a warning: anyone may define extensions
+(https://hl7.org/fhir/R4/extensibility.html), and its content is still walked.
 """
 
 from __future__ import annotations
@@ -114,8 +116,12 @@ class WriteCheck:
 
 def write_options(unknown_profiles: UnknownProfiles = "reject") -> Options:
     """The options of validation on write: ``$validate``'s defaults, with a ``meta.profile``
-    that is not installed an error unless ``unknown_profiles`` is ``warn``."""
-    return Options(unknown_profile="error" if unknown_profiles == "reject" else "warning")
+    that is not installed an error unless ``unknown_profiles`` is ``warn``, and an
+    extension whose definition is not installed a warning (docs/validation.md)."""
+    return Options(
+        unknown_profile="error" if unknown_profiles == "reject" else "warning",
+        unknown_extension="warning",
+    )
 
 
 def write_check(

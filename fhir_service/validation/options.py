@@ -22,7 +22,10 @@ class Options:
     ``-display-issues-are-warnings``). ``unknown_profile`` is the severity of a
     ``meta.profile`` that is not installed: ``warning`` as in the HL7 validator, ``error``
     for validation on write that refuses what it cannot check (HAPI's
-    ``errorForUnknownProfiles``).
+    ``errorForUnknownProfiles``). ``unknown_extension`` is the severity of an extension
+    whose definition is nowhere to be found: ``error`` as in the HL7 validator,
+    ``warning`` for validation on write (HAPI's and Firely's defaults: anyone may define
+    extensions, https://hl7.org/fhir/R4/extensibility.html).
     """
 
     invariants: bool = True
@@ -39,3 +42,4 @@ class Options:
     for_publication: bool = False
     display_issues_are_warnings: bool = False
     unknown_profile: Literal["warning", "error"] = "warning"
+    unknown_extension: Literal["warning", "error"] = "error"

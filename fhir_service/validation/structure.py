@@ -686,7 +686,7 @@ class StructureWalker:
             return
         if sd is None:
             self.add(
-                "error",
+                self.options.unknown_extension,
                 "structure",
                 f"The extension {url} could not be found so is not allowed here",
                 path,
