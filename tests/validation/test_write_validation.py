@@ -248,3 +248,23 @@ def test_a_claimed_profile_that_is_not_installed_is_refused_unless_set_to_warn(
             i.get("expression") for i in stored.json()["issue"] if i["severity"] == "warning"
         ]
         assert ["Patient.meta.profile[0]"] in warnings
+
+
+def test_an_extension_whose_definition_is_not_installed_is_a_warning_on_write(
+    client_in: Callable[..., Any],
+) -> None:
+    extended = {
+        **GOOD,
+        "extension": [{"url": "http://example.org/fhir/StructureDefinition/eye", "valueCode": "x"}],
+    }
+    with client_in(None) as client:
+        headers = {**FHIR_JSON, "prefer": "return=OperationOutcome"}
+        stored = client.post("/fhir/Patient", json=extended, headers=headers)
+        assert stored.status_code == 201
+        warnings = [
+            i.get("expression") for i in stored.json()["issue"] if i["severity"] == "warning"
+        ]
+        assert ["Patient.extension[0]"] in warnings
+        # $validate keeps the HL7 validator's verdict: an unknown extension is an error.
+        checked = client.post("/fhir/Patient/$validate", json=extended, headers=FHIR_JSON)
+        assert ("structure", ["Patient.extension[0]"]) in errors(checked.json())
