@@ -49,6 +49,11 @@ def _validator(package_cache: Path) -> Validator:
     return validator_for(load_definitions(package_cache))
 
 
+def warm_validator(spec: tuple[Path, Options]) -> None:
+    """A worker's preparation: the validator built and its common models compiled."""
+    _validator(spec[0]).validate_resource({"resourceType": "Patient", "id": "x"}, spec[1])
+
+
 def checked_batch(bodies: Bodies, spec: tuple[Path, Options] | None) -> Checked:
     """A worker's task: the models' verdict on ``bodies`` and, with a ``spec`` (package cache,
     options), each body's validation issues (the validator is built once per process)."""
@@ -93,6 +98,8 @@ class DeferredValidation:
     def defer(self, index: int, body: JSON) -> None:
         """Validate ``body`` (of entry ``index``) before ``first_failure`` answers."""
         self.waiting.append((index, body))
+        if self.pool is not None and self._spec is not None and len(self.waiting) == 1:
+            self.pool.prepare(self._spec, warm_validator, self._spec)
         if self.pool is not None and len(self.waiting) >= BATCH:
             batch = _Batch(self.waiting)
             self.waiting = []

@@ -268,3 +268,21 @@ def test_an_extension_whose_definition_is_not_installed_is_a_warning_on_write(
         # $validate keeps the HL7 validator's verdict: an unknown extension is an error.
         checked = client.post("/fhir/Patient/$validate", json=extended, headers=FHIR_JSON)
         assert ("structure", ["Patient.extension[0]"]) in errors(checked.json())
+
+
+def test_a_long_transaction_names_its_first_invalid_entry(client_in: Callable[..., Any]) -> None:
+    # Twelve entries: batches of them go to the validation worker (storage/deferred_validation.py),
+    # and the first invalid one in processing order is still the transaction's error.
+    many = [{**GOOD, "name": [{"family": f"F{i}"}]} for i in range(12)]
+    many[9] = BAD
+    many[11] = {**BAD, "gender": "femme"}
+    with client_in(None) as client:
+        response = client.post("/fhir", json=transaction("transaction", *many), headers=FHIR_JSON)
+        assert response.status_code == 400
+        outcome = response.json()
+        assert outcome["issue"][0]["diagnostics"].startswith("Bundle.entry[9]:")
+        assert ("code-invalid", ["Bundle.entry[9].resource.gender"]) in errors(outcome)
+        assert patients(client) == []
+        fine = transaction("transaction", *many[:9])
+        assert client.post("/fhir", json=fine, headers=FHIR_JSON).status_code == 200
+        assert len(patients(client)) == 9
