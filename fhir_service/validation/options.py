@@ -24,8 +24,8 @@ class Options:
     for validation on write that refuses what it cannot check (HAPI's
     ``errorForUnknownProfiles``). ``unknown_extension`` is the severity of an extension
     whose definition is nowhere to be found: ``error`` as in the HL7 validator,
-    ``warning`` for validation on write (HAPI's and Firely's defaults: anyone may define
-    extensions, https://hl7.org/fhir/R4/extensibility.html).
+    ``warning`` for validation on write (HAPI's default: anyone may define extensions,
+    https://hl7.org/fhir/R4/extensibility.html).
     """
 
     invariants: bool = True
