@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--patients 300] [--small 30] [--source synthea|case|both]
                                      [--repeat 3] [--postgres-url URL] [--no-write]
-                                     [--validation-workers N]
+                                     [--validation-workers N] [--validate off|warn|reject]
 
 For each database (a fresh SQLite file; a fresh PostgreSQL database created from
 --postgres-url or FHIR_SERVICE_TEST_POSTGRES_URL and dropped afterwards) it loads
@@ -21,8 +21,11 @@ mapped N times under distinct case ids (so N distinct patients, every id and
 identifier different; about 100 resources each). The clock covers ``load_bundle`` only (validation,
 reference rewriting, SQL), not reading JSON from the archive. The store validates new
 resources in ``--validation-workers`` worker processes (default: the service's setting,
-``FHIR_SERVICE_VALIDATION_WORKERS``), as ``fhir-service load`` does. Prints a table and
-rewrites its section of bench/RESULTS.md.
+``FHIR_SERVICE_VALIDATION_WORKERS``), as ``fhir-service load`` does. ``--validate`` is
+validation on write (docs/validation.md), default ``warn``: every resource is validated
+as the REST API validates it and everything is stored (the Synthea set has resources
+that ``reject`` refuses, see docs/validation.md), so the stored counts match ``off``.
+Prints a table and rewrites its section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import sqlalchemy as sa
 from report import cpu_check, machine, write_section
 from sqlalchemy.engine import make_url
 
+from fhir_service.api.write_validation import AppValidator, write_check
 from fhir_service.cli.load import load_bundle, providers_first
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore, upgrade
@@ -93,9 +97,15 @@ def case_bundles() -> Iterator[tuple[str, dict[str, Any]]]:
 SOURCES = {"synthea": synthea_bundles, "case": case_bundles}
 
 
-def ingest(url: str, patients: int, source: str, workers: int) -> Run:
-    """Load ``patients`` patient Bundles (after any providers) into the empty database."""
+VALIDATOR = AppValidator(Settings().package_cache)
+
+
+def ingest(url: str, patients: int, source: str, workers: int, validate: str = "warn") -> Run:
+    """Load ``patients`` patient Bundles (after any providers) into the empty database,
+    validating each resource written as ``validate`` says (validation on write)."""
     upgrade(url)
+    if validate != "off":
+        VALIDATOR.get()  # the package cache read once, outside the clock
     store = SqlStore.open(url, validation_workers=workers)
     resources = 0
     seconds = 0.0
@@ -107,7 +117,8 @@ def ingest(url: str, patients: int, source: str, workers: int) -> Run:
             if is_patient and loaded >= patients:
                 break
             start = time.perf_counter()
-            response = load_bundle(store, bundle)
+            check = write_check(VALIDATOR, validate, log_each=False)
+            response = load_bundle(store, bundle, check=check)
             took = time.perf_counter() - start
             seconds += took
             resources += len(response["entry"])
@@ -129,19 +140,20 @@ def by_tenth(per_patient: list[tuple[float, int]]) -> list[float]:
     return [1000 * seconds / count for seconds, count in totals if count]
 
 
-def run_sqlite(workers: int, patients: int, source: str) -> Run:
+def run_sqlite(workers: int, validate: str, patients: int, source: str) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
-        return ingest(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}", patients, source, workers)
+        url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
+        return ingest(url, patients, source, workers, validate)
 
 
-def run_postgres(admin_url: str, workers: int, patients: int, source: str) -> Run:
+def run_postgres(admin_url: str, workers: int, validate: str, patients: int, source: str) -> Run:
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"fhir_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
         url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        return ingest(url, patients, source, workers)
+        return ingest(url, patients, source, workers, validate)
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -218,7 +230,7 @@ def tenth_lines(runs: list[Run]) -> list[str]:
     ]
 
 
-def write_results(runs: list[Run], checks: list[float], workers: int) -> None:
+def write_results(runs: list[Run], checks: list[float], workers: int, validate: str) -> None:
     write_section(
         START,
         END,
@@ -237,7 +249,8 @@ def write_results(runs: list[Run], checks: list[float], workers: int) -> None:
             "per resource grows by at most 10 %. Each row is the median of its size's runs;",
             "the small size runs (large / small) times before each large run, and the",
             "linearity lines pool all runs of each size (see the script's docstring).",
-            f"Validation workers (`--validation-workers`): {workers}.",
+            f"Validation workers (`--validation-workers`): {workers}. Validation on write",
+            f"(`--validate`): {validate}.",
             "",
             table(medians(runs)),
             "",
@@ -261,6 +274,12 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="Do not update RESULTS.md.")
     parser.add_argument(
+        "--validate",
+        choices=["off", "warn", "reject"],
+        default="warn",
+        help="Validation on write of every resource loaded (warn: validated, all stored).",
+    )
+    parser.add_argument(
         "--validation-workers",
         type=int,
         default=Settings().validation_workers,
@@ -273,9 +292,13 @@ def main() -> None:
     runs: list[Run] = []
     checks: list[float] = []
     for source in sources:
-        databases: list[Callable[[int, str], Run]] = [partial(run_sqlite, args.validation_workers)]
+        databases: list[Callable[[int, str], Run]] = [
+            partial(run_sqlite, args.validation_workers, args.validate)
+        ]
         if args.postgres_url:
-            databases.append(partial(run_postgres, args.postgres_url, args.validation_workers))
+            databases.append(
+                partial(run_postgres, args.postgres_url, args.validation_workers, args.validate)
+            )
         for run in databases:
             rounds = [args.small] * max(1, args.patients // args.small) + [args.patients]
             for _ in range(args.repeat):
@@ -287,7 +310,7 @@ def main() -> None:
     print("\n".join(linearity(runs) + tenth_lines(runs)))
     print(f"CPU check: {min(checks):.0f}-{max(checks):.0f} ms")
     if not args.no_write:
-        write_results(runs, checks, args.validation_workers)
+        write_results(runs, checks, args.validation_workers, args.validate)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ optional FHIRPath expression saying where the problem is.
     ├── PayloadTooLarge              413 too-costly
     ├── UnsupportedMediaType         415 not-supported
     ├── Unprocessable                422 processing  business rule / validation failed
+    │   └── NotValid                 422 processing  validation on write found errors
     └── TooManyRequests              429 throttled
 
 This module imports nothing of ours, so every layer may raise these errors.
@@ -137,6 +138,11 @@ class UnsupportedMediaType(FhirServiceError):
 class Unprocessable(FhirServiceError):
     status = 422
     code = "processing"
+
+
+class NotValid(Unprocessable):
+    """A resource refused by validation on write (422; a transaction holding it fails with
+    400 as a whole, https://hl7.org/fhir/R4/http.html#transaction-response)."""
 
 
 class TooManyRequests(FhirServiceError):

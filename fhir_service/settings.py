@@ -58,7 +58,11 @@ class Settings(BaseSettings):
     audit_enabled: bool = True
     export_dir: Path = Path("var/exports")
     deid_secret: str | None = None
-    validate_on_write: Literal["off", "warn", "reject"] = "off"
+    validate_on_write: Literal["off", "warn", "reject"] = "reject"
+    """Validation of every resource the REST API, ``load`` and sync pulls write
+    (docs/validation.md#validation-on-write)."""
+    unknown_profiles: Literal["reject", "warn"] = "reject"
+    """A ``meta.profile`` the package cache does not hold: an error on write, or a warning."""
     validation_workers: int = Field(default=1, ge=0)
     """Worker processes that validate the resources a transaction Bundle writes while the
     transaction does its SQL work (0: validate them in the request's own thread)."""

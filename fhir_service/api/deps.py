@@ -154,7 +154,10 @@ async def get_write_check(request: Request) -> WriteCheck | None:
     them the write answers 503 (``PackageNotInstalled``) instead of storing a resource that
     no search would find."""
     search_registry.get_registry()
-    return write_check(request.app.state.validator, request.app.state.settings.validate_on_write)
+    settings = request.app.state.settings
+    return write_check(
+        request.app.state.validator, settings.validate_on_write, settings.unknown_profiles
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from fhir_service.api.write_validation import AppValidator, write_check
 from fhir_service.cli.first_need import prepare_packages
 from fhir_service.cli.load import LoadError, load_all, providers_first
 from fhir_service.cli.serve import listen, run
@@ -62,7 +63,14 @@ def demo_command(
         raise typer.Exit(2) from None
     typer.echo(f"database {DEMO_DATABASE} at revision {revision}")
     try:
-        report = load_all(store, providers_first([case], anchor_date=settings.anchor_date))
+        validator = AppValidator(settings.package_cache)
+        report = load_all(
+            store,
+            providers_first([case], anchor_date=settings.anchor_date),
+            checks=lambda: write_check(
+                validator, settings.validate_on_write, settings.unknown_profiles
+            ),
+        )
     except LoadError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -11,6 +11,11 @@ transaction (https://hl7.org/fhir/R4/http.html#transaction).
 With ``--dedupe-providers`` (the default) plain POSTs of provider resources get
 ``ifNoneExist`` on their first identifier, so a provider repeated in many
 Bundles is stored once; see docs/storage.md.
+
+Every resource written is validated as the REST API validates it
+(``FHIR_SERVICE_VALIDATE_ON_WRITE``, or ``--validate``; docs/validation.md): with
+``reject`` a Bundle holding an invalid resource fails and the others go on; with ``warn``
+everything is stored and the resources with errors are counted.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -27,6 +32,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from fhir_service.api.write_validation import AppValidator, WriteCheck, write_check
 from fhir_service.cli.first_need import prepare_packages
 from fhir_service.errors import FhirServiceError
 from fhir_service.fhir.bundle import add_identifier_conditions
@@ -52,6 +58,8 @@ class LoadReport:
     failed: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    not_valid: int = 0
+    """Resources stored although validation found errors (``--validate warn``)."""
 
     @property
     def entries(self) -> int:
@@ -159,16 +167,21 @@ def as_transaction(bundle: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_bundle(
-    store: SqlStore, bundle: dict[str, Any], *, dedupe_providers: bool = True
+    store: SqlStore,
+    bundle: dict[str, Any],
+    *,
+    dedupe_providers: bool = True,
+    check: WriteCheck | None = None,
 ) -> dict[str, Any]:
-    """Load one Bundle in one database transaction; returns the response Bundle."""
+    """Load one Bundle in one database transaction; returns the response Bundle. ``check``
+    validates every resource written (validation on write)."""
     kind = bundle.get("type")
     if kind in ("collection", "document"):
         bundle = as_transaction(bundle)
         kind = "transaction"
     if dedupe_providers:
         bundle = add_identifier_conditions(bundle, PROVIDER_TYPES)
-    with store.begin(AccessScope.full()) as repo:
+    with store.begin(AccessScope.full(), before_write=check) as repo:
         if kind == "transaction":
             return repo.transaction(bundle)
         if kind == "batch":
@@ -182,13 +195,16 @@ def load_all(
     *,
     dedupe_providers: bool = True,
     echo: Any = None,
+    checks: Callable[[], WriteCheck | None] = lambda: None,
 ) -> LoadReport:
-    """Load Bundles one transaction each; a failing Bundle is reported and the rest go on."""
+    """Load Bundles one transaction each; a failing Bundle is reported and the rest go on.
+    ``checks()`` gives each Bundle its validation on write (None: not validated)."""
     report = LoadReport()
     start = time.perf_counter()
     for name, bundle in bundles:
+        check = checks()
         try:
-            response = load_bundle(store, bundle, dedupe_providers=dedupe_providers)
+            response = load_bundle(store, bundle, dedupe_providers=dedupe_providers, check=check)
         except (FhirServiceError, LoadError) as exc:
             report.failed.append(f"{name}: {exc}")
             if echo is not None:
@@ -197,6 +213,8 @@ def load_all(
         report.bundles += 1
         for entry in response.get("entry") or []:
             report.statuses[entry["response"]["status"]] += 1
+        if check is not None:
+            report.not_valid += check.not_valid
     report.seconds = time.perf_counter() - start
     return report
 
@@ -216,9 +234,20 @@ def load_command(
             help="Create Organization/Location/Practitioner(Role) once per identifier.",
         ),
     ] = True,
+    validate: Annotated[
+        str | None,
+        typer.Option(
+            "--validate",
+            help="off, warn or reject (default FHIR_SERVICE_VALIDATE_ON_WRITE, reject).",
+        ),
+    ] = None,
 ) -> None:
     """Load case files and FHIR Bundles into the database, one transaction per Bundle."""
     settings = Settings()
+    mode = validate or settings.validate_on_write
+    if mode not in ("off", "warn", "reject"):
+        typer.echo(f"error: --validate must be off, warn or reject, not {mode}", err=True)
+        raise typer.Exit(2)
     for path in files:
         if not path.exists():
             typer.echo(f"error: {path} does not exist", err=True)
@@ -232,6 +261,7 @@ def load_command(
     except (FhirServiceError, DatabaseError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    validator = AppValidator(settings.package_cache)
     try:
         bundles = providers_first(files, anchor_date=settings.anchor_date)
         report = load_all(
@@ -239,6 +269,7 @@ def load_command(
             bundles,
             dedupe_providers=dedupe_providers,
             echo=lambda line: typer.echo(line, err=True),
+            checks=lambda: write_check(validator, mode, settings.unknown_profiles, log_each=False),
         )
     except LoadError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -251,6 +282,11 @@ def load_command(
         f"loaded {report.bundles} bundle(s), {report.entries} entries ({statuses}) "
         f"in {report.seconds:.1f}s, {rate:.0f} entries/s"
     )
+    if report.not_valid:
+        typer.echo(
+            f"{report.not_valid} resource(s) stored with validation errors (--validate warn)",
+            err=True,
+        )
     if report.failed:
         typer.echo(f"{len(report.failed)} bundle(s) failed", err=True)
         raise typer.Exit(1)

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fhir_service.api.write_validation import AppValidator, write_check
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
@@ -197,6 +198,8 @@ def pull_command(
     url, store = _open(remote, database_url)
     auth = _auth(token, token_url, client_id, private_key)
     type_list = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    settings = Settings()
+    validator = AppValidator(settings.package_cache)
 
     async def work(update: Any) -> RunReport:
         async with FhirClient(url, auth=auth) as client:
@@ -208,6 +211,9 @@ def pull_command(
                 deletes=deletes,
                 patient=patient,
                 progress=update,
+                checks=lambda: write_check(
+                    validator, settings.validate_on_write, settings.unknown_profiles
+                ),
             )
 
     _summary(_run(store, work))

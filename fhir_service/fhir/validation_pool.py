@@ -94,6 +94,7 @@ class ValidationPool:
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
         self._warmed: Future[None] | None = None
+        self._prepared: dict[Any, Future[Any]] = {}
         self._lock = threading.Lock()
 
     def _running(self) -> ProcessPoolExecutor:
@@ -118,6 +119,20 @@ class ValidationPool:
         wait([warmed], timeout=timeout)
         return warmed.done() and not warmed.cancelled() and warmed.exception() is None
 
+    def prepare(self, key: Any, task: Callable[..., Any], *args: Any) -> None:
+        """Run ``task(*args)`` in the worker once (per ``key``, until the workers are
+        replaced) before it takes other tasks: what later tasks need loaded (a validator's
+        imports and definitions), so that the caller never waits behind it. Until it is
+        done, ``submit`` hands out futures no worker takes."""
+        executor = self._running()
+        with self._lock:
+            if key in self._prepared or executor is not self._executor:
+                return
+            try:
+                self._prepared[key] = executor.submit(task, *args)
+            except (BrokenProcessPool, RuntimeError):
+                return
+
     def submit(self, task: Callable[..., T], *args: Any) -> Future[T]:
         """A future of ``task(*args)`` computed in a worker; while the workers warm up, a
         future that stays pending (a task queued behind their imports would keep the
@@ -125,6 +140,8 @@ class ValidationPool:
         executor = self._running()
         warmed = self._warmed
         if warmed is not None and not warmed.done():
+            return Future()
+        if not all(f.done() for f in list(self._prepared.values())):
             return Future()
         try:
             return executor.submit(task, *args)
@@ -157,6 +174,7 @@ class ValidationPool:
             if self._executor is not broken:
                 return
             self._executor = None
+            self._prepared = {}
         broken.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
@@ -164,6 +182,7 @@ class ValidationPool:
         with self._lock:
             executor, self._executor = self._executor, None
             self._warmed = None
+            self._prepared = {}
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 

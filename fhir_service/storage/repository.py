@@ -47,6 +47,19 @@ every write path (create, update, patch, transaction and batch entries); raising
 refuses the write. The REST layer uses it for validation on write."""
 
 
+class WorkerCheck(Protocol):
+    """A ``BeforeWrite`` that a transaction may run in its validation workers: ``spec`` is
+    what a worker needs to validate (``deferred_validation.checked_batch``); ``receive``
+    takes the issues found there, body by body in processing order, and raises as the
+    call itself would have."""
+
+    spec: Any
+
+    def __call__(self, body: dict[str, Any]) -> None: ...
+
+    def receive(self, body: dict[str, Any], issues: list[Any]) -> None: ...
+
+
 class Journal(Protocol):
     """Where a repository records what it touched, for the audit trail (references only)."""
 

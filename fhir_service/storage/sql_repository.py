@@ -62,6 +62,7 @@ from fhir_service.storage.repository import (
     SearchParams,
     Stored,
     StoredResult,
+    WorkerCheck,
 )
 from fhir_service.storage.search_index import drop_index, index_resources, registry_for
 from fhir_service.storage.search_sql import compartment_filter, match_query, since_filter
@@ -177,6 +178,10 @@ class SqlRepository:
         self.validate_later: Callable[[JSON], None] | None = None
         """Where ``versioned_body`` hands each body to be validated before the unit commits
         (set by a transaction with a ``validation_pool``); None: validate at once."""
+        self.worker_check: WorkerCheck | None = (
+            before_write if hasattr(before_write, "receive") else None  # type: ignore[assignment]
+        )
+        """``before_write`` when a transaction may run it in its validation workers."""
         self._lock_rows = conn.dialect.name == "postgresql"
         self._sqlite = conn.dialect.name == "sqlite"
         self._registry: Registry | None = None
@@ -392,14 +397,17 @@ class SqlRepository:
         """``body`` with id, meta.versionId and meta.lastUpdated set, checked against the
         scope (``action`` ``c`` or ``u``: a compartment reach must place it in the scope's
         patient compartment), passed to the unit of work's ``before_write`` and validated
-        (R4B models): at once, or by ``validate_later`` before the unit commits."""
+        (R4B models): at once, or by ``validate_later`` before the unit commits (then a
+        ``before_write`` that is a ``WorkerCheck`` is deferred with it)."""
         meta = dict(body.get("meta") or {})
         meta["versionId"] = str(version)
         meta["lastUpdated"] = format_instant(now)
         rest = {k: v for k, v in body.items() if k not in ("resourceType", "id", "meta")}
         stored_body = {"resourceType": resource_type, "id": id, "meta": meta, **rest}
         self._check_placement(resource_type, stored_body, action)
-        if self._before_write is not None:
+        if self._before_write is not None and not (
+            self.validate_later is not None and self.worker_check is not None
+        ):
             self._before_write(stored_body)
         if self.validate_later is not None:
             self.validate_later(stored_body)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from fhir_service.storage.access import AccessScope
 from fhir_service.storage.engine import BEGIN_OPTION
+from fhir_service.storage.repository import BeforeWrite
 from fhir_service.storage.sql_repository import SqlRepository
 from fhir_service.storage.store import SqlStore
 from fhir_service.storage.sync_local import LocalResources
@@ -56,13 +57,18 @@ class SyncState:
 
     @classmethod
     @contextmanager
-    def unit(cls, store: SqlStore, scope: AccessScope) -> Iterator[tuple[SyncState, SqlRepository]]:
+    def unit(
+        cls, store: SqlStore, scope: AccessScope, before_write: BeforeWrite | None = None
+    ) -> Iterator[tuple[SyncState, SqlRepository]]:
         """One write transaction: the sync state and the resource repository (both inside
-        ``scope``) on one connection."""
+        ``scope``) on one connection; ``before_write`` sees every version it stores."""
         with store.engine.connect() as conn:
             conn = conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
             with conn.begin():
-                yield cls(conn, scope), SqlRepository(conn, scope=scope)
+                yield (
+                    cls(conn, scope),
+                    SqlRepository(conn, scope=scope, before_write=before_write),
+                )
 
     @classmethod
     @contextmanager

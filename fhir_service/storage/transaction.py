@@ -138,7 +138,7 @@ class _Transaction:
     """The position of the entry being processed."""
 
     def __post_init__(self) -> None:
-        self.validation = DeferredValidation(self.repo.validation_pool)
+        self.validation = DeferredValidation(self.repo.validation_pool, self.repo.worker_check)
 
     def validate_later(self, body: JSON) -> None:
         """Validate the running entry's stored ``body`` before ``check_validation`` returns."""

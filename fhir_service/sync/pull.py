@@ -21,6 +21,11 @@ search means the remote does not hold that type (counted as ``types_unavailable`
 pull whose every type search was refused fails (``RemoteUnsupported``): it never
 reports success having pulled nothing it was asked for.
 
+Validation on write: ``checks()`` gives each unit of work the same check as the REST API
+(``FHIR_SERVICE_VALIDATE_ON_WRITE``); a resource it refuses is not written and is reported
+in the run's errors (``failed``, with the validation message), the rest of the page is
+written and the checkpoint moves on: the remote's next version of it is pulled again.
+
 One patient: ``patient=<id>`` pulls ``Patient/<id>/$everything`` (with ``_since``
 the patient's checkpoint), page by page.
 
@@ -31,6 +36,7 @@ deleted locally (the Medplum peer of the tests keeps no history of deletes).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,6 +44,7 @@ from typing import Any
 from fhir_service.errors import FhirServiceError, UnknownResourceType
 from fhir_service.fhir.references import iter_references, parse_reference, rewrite_references
 from fhir_service.storage import SqlRepository, SqlStore
+from fhir_service.storage.repository import BeforeWrite
 from fhir_service.storage.sync_local import Current
 from fhir_service.sync import state
 from fhir_service.sync.capabilities import Capabilities, served_types
@@ -89,8 +96,10 @@ class Puller:
         history: bool = True,
         patient: str | None = None,
         progress: Progress | None = None,
+        checks: Callable[[], BeforeWrite | None] = lambda: None,
     ) -> None:
         self.store = store
+        self.checks = checks
         self.client = client
         self.remote = state.remote_key(client.base_url)
         self.types = types
@@ -229,7 +238,7 @@ class Puller:
             by_type: dict[str, list[dict[str, Any]]] = {}
             for resource in resources:
                 by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
-            with state.unit(self.store) as (tx, repo):
+            with state.unit(self.store, self.checks()) as (tx, repo):
                 stamps = [
                     s
                     for rtype, group in sorted(by_type.items())
@@ -276,7 +285,7 @@ class Puller:
         changes = list(latest.values())
         for start in range(0, len(changes), self.page_size):
             chunk = changes[start : start + self.page_size]
-            with state.unit(self.store) as (tx, repo):
+            with state.unit(self.store, self.checks()) as (tx, repo):
                 by_type: dict[str, list[dict[str, Any]]] = {}
                 for change in chunk:
                     if change.resource is not None:
@@ -295,7 +304,7 @@ class Puller:
 
     def _apply(self, rtype: str, resources: list[dict[str, Any]], report: RunReport) -> None:
         """Write one search page, its id-map rows and the type's checkpoint in one transaction."""
-        with state.unit(self.store) as (tx, repo):
+        with state.unit(self.store, self.checks()) as (tx, repo):
             newest = self._apply_in(tx, repo, rtype, resources, report)
             if newest:
                 name = f"pull:{rtype}"
@@ -424,7 +433,7 @@ class Puller:
             gone = [r for r in chunk if r.remote_id not in present]
             if not gone:
                 continue
-            with state.unit(self.store) as (tx, repo):
+            with state.unit(self.store, self.checks()) as (tx, repo):
                 self._delete_in(tx, repo, gone, report)
                 tx.record_progress(report.run, dict(report.counts), report.errors)
 
@@ -465,6 +474,7 @@ async def pull(
     patient: str | None = None,
     progress: Progress | None = None,
     run: state.RunRef | None = None,
+    checks: Callable[[], BeforeWrite | None] = lambda: None,
 ) -> RunReport:
     """Pull what changed on the remote since the last pull; see the module doc.
 
@@ -480,5 +490,6 @@ async def pull(
         history=history,
         patient=patient,
         progress=progress,
+        checks=checks,
     )
     return await puller.run(run)

@@ -22,6 +22,7 @@ from datetime import timedelta
 from fhir_service.errors import FhirServiceError
 from fhir_service.storage import SqlStore
 from fhir_service.storage.jobs import RECOVER_EVERY, poll_forever
+from fhir_service.storage.repository import BeforeWrite
 from fhir_service.sync import state
 from fhir_service.sync.auth import Auth
 from fhir_service.sync.client import FhirClient
@@ -47,10 +48,13 @@ class SyncRunner:
         poll_interval: float = 1.0,
         stale_after: timedelta = timedelta(minutes=2),
         auth_for: Callable[[str], Auth | None] = lambda remote: None,
+        checks: Callable[[], BeforeWrite | None] = lambda: None,
     ) -> None:
         """``auth_for(remote)`` gives each run the authentication for its remote (a new
-        object per run: each run has its own event loop)."""
+        object per run: each run has its own event loop); ``checks()`` the validation on
+        write of each unit of work a pull writes."""
         self.store = store
+        self.checks = checks
         self.auth_for = auth_for
         self.jobs = SyncJobs.of(store)
         self.poll_interval = poll_interval
@@ -108,6 +112,7 @@ class SyncRunner:
                         types=claimed.types,
                         patient=claimed.patient,
                         run=claimed.ref,
+                        checks=self.checks,
                     )
         except Exception as exc:
             # push and pull end the run as failed themselves; this covers what fails

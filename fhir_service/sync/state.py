@@ -16,6 +16,7 @@ from typing import Any
 
 from fhir_service.storage import SqlRepository, SqlStore
 from fhir_service.storage.access import AccessScope
+from fhir_service.storage.repository import BeforeWrite
 from fhir_service.storage.sync_runs import RunRef, SyncRuns
 from fhir_service.storage.sync_state import MapRow, SyncState
 
@@ -31,9 +32,12 @@ def remote_key(base_url: str) -> str:
 
 
 @contextmanager
-def unit(store: SqlStore) -> Iterator[tuple[SyncState, SqlRepository]]:
-    """One write transaction: the sync state and the resource repository on one connection."""
-    with SyncState.unit(store, SCOPE) as pair:
+def unit(
+    store: SqlStore, before_write: BeforeWrite | None = None
+) -> Iterator[tuple[SyncState, SqlRepository]]:
+    """One write transaction: the sync state and the resource repository on one connection
+    (``before_write``: validation on write of what it stores)."""
+    with SyncState.unit(store, SCOPE, before_write) as pair:
         yield pair
 
 

@@ -165,7 +165,8 @@ class Validator:
                         f"Profile reference '{url}' has not been checked because it could not "
                         "be found in the installed FHIR packages"
                     )
-                    out.append(Finding(Issue("warning", "structure", text, [where]), None))
+                    issue = Issue(options.unknown_profile, "structure", text, [where])
+                    out.append(Finding(issue, None))
                 continue
             for issue in check_profile(site.value, url, self.definitions):
                 issue.expression = [_rebase(e, site) for e in issue.expression]

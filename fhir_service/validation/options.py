@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,13 @@ class Options:
     ``for_publication`` adds the rules for resources HL7 publishes (the HL7 validator's
     ``-forPublication``); ``display_issues_are_warnings`` makes a Coding display that its
     code system does not know a warning instead of an error (the HL7 validator's
-    ``-display-issues-are-warnings``).
+    ``-display-issues-are-warnings``). ``unknown_profile`` is the severity of a
+    ``meta.profile`` that is not installed: ``warning`` as in the HL7 validator, ``error``
+    for validation on write that refuses what it cannot check (HAPI's
+    ``errorForUnknownProfiles``). ``unknown_extension`` is the severity of an extension
+    whose definition is nowhere to be found: ``error`` as in the HL7 validator,
+    ``warning`` for validation on write (HAPI's default: anyone may define extensions,
+    https://hl7.org/fhir/R4/extensibility.html).
     """
 
     invariants: bool = True
@@ -34,3 +41,5 @@ class Options:
     profiles: tuple[str, ...] = ()
     for_publication: bool = False
     display_issues_are_warnings: bool = False
+    unknown_profile: Literal["warning", "error"] = "warning"
+    unknown_extension: Literal["warning", "error"] = "error"

@@ -3,12 +3,15 @@
 ElementDefinition ids name each element and its slices
 (https://hl7.org/fhir/R4/elementdefinition.html#id), e.g.
 ``Observation.component:systolic.code``: the tree follows them, so a slice
-owns its own children, and re-slices (``:a/b``) hang under their slice.
+owns its own children, and re-slices (``:a/b``) hang under their slice. What an element
+says (cardinality, types, fixed value, children by name) is read once per element and
+kept: a snapshot is never changed once built.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 PRIMITIVE_PREFIX = "http://hl7.org/fhirpath/System."
@@ -26,40 +29,44 @@ class ElementNode:
     children: list[ElementNode] = field(default_factory=list)
     slices: list[ElementNode] = field(default_factory=list)
 
-    @property
+    @cached_property
     def path(self) -> str:
         return str(self.ed.get("path", self.id))
 
-    @property
+    @cached_property
     def min(self) -> int:
         return int(self.ed.get("min", 0))
 
-    @property
+    @cached_property
     def max(self) -> int | None:
         """The maximum count, None for ``*``."""
         value = str(self.ed.get("max", "*"))
         return None if value == "*" else int(value)
 
-    @property
+    @cached_property
     def is_list(self) -> bool:
         """Whether the element repeats in the base resource (its JSON is an array)."""
         base_max = str((self.ed.get("base") or {}).get("max", self.ed.get("max", "*")))
         return base_max != "1" and base_max != "0"
 
-    @property
+    @cached_property
     def is_choice(self) -> bool:
         return self.name.endswith("[x]")
 
-    @property
+    @cached_property
     def types(self) -> list[dict[str, Any]]:
         return list(self.ed.get("type") or [])
 
-    @property
+    @cached_property
     def type_codes(self) -> list[str]:
         return [str(t.get("code")) for t in self.types]
 
     def fixed_or_pattern(self) -> tuple[str, str, Any] | None:
         """``("fixed"|"pattern", element name, value)`` when the element has one."""
+        return self._fixed_or_pattern
+
+    @cached_property
+    def _fixed_or_pattern(self) -> tuple[str, str, Any] | None:
         for key, value in self.ed.items():
             if key.startswith("fixed") and key != "fixed":
                 return "fixed", key, value
@@ -68,7 +75,14 @@ class ElementNode:
         return None
 
     def child(self, name: str) -> ElementNode | None:
-        return next((c for c in self.children if c.name == name), None)
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, ElementNode]:
+        found: dict[str, ElementNode] = {}
+        for c in self.children:
+            found.setdefault(c.name, c)
+        return found
 
 
 @dataclass

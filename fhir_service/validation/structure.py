@@ -542,6 +542,8 @@ class StructureWalker:
                     "error", "structure", "A resource must be a JSON object", item_path, item_ptr
                 )
                 continue
+            if info.path == "Bundle.entry.resource":
+                continue  # walked by ``bundle_entries``, with the Bundle as its scope
             container = site if info.path.endswith(".contained") else None
             if container is not None and not self.options.validate_contained:
                 continue
@@ -684,7 +686,7 @@ class StructureWalker:
             return
         if sd is None:
             self.add(
-                "error",
+                self.options.unknown_extension,
                 "structure",
                 f"The extension {url} could not be found so is not allowed here",
                 path,

@@ -54,11 +54,12 @@ def test_unknown_type_in_body_of_transaction_is_400(client: TestClient) -> None:
     assert_outcome(client.post("/fhir", json=bundle), 400, "Unicorn")
 
 
-def test_invalid_resource_is_400_naming_the_element(client: TestClient) -> None:
+def test_invalid_resource_is_422_naming_the_element(client: TestClient) -> None:
+    # Validation on write (the default, reject) answers 422 with every issue.
     response = client.post("/fhir/Patient", json=patient(gender=["not", "a", "code"]))
-    assert_outcome(response, 400, "Patient.gender")
+    assert_outcome(response, 422, "Patient.gender")
     response = client.post("/fhir/Patient", json=patient(nonsense=True))
-    assert_outcome(response, 400, "nonsense")
+    assert_outcome(response, 422, "nonsense")
 
 
 def test_body_too_large_is_413(client: TestClient) -> None:

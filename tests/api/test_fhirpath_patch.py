@@ -126,12 +126,12 @@ def test_unknown_and_deleted_targets(client: TestClient) -> None:
             operation(
                 "replace", "Patient.identifier[0]", value={"valueIdentifier": {"system": 42}}
             ),
-            400,
+            422,
             "identifier",
         ),
         (
             operation("add", "Patient", name="birthDate", value={"valueDate": "31/12/1999"}),
-            400,
+            422,
             "birthDate",
         ),
         (
@@ -161,7 +161,7 @@ def test_a_patch_that_removes_a_required_element_is_refused(client: TestClient) 
     )
     url = f"/fhir/Observation/{oid}"
     assert_outcome(
-        _patch(client, url, patch(operation("delete", "Observation.status"))), 400, "status"
+        _patch(client, url, patch(operation("delete", "Observation.status"))), 422, "status"
     )
     assert client.get(url).json()["status"] == "final"
 

@@ -24,14 +24,29 @@ def _patient(client: TestClient, family: str) -> str:
     return str(response.json()["id"])
 
 
+# What the R4 vital signs profiles require of a heart rate (validation on write checks it).
+VITAL_SIGNS = [
+    {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "vital-signs",
+            }
+        ]
+    }
+]
+UCUM = "http://unitsofmeasure.org"
+
+
 def _observation(client: TestClient, patient: str, value: float) -> str:
     body = {
         "resourceType": "Observation",
         "status": "final",
+        "category": VITAL_SIGNS,
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
         "subject": {"reference": f"Patient/{patient}"},
         "effectiveDateTime": "2021-05-01T10:00:00Z",
-        "valueQuantity": {"value": value, "unit": "/min"},
+        "valueQuantity": {"value": value, "unit": "/min", "system": UCUM, "code": "/min"},
     }
     response = client.post("/fhir/Observation", json=body)
     assert response.status_code == 201

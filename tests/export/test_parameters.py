@@ -28,14 +28,29 @@ def _patient(client: TestClient, family: str, gender: str) -> str:
     return _create(client, body)
 
 
+# What the R4 vital signs profiles require of a heart rate (validation on write checks it).
+VITAL_SIGNS = [
+    {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "vital-signs",
+            }
+        ]
+    }
+]
+UCUM = "http://unitsofmeasure.org"
+
+
 def _observation(client: TestClient, patient: str, code: str, status: str = "final") -> str:
     body = {
         "resourceType": "Observation",
         "status": status,
+        "category": VITAL_SIGNS,
         "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
         "subject": {"reference": f"Patient/{patient}"},
         "effectiveDateTime": "2021-05-01T10:00:00Z",
-        "valueQuantity": {"value": 60, "unit": "/min"},
+        "valueQuantity": {"value": 60, "unit": "/min", "system": UCUM, "code": "/min"},
     }
     return _create(client, body)
 
@@ -54,18 +69,18 @@ def test_type_filter_keeps_resources_matching_any_filter(client: TestClient) -> 
     carter = _patient(client, "Carter", "female")
     davis = _patient(client, "Davis", "female")
     heart_rate = _observation(client, adams, "8867-4")
-    systolic = _observation(client, baker, "8480-6")
+    glucose = _observation(client, baker, "2339-0")  # not a vital sign
     amended = _observation(client, carter, "8867-4", status="amended")
     organization = _create(client, {"resourceType": "Organization", "name": "Clinic"})
     filters = [
         ("_typeFilter", "Patient?gender=female&family=Carter"),
         ("_typeFilter", "Patient?family=Adams"),
-        ("_typeFilter", "Observation?code=http://loinc.org|8480-6"),
+        ("_typeFilter", "Observation?code=http://loinc.org|2339-0"),
         ("_typeFilter", "Observation?status=amended"),
     ]
     exported = download(client, _export(client, "/fhir/$export", filters))
     assert _ids(exported, "Patient") == {adams, carter}
-    assert _ids(exported, "Observation") == {systolic, amended}
+    assert _ids(exported, "Observation") == {glucose, amended}
     assert heart_rate not in _ids(exported, "Observation")
     # A type without a filter is exported whole.
     assert _ids(exported, "Organization") == {organization}
@@ -85,7 +100,7 @@ def test_type_filter_keeps_resources_matching_any_filter(client: TestClient) -> 
         client,
         _export(client, "/fhir/Patient/$export", [("_typeFilter", "Observation?status=final")]),
     )
-    assert _ids(compartments, "Observation") == {heart_rate, systolic}
+    assert _ids(compartments, "Observation") == {heart_rate, glucose}
     assert _ids(compartments, "Patient") == {adams, baker, carter, davis}
     assert "Organization" not in {r["resourceType"] for r in compartments}
 

@@ -28,3 +28,22 @@ def link(bundle: dict[str, Any], relation: str) -> str | None:
             url: str = item["url"]
             return url.replace("http://testserver", "")
     return None
+
+
+VITAL_SIGNS: dict[str, Any] = {
+    "category": [
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                    "code": "vital-signs",
+                }
+            ]
+        }
+    ],
+    "subject": {"reference": "Patient/x"},
+    "effectiveDateTime": "2021-05-01",
+}
+"""What the R4 vital signs profiles require of every vital-sign Observation besides its
+code and value (https://hl7.org/fhir/R4/observation-vitalsigns.html); validation on write
+checks it."""

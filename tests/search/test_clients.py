@@ -8,6 +8,10 @@ from fhirclient.models.patient import Patient as FcPatient
 from fhirclient.server import FHIRServer
 from fhirpy import SyncFHIRClient
 
+from tests.search.helpers import VITAL_SIGNS
+
+HEART_RATE = {"value": 60, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+
 
 def test_fhirpy_search_builder(live_server: str) -> None:
     client = SyncFHIRClient(live_server)
@@ -17,9 +21,11 @@ def test_fhirpy_search_builder(live_server: str) -> None:
         client.resource(
             "Observation",
             status="final",
+            category=VITAL_SIGNS["category"],
             code={"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
             subject=patient.to_reference(),
             effectiveDateTime=day,
+            valueQuantity=HEART_RATE,
         ).save()
     found = client.resources("Patient").search(name="build").fetch()
     assert [p.id for p in found] == [patient.id]

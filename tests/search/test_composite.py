@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.search.helpers import ids, search
+from tests.search.helpers import VITAL_SIGNS, ids, search
 
 Post = Callable[[dict[str, Any]], dict[str, Any]]
 LOINC = "http://loinc.org"
@@ -24,6 +24,7 @@ def _sequence(post: Post, chromosome: str, variants: list[tuple[int, int]]) -> s
             "coordinateSystem": 0,
             "referenceSeq": {
                 "chromosome": {"coding": [{"system": CHROMOSOME, "code": chromosome}]},
+                "genomeBuild": "GRCh38",  # msq-5: with the chromosome
                 "windowStart": 100,
                 "windowEnd": 500,
             },
@@ -105,7 +106,12 @@ def _pressure(post: Post, systolic: tuple[int, str], diastolic: tuple[int, str])
     def component(code: str, value: tuple[int, str]) -> dict[str, Any]:
         return {
             "code": {"coding": [{"system": LOINC, "code": code}]},
-            "valueQuantity": {"value": value[0], "system": UCUM, "code": "mm[Hg]"},
+            "valueQuantity": {
+                "value": value[0],
+                "unit": "mmHg",
+                "system": UCUM,
+                "code": "mm[Hg]",
+            },
             "interpretation": [{"coding": [{"system": INTERPRETATION, "code": value[1]}]}],
         }
 
@@ -113,6 +119,7 @@ def _pressure(post: Post, systolic: tuple[int, str], diastolic: tuple[int, str])
         {
             "resourceType": "Observation",
             "status": "final",
+            **VITAL_SIGNS,
             "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
             "component": [component("8480-6", systolic), component("8462-4", diastolic)],
         }

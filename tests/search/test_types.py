@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.search.helpers import ids, search
+from tests.search.helpers import VITAL_SIGNS, ids, search
 
 Post = Callable[[dict[str, Any]], dict[str, Any]]
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
+MCODE_PATIENT = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-cancer-patient"
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def people(post: Post) -> dict[str, str]:
                 "address": [{"city": "PleasantVille", "line": ["534 Erewhon St"]}],
                 "meta": {
                     "tag": [{"system": "http://example.org/tags", "code": "study"}],
-                    "profile": ["http://example.org/StructureDefinition/p1"],
+                    "profile": [MCODE_PATIENT],
                     "security": [
                         {
                             "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
@@ -87,8 +88,7 @@ def test_common_parameters(client: TestClient, people: dict[str, str]) -> None:
     chalmers = {people["chalmers"]}
     assert ids(search(client, f"/fhir/Patient?_id={people['eve']}")) == {people["eve"]}
     assert ids(search(client, "/fhir/Patient?_tag=http://example.org/tags|study")) == chalmers
-    profile = "http://example.org/StructureDefinition/p1"
-    assert ids(search(client, f"/fhir/Patient?_profile={profile}")) == chalmers
+    assert ids(search(client, f"/fhir/Patient?_profile={MCODE_PATIENT}")) == chalmers
     assert ids(search(client, "/fhir/Patient?_security=R")) == chalmers
     assert len(ids(search(client, "/fhir/Patient?_lastUpdated=gt2000-01-01"))) == 3
     assert ids(search(client, "/fhir/Patient?_lastUpdated=lt2000-01-01")) == set()
@@ -151,15 +151,27 @@ def _observation(value: dict[str, Any], code: str = "29463-7") -> dict[str, Any]
     return {
         "resourceType": "Observation",
         "status": "final",
+        **VITAL_SIGNS,
         "code": {"coding": [{"system": LOINC, "code": code}], "text": "Body weight"},
         "valueQuantity": value,
     }
 
 
+def _weighed(value: dict[str, Any]) -> dict[str, Any]:
+    """An Observation of a weight that is not a vital sign (a specimen's, LOINC 29463-7 is
+    the body weight): its quantity may be any, with or without a UCUM code."""
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "Specimen weight"},
+        "valueQuantity": value,
+    }
+
+
 def test_quantity_and_ucum(client: TestClient, post: Post) -> None:
-    grams = post(_observation({"value": 5400, "system": UCUM, "code": "g"}))["id"]
-    kilos = post(_observation({"value": 5.4, "system": UCUM, "code": "kg"}))["id"]
-    pounds = post(_observation({"value": 12, "unit": "lb"}))["id"]
+    grams = post(_weighed({"value": 5400, "system": UCUM, "code": "g"}))["id"]
+    kilos = post(_weighed({"value": 5.4, "system": UCUM, "code": "kg"}))["id"]
+    pounds = post(_weighed({"value": 12, "unit": "lb"}))["id"]
     url = "/fhir/Observation?value-quantity="
     assert ids(search(client, url + f"5.4|{UCUM}|kg")) == {grams, kilos}
     assert ids(search(client, url + f"5400000|{UCUM}|mg")) == {grams, kilos}
@@ -195,12 +207,14 @@ def test_number(client: TestClient, post: Post) -> None:
 
 
 def test_token_text_and_in(client: TestClient, post: Post) -> None:
-    weight = post(_observation({"value": 70, "system": UCUM, "code": "kg"}))["id"]
+    weight = post(_observation({"value": 70, "unit": "kg", "system": UCUM, "code": "kg"}))["id"]
     other = post(
         {
             "resourceType": "Observation",
             "status": "final",
+            **VITAL_SIGNS,
             "code": {"coding": [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}]},
+            "valueQuantity": {"value": 60, "unit": "/min", "system": UCUM, "code": "/min"},
         }
     )["id"]
     assert ids(search(client, "/fhir/Observation?code:text=body")) == {weight}
@@ -316,15 +330,26 @@ def test_composite(client: TestClient, post: Post) -> None:
             {
                 "resourceType": "Observation",
                 "status": "final",
+                **VITAL_SIGNS,
                 "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
                 "component": [
                     {
                         "code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
-                        "valueQuantity": {"value": systolic, "system": UCUM, "code": "mm[Hg]"},
+                        "valueQuantity": {
+                            "value": systolic,
+                            "unit": "mmHg",
+                            "system": UCUM,
+                            "code": "mm[Hg]",
+                        },
                     },
                     {
                         "code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
-                        "valueQuantity": {"value": diastolic, "system": UCUM, "code": "mm[Hg]"},
+                        "valueQuantity": {
+                            "value": diastolic,
+                            "unit": "mmHg",
+                            "system": UCUM,
+                            "code": "mm[Hg]",
+                        },
                     },
                 ],
             }
@@ -343,8 +368,9 @@ def test_composite(client: TestClient, post: Post) -> None:
         {
             "resourceType": "Observation",
             "status": "final",
+            **VITAL_SIGNS,
             "code": {"coding": [{"system": LOINC, "code": "29463-7"}]},
-            "valueQuantity": {"value": 72, "system": UCUM, "code": "kg"},
+            "valueQuantity": {"value": 72, "unit": "kg", "system": UCUM, "code": "kg"},
         }
     )["id"]
     cvq = "/fhir/Observation?code-value-quantity="

@@ -148,12 +148,27 @@ def create(smart: Smart, resource: dict[str, Any]) -> str:
     return _create(smart, resource)
 
 
+VITAL_SIGNS = [
+    {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "vital-signs",
+            }
+        ]
+    }
+]
+
+
 def observation(patient: str, text: str, code: str = "8867-4", **fields: Any) -> dict[str, Any]:
-    """An Observation of ``patient`` (its subject) with a coded ``code``."""
+    """An Observation of ``patient`` (its subject) with a coded ``code``; a heart rate
+    (LOINC 8867-4) carries what the R4 vital signs profile requires (category, effective)."""
     system = "http://loinc.org" if code == "8867-4" else CODE_SYSTEM
+    vital = {"category": VITAL_SIGNS, "effectiveDateTime": "2022-03-01"} if code == "8867-4" else {}
     return {
         "resourceType": "Observation",
         "status": "final",
+        **vital,
         "code": {"coding": [{"system": system, "code": code}], "text": text},
         "subject": {"reference": f"Patient/{patient}"},
         **fields,

@@ -1,6 +1,7 @@
-"""Validation on write (FHIR_SERVICE_VALIDATE_ON_WRITE) over the REST API, on SQLite and
-PostgreSQL: create, update, conditional create/update, PATCH, batch and transaction
-(https://hl7.org/fhir/R4/http.html: 422 for a resource that fails validation)."""
+"""Validation on write (FHIR_SERVICE_VALIDATE_ON_WRITE, default reject) over the REST API, on
+SQLite and PostgreSQL: create, update, conditional create/update, PATCH, batch and
+transaction (https://hl7.org/fhir/R4/http.html: 422 for a resource that fails validation,
+400 for a transaction as a whole), claimed profiles (mCODE, installed; and one that is not)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,14 @@ def client_in(database_url: str, package_root: Path) -> Iterator[Callable[..., A
     """Opens a TestClient on the database with validation on write in a given mode."""
 
     @contextmanager
-    def opened(mode: str) -> Iterator[TestClient]:
+    def opened(mode: str | None, **more: Any) -> Iterator[TestClient]:
+        chosen = {} if mode is None else {"validate_on_write": mode}
         settings = Settings(
             database_url=database_url,
             package_cache=package_root,
             base_url=None,
-            validate_on_write=mode,
+            **chosen,
+            **more,
         )
         with TestClient(create_app(settings)) as client:
             yield client
@@ -67,12 +70,19 @@ def transaction(kind: str, *resources: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_off_is_the_default_and_writes_what_the_models_accept(
-    client_in: Callable[..., Any],
-) -> None:
-    assert Settings().validate_on_write == "off"
+def test_reject_is_the_default(client_in: Callable[..., Any]) -> None:
+    assert Settings().validate_on_write == "reject"
+    with client_in(None) as client:
+        response = client.post("/fhir/Patient", json=BAD, headers=FHIR_JSON)
+        assert response.status_code == 422
+        assert ("code-invalid", ["Patient.gender"]) in errors(response.json())
+        assert patients(client) == []
+
+
+def test_off_writes_what_the_models_accept(client_in: Callable[..., Any]) -> None:
     with client_in("off") as client:
         assert client.post("/fhir/Patient", json=BAD, headers=FHIR_JSON).status_code == 201
+        assert [p["gender"] for p in patients(client)] == ["mail"]
 
 
 def test_reject_create_is_422_with_the_issues_and_writes_nothing(
@@ -114,7 +124,7 @@ def test_reject_update_and_conditional_update_keep_the_current_version(
 
 
 def test_reject_patch_checks_the_patched_resource(client_in: Callable[..., Any]) -> None:
-    with client_in("reject") as client:
+    with client_in(None) as client:
         created = client.put("/fhir/Patient/p1", json={**GOOD, "id": "p1"}, headers=FHIR_JSON)
         assert created.status_code == 201
         operations = [{"op": "replace", "path": "/gender", "value": "mail"}]
@@ -126,19 +136,22 @@ def test_reject_patch_checks_the_patched_resource(client_in: Callable[..., Any])
         assert client.patch("/fhir/Patient/p1", json=fine, headers=PATCH_JSON).status_code == 200
 
 
-def test_reject_fails_the_whole_transaction(client_in: Callable[..., Any]) -> None:
-    with client_in("reject") as client:
+def test_reject_fails_the_whole_transaction_with_400_naming_the_entry(
+    client_in: Callable[..., Any],
+) -> None:
+    with client_in(None) as client:
         response = client.post(
             "/fhir", json=transaction("transaction", GOOD, BAD), headers=FHIR_JSON
         )
-        assert response.status_code == 422
-        found = errors(response.json())
-        assert ("code-invalid", ["Bundle.entry[1].resource.gender"]) in found
+        assert response.status_code == 400
+        outcome = response.json()
+        assert outcome["issue"][0]["diagnostics"].startswith("Bundle.entry[1]:")
+        assert ("code-invalid", ["Bundle.entry[1].resource.gender"]) in errors(outcome)
         assert patients(client) == []
 
 
 def test_reject_fails_only_the_batch_entry(client_in: Callable[..., Any]) -> None:
-    with client_in("reject") as client:
+    with client_in(None) as client:
         response = client.post("/fhir", json=transaction("batch", GOOD, BAD), headers=FHIR_JSON)
         assert response.status_code == 200
         first, second = (e["response"] for e in response.json()["entry"])
@@ -193,3 +206,83 @@ def test_reject_answers_422_where_the_models_alone_answer_400(
         response = client.post("/fhir/Patient", json=body, headers=FHIR_JSON)
         assert response.status_code == 422
         assert ("invalid", ["Patient.birthDate"]) in errors(response.json())
+
+
+MCODE_PATIENT = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-cancer-patient"
+
+
+def test_a_claimed_installed_profile_is_enforced(client_in: Callable[..., Any]) -> None:
+    # mCODE CancerPatient requires identifier and name (hl7.fhir.us.mcode#4.0.0).
+    claims = {**GOOD, "meta": {"profile": [MCODE_PATIENT]}}
+    with client_in(None) as client:
+        refused = client.post("/fhir/Patient", json=claims, headers=FHIR_JSON)
+        assert refused.status_code == 422
+        texts = [i["diagnostics"] for i in refused.json()["issue"] if i["severity"] == "error"]
+        assert any(t.startswith("Patient.identifier") for t in texts)
+        assert client.post("/fhir/Patient", json=GOOD, headers=FHIR_JSON).status_code == 201
+        complete = {**claims, "identifier": [{"system": "urn:s", "value": "7"}]}
+        assert client.post("/fhir/Patient", json=complete, headers=FHIR_JSON).status_code == 201
+        entry = transaction("batch", claims)
+        status = client.post("/fhir", json=entry, headers=FHIR_JSON).json()["entry"][0]
+        assert status["response"]["status"].startswith("422")
+        assert len(patients(client)) == 2
+
+
+UNKNOWN = "http://example.org/fhir/StructureDefinition/not-installed-here"
+
+
+def test_a_claimed_profile_that_is_not_installed_is_refused_unless_set_to_warn(
+    client_in: Callable[..., Any],
+) -> None:
+    claims = {**GOOD, "meta": {"profile": [UNKNOWN]}}
+    with client_in(None) as client:
+        refused = client.post("/fhir/Patient", json=claims, headers=FHIR_JSON)
+        assert refused.status_code == 422
+        assert ("structure", ["Patient.meta.profile[0]"]) in errors(refused.json())
+        assert patients(client) == []
+    with client_in(None, unknown_profiles="warn") as client:
+        headers = {**FHIR_JSON, "prefer": "return=OperationOutcome"}
+        stored = client.post("/fhir/Patient", json=claims, headers=headers)
+        assert stored.status_code == 201
+        warnings = [
+            i.get("expression") for i in stored.json()["issue"] if i["severity"] == "warning"
+        ]
+        assert ["Patient.meta.profile[0]"] in warnings
+
+
+def test_an_extension_whose_definition_is_not_installed_is_a_warning_on_write(
+    client_in: Callable[..., Any],
+) -> None:
+    extended = {
+        **GOOD,
+        "extension": [{"url": "http://example.org/fhir/StructureDefinition/eye", "valueCode": "x"}],
+    }
+    with client_in(None) as client:
+        headers = {**FHIR_JSON, "prefer": "return=OperationOutcome"}
+        stored = client.post("/fhir/Patient", json=extended, headers=headers)
+        assert stored.status_code == 201
+        warnings = [
+            i.get("expression") for i in stored.json()["issue"] if i["severity"] == "warning"
+        ]
+        assert ["Patient.extension[0]"] in warnings
+        # $validate keeps the HL7 validator's verdict: an unknown extension is an error.
+        checked = client.post("/fhir/Patient/$validate", json=extended, headers=FHIR_JSON)
+        assert ("structure", ["Patient.extension[0]"]) in errors(checked.json())
+
+
+def test_a_long_transaction_names_its_first_invalid_entry(client_in: Callable[..., Any]) -> None:
+    # Twelve entries: batches of them go to the validation worker (storage/deferred_validation.py),
+    # and the first invalid one in processing order is still the transaction's error.
+    many = [{**GOOD, "name": [{"family": f"F{i}"}]} for i in range(12)]
+    many[9] = BAD
+    many[11] = {**BAD, "gender": "femme"}
+    with client_in(None) as client:
+        response = client.post("/fhir", json=transaction("transaction", *many), headers=FHIR_JSON)
+        assert response.status_code == 400
+        outcome = response.json()
+        assert outcome["issue"][0]["diagnostics"].startswith("Bundle.entry[9]:")
+        assert ("code-invalid", ["Bundle.entry[9].resource.gender"]) in errors(outcome)
+        assert patients(client) == []
+        fine = transaction("transaction", *many[:9])
+        assert client.post("/fhir", json=fine, headers=FHIR_JSON).status_code == 200
+        assert len(patients(client)) == 9

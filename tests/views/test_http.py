@@ -80,6 +80,9 @@ def client(database_url: str) -> Iterator[TestClient]:
         yield test_client
 
 
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
 @pytest.fixture
 def seeded(client: TestClient) -> dict[str, str]:
     """Two patients (one without a name) and three observations, written over HTTP."""
@@ -92,18 +95,27 @@ def seeded(client: TestClient) -> dict[str, str]:
     ada = create({"resourceType": "Patient", "name": [{"family": "Lovelace"}, {"family": "King"}]})
     anon = create({"resourceType": "Patient", "gender": "unknown"})
     ids = {"ada": ada, "anon": anon}
-    for key, patient, code, value in (
-        ("o1", ada, "8867-4", 72),
-        ("o2", ada, "8310-5", 36.6),
-        ("o3", anon, "8867-4", 80),
+    # Heart rates and a body temperature, as the R4 vital signs profiles require them
+    # (category, effective time, UCUM units; validation on write checks them).
+    for key, patient, code, value, unit in (
+        ("o1", ada, "8867-4", 72, "/min"),
+        ("o2", ada, "8310-5", 36.6, "Cel"),
+        ("o3", anon, "8867-4", 80, "/min"),
     ):
         ids[key] = create(
             {
                 "resourceType": "Observation",
                 "status": "final",
+                "category": [{"coding": [{"system": CATEGORY, "code": "vital-signs"}]}],
                 "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
                 "subject": {"reference": f"Patient/{patient}"},
-                "valueQuantity": {"value": value, "unit": "x"},
+                "effectiveDateTime": "2022-03-01",
+                "valueQuantity": {
+                    "value": value,
+                    "unit": unit,
+                    "system": "http://unitsofmeasure.org",
+                    "code": unit,
+                },
             }
         )
     return ids

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from fhir_service.api.background import running
 from fhir_service.api.body import read_body
 from fhir_service.api.deps import SettingsDep
+from fhir_service.api.write_validation import write_check
 from fhir_service.errors import InvalidRequest, NotFound
 from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
@@ -40,7 +41,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         return
     settings = app.state.settings
     stale = timedelta(seconds=settings.worker_stale_seconds)
-    runner = SyncRunner(store, stale_after=stale, auth_for=_credentials(settings))
+    validator = app.state.validator
+    runner = SyncRunner(
+        store,
+        stale_after=stale,
+        auth_for=_credentials(settings),
+        checks=lambda: write_check(
+            validator, settings.validate_on_write, settings.unknown_profiles
+        ),
+    )
     app.state.sync_runner = runner
     async with running(runner.serve()):
         yield
