@@ -22,6 +22,7 @@ from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
 from tests.export.conftest import SECRET
+from tests.security.conftest import VITAL_SIGNS
 from tests.served import serve
 
 FULL_ACCESS = AccessScope.full()
@@ -81,12 +82,15 @@ def _seed(http: httpx.Client) -> dict[str, Any]:
     ]
     observations = {}
     for patient in patients:
-        for code in ("8867-4", "8480-6"):
+        for code in ("8867-4", "2339-0"):
             body = {
                 "resourceType": "Observation",
                 "status": "final",
+                # a heart rate carries what the R4 vital signs profile requires
+                **({"category": VITAL_SIGNS} if code == "8867-4" else {}),
                 "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
                 "subject": {"reference": f"Patient/{patient}"},
+                "effectiveDateTime": "2022-03-01",
             }
             observations[_create(http, body)] = (patient, code)
     organization = _create(http, {"resourceType": "Organization", "name": "Clinic"})
@@ -157,10 +161,10 @@ def test_real_bulk_client_round_trip(
             "--type",
             "Observation",
             "--type-filter",
-            "Observation?code=http://loinc.org|8480-6",
+            "Observation?code=http://loinc.org|2339-0",
         )
         assert {r["id"] for r in filtered["Observation"]} == {
-            o for o, (_, code) in seeded["observations"].items() if code == "8480-6"
+            o for o, (_, code) in seeded["observations"].items() if code == "2339-0"
         }
 
         time.sleep(0.01)

@@ -29,6 +29,7 @@ from fhir_service.cli import view as view_command
 from fhir_service.settings import Settings
 from tests.security.conftest import (  # noqa: F401  (fixtures)
     ADMIN,
+    VITAL_SIGNS,
     Smart,
     World,
     make_smart,
@@ -66,13 +67,19 @@ OBSERVATION = {
     "resourceType": "Observation",
     "id": "planted-observation",
     "status": "final",
+    "category": VITAL_SIGNS,  # what the R4 heart rate profile requires, as the unit code
     "code": {
         "coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}],
         "text": f"pulse taken by {PLANTED['given']} {PLANTED['name']}",
     },
     "subject": {"reference": "Patient/planted-patient", "display": PLANTED["name"]},
     "effectiveDateTime": f"{PLANTED['day']}T09:30:00Z",
-    "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org"},
+    "valueQuantity": {
+        "value": 72,
+        "unit": "/min",
+        "system": "http://unitsofmeasure.org",
+        "code": "/min",
+    },
     "note": [
         {
             "authorString": f"Dr. {PLANTED['name']}",
