@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     transaction does its SQL work (0: validate them in the request's own thread)."""
     worker_stale_seconds: float = Field(default=120.0, gt=0)
     """A background job (sync run, export, reindex) whose heartbeat is older is taken over."""
+    job_poll_seconds: float = Field(default=1.0, gt=0)
+    """Seconds between a job runner's looks for queued jobs (a request queuing one wakes it)."""
+    export_jobs: int = Field(default=1, ge=1)
+    """Export jobs one service process runs at once."""
+    sync_jobs: int = Field(default=1, ge=1)
+    """Sync runs one service process carries out at once (one per remote and direction)."""
 
     def smart_problem(self) -> str | None:
         """Why ``smart`` mode cannot start with these settings, or None.
