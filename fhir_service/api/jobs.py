@@ -69,10 +69,10 @@ def exports(store: SqlStore, settings: Settings) -> Exports:
     )
 
 
-def job_runner(store: SqlStore, settings: Settings) -> JobRunner:
-    """The runner of every kind of job on ``store``."""
+def job_runner(store: SqlStore, settings: Settings, exported: Exports | None = None) -> JobRunner:
+    """The runner of every kind of job on ``store`` (exports with ``exported``)."""
     kinds = [
-        exports(store, settings).kind(settings.export_jobs),
+        (exported or exports(store, settings)).kind(settings.export_jobs),
         reindex_kind(Jobs.of(store)),
         SyncRuns(store, auth_for=credentials(settings)).kind(settings.sync_jobs),
     ]
@@ -92,9 +92,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         return
     settings = app.state.settings
-    runner = job_runner(store, settings)
-    app.state.job_runner = runner
     app.state.exports = exports(store, settings)
+    runner = job_runner(store, settings, app.state.exports)
+    app.state.job_runner = runner
     async with running(runner.serve()):
         yield
 

@@ -148,8 +148,9 @@ def mid_job(
 ) -> Iterator[tuple[str, Job, Callable[[], bool]]]:
     """Queue a job with ``make``, wait until ``started`` says it is under way and hold its
     row while the block lasts, so its runner cannot end it; gives the job's id, the job
-    as held and the hold's ``cancel``. A job that ended before it could be held is left,
-    and another is queued (at most five tries)."""
+    as held and the hold's ``cancel``. A job that ended, or went past what ``started``
+    accepts, before it could be held is left, and another is queued (at most five
+    tries)."""
     ended = []
     for _ in range(5):
         job_id = make()
@@ -160,7 +161,7 @@ def mid_job(
         wait_for("a job under way", under_way)
         with holding(store, job_id) as cancel:
             seen = current(store, job_id)
-            if seen.state == "running":
+            if seen.state == "running" and started(seen):
                 yield job_id, seen, cancel
                 return
         ended.append(seen)
