@@ -41,7 +41,7 @@ from report import cpu_check, machine, write_section  # noqa: E402
 
 from bench.ingest import load_bundle, synthea_bundles  # noqa: E402
 from fhir_service.export.deidentify import Deidentifier  # noqa: E402
-from fhir_service.export.jobs import ExportParams  # noqa: E402
+from fhir_service.export.params import ExportParams  # noqa: E402
 from fhir_service.export.run import run_export  # noqa: E402
 from fhir_service.search import registry as search_registry  # noqa: E402
 from fhir_service.search.compartment import compartment_paths  # noqa: E402

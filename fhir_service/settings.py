@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     keeps its share, at least 2, and as many again under load)."""
     worker_stale_seconds: float = Field(default=120.0, gt=0)
     """A background job (sync run, export, reindex) whose heartbeat is older is taken over."""
+    job_poll_seconds: float = Field(default=1.0, gt=0)
+    """Seconds between a job runner's looks for queued jobs (a request queuing one wakes it)."""
+    export_jobs: int = Field(default=1, ge=1)
+    """Export jobs one service process runs at once."""
+    sync_jobs: int = Field(default=1, ge=1)
+    """Sync runs one service process carries out at once (one per remote and direction)."""
 
     def serving_processes(self) -> int:
         """``workers``, else the number of cores."""

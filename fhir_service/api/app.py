@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from fhir_service import __version__
-from fhir_service.api import auth, docs, errors, openapi, ui
+from fhir_service.api import auth, docs, errors, jobs, openapi, ui
 from fhir_service.api.routes import (
     bundle,
     crud,
@@ -52,8 +52,8 @@ FHIR_ROUTES = (
     document,
     search,
 )
-# Background workers started and stopped with the application, after the store is open.
-WORKERS = (sync.lifespan, export.lifespan, reindex.lifespan)
+# The job runner, started and stopped with the application, after the store is open.
+WORKERS = (jobs.lifespan,)
 
 
 def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
@@ -101,7 +101,14 @@ def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
     search_registry.configure(settings.package_cache)
     app.state.fhir_routers = [module.router for module in FHIR_ROUTES]
     # The FHIR routes first: they are matched on every FHIR request, in order.
-    for router in [*app.state.fhir_routers, health.router, ui.router, docs.router, sync.router]:
+    for router in [
+        *app.state.fhir_routers,
+        health.router,
+        ui.router,
+        docs.router,
+        sync.router,
+        jobs.router,
+    ]:
         add_routes(app, router)
     return app
 

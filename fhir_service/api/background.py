@@ -1,4 +1,4 @@
-"""Background tasks that live as long as the application (the export and reindex workers)."""
+"""Background tasks that live as long as the application (the job runner)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from fhir_service.api.body import json_object, parse_json, read_body
 from fhir_service.api.routes.metadata import resource_types
 from fhir_service.errors import InvalidRequest
 from fhir_service.export.deid_rules import rules_from_text
-from fhir_service.export.jobs import ExportParams, Level
+from fhir_service.export.params import ExportParams, Level
 from fhir_service.fhir.models import is_resource_type
 from fhir_service.fhir.references import parse_reference
 from fhir_service.fhir.summary import unknown_elements

@@ -9,6 +9,7 @@ from fhir_service.cli import (
     db,
     demo,
     export,
+    jobs,
     load,
     map,
     packages,
@@ -31,5 +32,6 @@ MODULES: list[ModuleType] = [
     auth,
     reindex,
     export,
+    jobs,
     view,
 ]

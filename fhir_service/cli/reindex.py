@@ -17,10 +17,9 @@ import typer
 from fhir_service.errors import FhirServiceError
 from fhir_service.search import registry as search_registry
 from fhir_service.settings import Settings
-from fhir_service.storage import SqlStore
+from fhir_service.storage import SqlStore, reindex_run
 from fhir_service.storage.errors import DatabaseError
-from fhir_service.storage.reindex_jobs import ReindexJobs
-from fhir_service.storage.reindex_run import run_job
+from fhir_service.storage.jobs import Jobs
 
 search_app = typer.Typer(help="Search index maintenance.", no_args_is_help=True)
 
@@ -29,9 +28,8 @@ def reindex(store: SqlStore, types: list[str] | None, batch: int, echo: bool = T
     """Reindex every resource of ``types`` (default: every stored type) as a reindex job
     run in this process (listed by ``GET /fhir/$reindex`` like the server's jobs);
     returns the count."""
-    jobs = ReindexJobs.of(store)
-    job = jobs.create(types, "fhir-service search reindex")
-    claimed = jobs.claim(job.id) if job is not None else None
+    jobs = Jobs.of(store)
+    claimed = reindex_run.create(jobs, types, "fhir-service search reindex", started=True)
     if claimed is None:
         raise FhirServiceError("The reindex job could not be started")
     per_type: dict[str, int] = {}
@@ -44,9 +42,9 @@ def reindex(store: SqlStore, types: list[str] | None, batch: int, echo: bool = T
             typer.echo(f"{resource_type}: {per_type[resource_type]} reindexed ({rate:,.0f}/s)")
 
     try:
-        outcome = run_job(jobs, claimed, batch=batch, on_batch=progress)
+        outcome = reindex_run.run_job(jobs, claimed, batch=batch, on_batch=progress)
     except BaseException as exc:
-        jobs.fail(claimed.id, type(exc).__name__)
+        jobs.fail(claimed.ref, type(exc).__name__)
         raise
     if outcome != "completed":
         raise FhirServiceError(f"Reindex job {claimed.id} was cancelled")

@@ -25,7 +25,6 @@ from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
 from fhir_service.storage.errors import DatabaseError
-from fhir_service.storage.sync_runs import SyncRuns
 from fhir_service.sync import state
 from fhir_service.sync.auth import Auth, remote_auth
 from fhir_service.sync.client import FhirClient
@@ -234,7 +233,7 @@ def status_command(
         console.print(f"error: {exc}")
         raise typer.Exit(2) from None
     try:
-        rows = SyncRuns.of(store).latest(state.remote_key(remote) if remote else None, limit)
+        rows = state.runs(store, state.remote_key(remote) if remote else None, limit)
     finally:
         store.close()
     if as_json:
@@ -243,7 +242,7 @@ def status_command(
     table = Table("run", "direction", "remote", "status", "started", "ended", "counts", "errors")
     for row in rows:
         table.add_row(
-            str(row["id"]),
+            str(row["id"])[:8],
             row["direction"],
             row["remote"],
             row["status"],

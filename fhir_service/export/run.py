@@ -29,8 +29,8 @@ from typing import Any, Protocol
 import orjson
 
 from fhir_service.export.deidentify import Deidentifier
-from fhir_service.export.jobs import ExportParams
 from fhir_service.export.ndjson import DEFAULT_MAX_BYTES, NdjsonWriter, OutputFile
+from fhir_service.export.params import ExportParams
 from fhir_service.fhir.summary import select_elements
 from fhir_service.storage import SqlStore
 from fhir_service.storage.export_scan import BATCH, ExportScan, scan

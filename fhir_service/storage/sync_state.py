@@ -21,14 +21,18 @@ from sqlalchemy.engine import Connection
 
 from fhir_service.storage.access import AccessScope
 from fhir_service.storage.engine import BEGIN_OPTION
+from fhir_service.storage.jobs import JobRef, now, report_in
 from fhir_service.storage.repository import BeforeWrite
 from fhir_service.storage.sql_repository import SqlRepository
 from fhir_service.storage.store import SqlStore
 from fhir_service.storage.sync_local import LocalResources
-from fhir_service.storage.sync_runs import RunRef, held, now
-from fhir_service.storage.sync_tables import sync_checkpoint, sync_id_map, sync_run
+from fhir_service.storage.sync_tables import sync_checkpoint, sync_id_map
 
 BATCH = 500
+
+
+class RunLost(Exception):
+    """The run was cancelled or taken over by another process: stop carrying it out."""
 
 
 @dataclass(frozen=True)
@@ -185,12 +189,12 @@ class SyncState:
         )
 
     def record_progress(
-        self, run: RunRef, counts: dict[str, int], errors: list[dict[str, str]]
+        self, run: JobRef, counts: dict[str, int], errors: list[dict[str, str]]
     ) -> None:
         """Write the run's counts and errors so far and beat its heartbeat (in this unit's
-        transaction); nothing when this process no longer holds the run."""
-        self._conn.execute(
-            sa.update(sync_run)
-            .where(held(run))
-            .values(counts=counts, errors=errors, heartbeat=now())
-        )
+        transaction). ``RunLost`` when this process no longer holds the run (cancelled, or
+        taken over): the unit rolls back and the run stops."""
+        done = sum(counts.values())
+        progress = {"counts": counts, "errors": errors}
+        if not report_in(self._conn, run, f"{done} resources, {len(errors)} errors", progress):
+            raise RunLost(f"sync run {run.id} is no longer this process's to carry out")

@@ -36,6 +36,7 @@ deleted locally (the Medplum peer of the tests keeps no history of deletes).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -140,6 +141,8 @@ class Puller:
                 raise RemoteUnsupported(
                     f"the remote answered none of the {len(types)} type searches of this pull"
                 )
+        except asyncio.CancelledError:
+            raise  # stopped by its runner: the run stays as it is (given back, cancelled)
         except BaseException as exc:
             report.errors.append({"error": type(exc).__name__, "message": str(exc)})
             state.finish_run(self.store, report.run, "failed", dict(report.counts), report.errors)

@@ -30,6 +30,7 @@ like the Medplum router, matches none; both make ``ifNoneExist`` unsafe.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections import Counter
@@ -77,7 +78,7 @@ class RunReport:
     modes: Counter[str] = field(default_factory=Counter)
 
     @property
-    def run_id(self) -> int:
+    def run_id(self) -> str:
         return self.run.id
 
     @property
@@ -165,6 +166,8 @@ class Pusher:
                     last = max(c.seq for c in candidates)
                     if last > checkpoint:
                         tx.set_checkpoint(self.remote, "push", str(last))
+        except asyncio.CancelledError:
+            raise  # stopped by its runner: the run stays as it is (given back, cancelled)
         except BaseException as exc:
             report.errors.append({"error": type(exc).__name__, "message": str(exc)})
             state.finish_run(self.store, report.run, "failed", dict(report.counts), report.errors)

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
-from fhir_service.storage.export_jobs import export_job
+from fhir_service.storage.jobs import job
 from tests.export.conftest import ASYNC, download, kick_off, wait_manifest
 
 FULL_ACCESS = AccessScope.full()
@@ -153,16 +153,24 @@ def test_second_export_of_a_client_is_throttled(client: TestClient, database_url
     try:
         with engine.begin() as conn:
             conn.execute(
-                export_job.insert().values(
+                job.insert().values(
                     id="busy-job",
-                    client_id="anonymous",
-                    status="running",
-                    request="x",
-                    params='{"level": "system"}',
-                    transaction_time=now,
+                    kind="export",
+                    state="running",
+                    owner="anonymous",
+                    active_key="export:anonymous",
+                    local=False,
+                    params={
+                        "export": {"level": "system"},
+                        "request": "x",
+                        "transaction_time": now.isoformat(),
+                    },
+                    progress={},
+                    message="running",
+                    attempt=1,
+                    worker="another-process",
                     created=now,
                     heartbeat=now,
-                    progress="running",
                 )
             )
     finally:

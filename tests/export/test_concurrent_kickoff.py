@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from fhir_service.api import create_app
-from fhir_service.export.runner import ExportRunner
 from fhir_service.settings import Settings
-from fhir_service.storage.export_jobs import export_job
+from fhir_service.storage.job_runner import JobRunner
+from fhir_service.storage.jobs import job
 from tests.export.conftest import ASYNC, SECRET
 from tests.served import serve
 
@@ -35,7 +35,7 @@ def test_concurrent_kick_offs_accept_exactly_one(
 ) -> None:
     # The worker is held so that the accepted job stays queued for the whole burst: a job
     # that finished within it would rightly let a later kick-off in.
-    monkeypatch.setattr(ExportRunner, "run_pending", lambda self: 0)
+    monkeypatch.setattr(JobRunner, "claim_into_free_slots", lambda self: 0)
     settings = Settings(database_url=database_url, export_dir=export_dir, deid_secret=SECRET)
     with serve(create_app(settings)) as origin:
         responses = asyncio.run(_burst(origin))
@@ -48,7 +48,7 @@ def test_concurrent_kick_offs_accept_exactly_one(
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
-            statuses = conn.execute(sa.select(export_job.c.status)).scalars().all()
+            statuses = conn.execute(sa.select(job.c.state)).scalars().all()
     finally:
         engine.dispose()
     assert statuses == ["queued"]
@@ -57,26 +57,29 @@ def test_concurrent_kick_offs_accept_exactly_one(
 def test_the_database_refuses_a_second_active_job(database_url: str) -> None:
     now = datetime.now(UTC)
 
-    def row(job_id: str, status: str) -> dict[str, object]:
+    def row(job_id: str, state: str) -> dict[str, object]:
         return {
             "id": job_id,
-            "client_id": "lab",
-            "status": status,
-            "request": "r",
-            "params": "{}",
-            "transaction_time": now,
+            "kind": "export",
+            "state": state,
+            "owner": "lab",
+            "active_key": "export:lab",
+            "local": False,
+            "params": {},
+            "progress": {},
+            "message": state,
+            "attempt": 0,
             "created": now,
             "heartbeat": now,
-            "progress": status,
         }
 
     engine = sa.create_engine(database_url)
     try:
         with engine.begin() as conn:
-            conn.execute(export_job.insert().values(**row("done", "completed")))
-            conn.execute(export_job.insert().values(**row("old", "completed")))
-            conn.execute(export_job.insert().values(**row("active", "queued")))
+            conn.execute(job.insert().values(**row("done", "completed")))
+            conn.execute(job.insert().values(**row("old", "completed")))
+            conn.execute(job.insert().values(**row("active", "queued")))
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
-            conn.execute(export_job.insert().values(**row("second", "running")))
+            conn.execute(job.insert().values(**row("second", "running")))
     finally:
         engine.dispose()

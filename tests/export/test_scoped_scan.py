@@ -16,13 +16,16 @@ import pytest
 from fhir_service.api.auth.context import AccessContext
 from fhir_service.api.auth.export_scopes import authorize_kick_off
 from fhir_service.errors import NotFound
-from fhir_service.export.jobs import ExportParams
+from fhir_service.export import kind as export_kind
+from fhir_service.export.kind import Exports
+from fhir_service.export.params import ExportParams
 from fhir_service.export.run import ExportResult, run_export
-from fhir_service.export.runner import ExportRunner
 from fhir_service.fhir.smart_scopes import ScopeSet
 from fhir_service.search.compartment import compartment_paths
 from fhir_service.search.registry import get_registry
 from fhir_service.storage import AccessScope, Grant, SqlStore
+from fhir_service.storage.job_runner import JobRunner
+from fhir_service.storage.jobs import Jobs
 
 ALL_TYPES = ["Condition", "Group", "Observation", "Patient"]
 
@@ -151,17 +154,18 @@ def test_group_outside_the_scope_is_not_found(store: SqlStore, tmp_path: Path) -
 
 def test_runner_runs_a_job_with_its_owners_scope(store: SqlStore, tmp_path: Path) -> None:
     """Through the worker: the job's stored scopes decide what it writes."""
-    runner = ExportRunner(store, tmp_path, compartment=lambda: compartment_paths(get_registry()))
+    exports = Exports(store, tmp_path, compartment=lambda: compartment_paths(get_registry()))
+    runner = JobRunner(Jobs.of(store), [exports.kind()])
     params = ExportParams(types=ALL_TYPES, scopes=["system/Observation.rs"])
-    job = runner.jobs.create("narrow", "r", params)
+    job = export_kind.create(runner.jobs, "narrow", "r", params)
     assert job is not None
     assert runner.run_pending() == 1
-    done = runner.jobs.get(job.id)
+    done = export_kind.get(runner.jobs, job.id)
     assert done is not None and done.status == "completed", done
     assert done.output["output"] == [
         {"type": "Observation", "name": "Observation-1.ndjson", "count": 1}
     ]
-    lines = (runner.directory(job.id) / "Observation-1.ndjson").read_bytes().splitlines()
+    lines = (exports.directory(job.id) / "Observation-1.ndjson").read_bytes().splitlines()
     assert [orjson.loads(x)["id"] for x in lines] == ["o-p1"]
 
 

@@ -1,4 +1,4 @@
-"""The NDJSON writer, the de-identification rules and job claiming, without HTTP."""
+"""The NDJSON writer, the de-identification rules and export jobs, without HTTP."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from pathlib import Path
 import orjson
 import sqlalchemy as sa
 
+from fhir_service.export import kind as export_kind
 from fhir_service.export.deidentify import Deidentifier, shift_date
-from fhir_service.export.jobs import ExportParams, JobStore
+from fhir_service.export.kind import Exports
 from fhir_service.export.ndjson import NdjsonWriter
-from fhir_service.export.runner import ExportRunner
+from fhir_service.export.params import ExportParams
 from fhir_service.search.compartment import compartment_paths
 from fhir_service.search.registry import get_registry
 from fhir_service.storage import SqlStore
-from fhir_service.storage.export_jobs import export_job
+from fhir_service.storage.job_runner import JobRunner
+from fhir_service.storage.jobs import Jobs, job
 from fhir_service.storage.tables import resource, resource_version
 
 
@@ -69,29 +71,28 @@ def test_claim_runs_each_job_once_and_recover_requeues_stale(database_url: str) 
     store = SqlStore.open(database_url)
     engine = store.engine
     try:
-        jobs = JobStore(store)
-        first = jobs.create("a", "r1", ExportParams())
-        second = jobs.create("b", "r2", ExportParams(types=["Patient"]))
+        jobs = Jobs.of(store)
+        first = export_kind.create(jobs, "a", "r1", ExportParams())
+        second = export_kind.create(jobs, "b", "r2", ExportParams(types=["Patient"]))
         assert first is not None and second is not None
-        assert jobs.create("a", "r3", ExportParams()) is None
-        claimed = [jobs.claim(), jobs.claim(), jobs.claim()]
+        assert export_kind.create(jobs, "a", "r3", ExportParams()) is None, "one per client"
+        claimed = [jobs.claim(["export"]) for _ in range(3)]
         assert [j.id if j else None for j in claimed] == [first.id, second.id, None]
-        assert jobs.get(second.id).params.types == ["Patient"]  # type: ignore[union-attr]
+        assert export_kind.get(jobs, second.id).params.types == ["Patient"]  # type: ignore[union-attr]
         assert jobs.recover(timedelta(minutes=5)) == 0
         old = datetime.now(UTC) - timedelta(hours=1)
         with engine.begin() as conn:
-            conn.execute(
-                export_job.update().where(export_job.c.id == first.id).values(heartbeat=old)
-            )
+            conn.execute(job.update().where(job.c.id == first.id).values(heartbeat=old))
         assert jobs.recover(timedelta(minutes=5)) == 1
-        again = jobs.claim()
-        assert again is not None and again.id == first.id
+        again = jobs.claim(["export"])
+        assert again is not None and again.id == first.id and again.attempt == 2
+        assert claimed[0] is not None and not jobs.beat(claimed[0].ref), "the first claim lost it"
         assert jobs.cancel(first.id)
-        assert not jobs.beat(first.id, "x")
-        assert first.id in jobs.expired()
+        assert not jobs.report(again.ref, "x")
+        assert first.id in jobs.expired("export")
         jobs.delete(first.id)
         with engine.connect() as conn:
-            left = conn.execute(sa.select(export_job.c.id)).scalars().all()
+            left = conn.execute(sa.select(job.c.id)).scalars().all()
         assert left == [second.id]
     finally:
         store.close()
@@ -117,25 +118,22 @@ def test_runner_runs_then_sweeps_expired_files(database_url: str, tmp_path: Path
             conn.execute(
                 resource.insert().values(type="Patient", id="p1", version=1, deleted=False, seq=1)
             )
-        runner = ExportRunner(
-            store, tmp_path, compartment=lambda: compartment_paths(get_registry())
-        )
-        job = runner.jobs.create("a", "r", ExportParams())
-        assert job is not None
+        exports = Exports(store, tmp_path, compartment=lambda: compartment_paths(get_registry()))
+        runner = JobRunner(Jobs.of(store), [exports.kind()])
+        made = export_kind.create(runner.jobs, "a", "r", ExportParams())
+        assert made is not None
         assert runner.run_pending() == 1
-        done = runner.jobs.get(job.id)
+        done = export_kind.get(runner.jobs, made.id)
         assert done is not None and done.status == "completed"
         assert done.output["output"] == [
             {"type": "Patient", "name": "Patient-1.ndjson", "count": 1}
         ]
-        lines = (runner.directory(job.id) / "Patient-1.ndjson").read_bytes().splitlines()
+        lines = (exports.directory(made.id) / "Patient-1.ndjson").read_bytes().splitlines()
         assert [orjson.loads(x) for x in lines] == [{"resourceType": "Patient", "id": "p1"}]
-        assert runner.sweep() == 0
+        assert exports.sweep() == 0
         with engine.begin() as conn:
-            conn.execute(
-                export_job.update().values(expires=datetime.now(UTC) - timedelta(seconds=1))
-            )
-        assert runner.sweep() == 1
-        assert not runner.directory(job.id).exists() and runner.jobs.get(job.id) is None
+            conn.execute(job.update().values(expires=datetime.now(UTC) - timedelta(seconds=1)))
+        assert exports.sweep() == 1
+        assert not exports.directory(made.id).exists() and runner.jobs.get(made.id) is None
     finally:
         store.close()

@@ -15,15 +15,22 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from fhir_service.search.query import parse_search
-from fhir_service.storage import SqlStore
+from fhir_service.storage import SqlStore, reindex_run
 from fhir_service.storage.access import AccessScope
-from fhir_service.storage.reindex_jobs import ReindexJobs, reindex_job
-from fhir_service.storage.reindex_run import run_job, watch
+from fhir_service.storage.jobs import Jobs, job
+from fhir_service.storage.reindex_run import KIND, ReindexJob, run_job, watch
 from fhir_service.storage.search_tables import SEARCH_TABLES
 from tests.search.helpers import ids, search
 from tests.security.conftest import Smart, make_smart
 
 FULL_ACCESS = AccessScope.full()
+
+
+def _view(jobs: Jobs, job_id: str) -> ReindexJob:
+    found = jobs.get(job_id)
+    assert found is not None
+    return ReindexJob.of(found)
+
 
 __all__ = ["make_smart"]
 
@@ -196,35 +203,33 @@ def test_job_resumes_from_its_checkpoint(database_url: str) -> None:
         with store.begin(FULL_ACCESS) as repo:
             made = sorted(repo.create(_patient("blue")).stored.id for _ in range(7))
             repo.create(_search_parameter(["Patient"]))
-        jobs = ReindexJobs(store.engine)
+        jobs = Jobs(store.engine)
         created = watch(jobs)
-        assert [j.types for j in created] == [["Patient"]]
+        assert [j.params["types"] for j in created] == [["Patient"]]
         assert watch(jobs) == [], "one job per SearchParameter version"
-        job = jobs.claim()
+        job = jobs.claim([KIND])
         assert job is not None
-        assert jobs.claim() is None, "a running job is not claimed twice"
+        assert jobs.claim([KIND]) is None, "a running job is not claimed twice"
 
         def die(resource_type: str, count: int) -> None:
             raise _ProcessDied
 
         with pytest.raises(_ProcessDied):
             run_job(jobs, job, batch=3, on_batch=die)
-        halfway = jobs.get(job.id)
-        assert halfway is not None
+        halfway = _view(jobs, job.id)
         assert (halfway.status, halfway.done, halfway.total) == ("running", 3, 7)
         assert (halfway.cursor_type, halfway.cursor_id) == ("Patient", made[2])
         # While the job is unfinished, the new parameter finds the reindexed part only.
         assert _family(store, "eye-colour", "blue") == set(made[:3])
 
         assert jobs.recover(stale_after=timedelta(0)) == 1
-        resumed = jobs.claim()
+        resumed = jobs.claim([KIND])
         assert resumed is not None and resumed.id == job.id
         batches: list[int] = []
         outcome = run_job(jobs, resumed, batch=3, on_batch=lambda t, n: batches.append(n))
         assert outcome == "completed"
         assert batches == [3, 1], "the resumed job starts after its checkpoint"
-        finished = jobs.get(job.id)
-        assert finished is not None
+        finished = _view(jobs, job.id)
         assert (finished.status, finished.done, finished.total) == ("completed", 7, 7)
         assert _family(store, "eye-colour", "blue") == set(made)
     finally:
@@ -237,29 +242,29 @@ def test_starting_job_completes_the_queued_jobs_it_covers(database_url: str) -> 
         with store.begin(FULL_ACCESS) as repo:
             repo.create(_patient("blue"))
             repo.create({"resourceType": "Observation", "status": "final", "code": {"text": "x"}})
-        jobs = ReindexJobs(store.engine)
-        first = jobs.create(["Patient"], "first")
-        wider = jobs.create(["Observation", "Patient"], "wider")
-        same = jobs.create(["Patient"], "same")
-        every = jobs.create(None, "every")
+        jobs = Jobs(store.engine)
+        first = reindex_run.create(jobs, ["Patient"], "first")
+        wider = reindex_run.create(jobs, ["Observation", "Patient"], "wider")
+        same = reindex_run.create(jobs, ["Patient"], "same")
+        every = reindex_run.create(jobs, None, "every")
         assert first and wider and same and every
-        claimed = jobs.claim()
+        claimed = jobs.claim([KIND])
         assert claimed is not None and claimed.id == first.id
         assert run_job(jobs, claimed) == "completed"
-        states = {j.id: j for j in (jobs.get(x.id) for x in (wider, same, every)) if j}
+        states = {x.id: _view(jobs, x.id) for x in (wider, same, every)}
         assert states[same.id].status == "completed"
         assert states[same.id].reason == f"same (covered by job {first.id})"
         assert states[wider.id].status == "queued", "Observation is not covered"
         assert states[every.id].status == "queued"
 
-        claimed = jobs.claim()
+        claimed = jobs.claim([KIND])
         assert claimed is not None and claimed.id == wider.id
         assert run_job(jobs, claimed) == "completed"
-        claimed = jobs.claim()
+        claimed = jobs.claim([KIND])
         assert claimed is not None and claimed.id == every.id
         assert run_job(jobs, claimed) == "completed"
-        ended = jobs.get(every.id)
-        assert ended is not None and (ended.done, ended.total) == (2, 2)
+        ended = _view(jobs, every.id)
+        assert (ended.done, ended.total) == (2, 2)
     finally:
         store.close()
 
@@ -270,23 +275,22 @@ def test_cancelled_job_stops(database_url: str) -> None:
         with store.begin(FULL_ACCESS) as repo:
             for _ in range(4):
                 repo.create(_patient("blue"))
-        jobs = ReindexJobs(store.engine)
-        queued = jobs.create(["Patient"], "test")
+        jobs = Jobs(store.engine)
+        queued = reindex_run.create(jobs, ["Patient"], "test")
         assert queued is not None
         assert jobs.cancel(queued.id)
-        assert jobs.claim() is None, "a cancelled job is never claimed"
+        assert jobs.claim([KIND]) is None, "a cancelled job is never claimed"
 
-        running = jobs.create(["Patient"], "test")
+        running = reindex_run.create(jobs, ["Patient"], "test")
         assert running is not None
-        claimed = jobs.claim()
+        claimed = jobs.claim([KIND])
         assert claimed is not None
 
         def cancel_after_first(resource_type: str, count: int) -> None:
             jobs.cancel(claimed.id)
 
         assert run_job(jobs, claimed, batch=2, on_batch=cancel_after_first) == "stopped"
-        ended = jobs.get(claimed.id)
-        assert ended is not None
+        ended = _view(jobs, claimed.id)
         assert (ended.status, ended.done) == ("cancelled", 2)
     finally:
         store.close()
@@ -295,16 +299,14 @@ def test_cancelled_job_stops(database_url: str) -> None:
 def test_claim_skips_a_job_locked_by_another_worker(postgres_url: str) -> None:
     store = SqlStore.open(postgres_url)
     try:
-        jobs = ReindexJobs(store.engine)
-        job = jobs.create(["Patient"], "test")
-        assert job is not None
+        jobs = Jobs(store.engine)
+        made = reindex_run.create(jobs, ["Patient"], "test")
+        assert made is not None
         with store.engine.connect() as other, other.begin():
-            other.execute(
-                sa.select(reindex_job).where(reindex_job.c.id == job.id).with_for_update()
-            ).one()
-            assert jobs.claim() is None, "SKIP LOCKED: no wait, no double claim"
-        claimed = jobs.claim()
-        assert claimed is not None and claimed.id == job.id
+            other.execute(sa.select(job).where(job.c.id == made.id).with_for_update()).one()
+            assert jobs.claim([KIND]) is None, "SKIP LOCKED: no wait, no double claim"
+        claimed = jobs.claim([KIND])
+        assert claimed is not None and claimed.id == made.id
     finally:
         store.close()
 
@@ -333,15 +335,18 @@ def test_searches_warn_while_a_reindex_job_of_their_type_runs(
     # A job another service process is running (fresh heartbeat: not taken over here).
     with store.engine.begin() as conn:
         conn.execute(
-            reindex_job.insert().values(
+            job.insert().values(
                 id="other-replica-job",
-                status="running",
-                reason="SearchParameter/x updated",
-                types='["Patient"]',
+                kind=KIND,
+                state="running",
+                local=False,
+                params={"types": ["Patient"], "reason": "SearchParameter/x updated"},
+                progress={"types": ["Patient"], "total": 10, "done": 4},
+                message="4 of 10 resources (40%)",
+                attempt=1,
+                worker="another-process",
                 created=now,
                 heartbeat=now + timedelta(hours=1),
-                total=10,
-                done=4,
             )
         )
     bundle = search(client, "/fhir/Patient?family=waiting")

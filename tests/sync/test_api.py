@@ -74,6 +74,35 @@ def test_a_push_goes_queued_running_succeeded(
     assert len(remote_all(peer.base_url, "Patient")) == 1
 
 
+def test_a_running_run_is_cancelled_over_http(
+    database_url: str, peer: Peer, slow_peer: str
+) -> None:
+    """``DELETE /sync/runs/{id}`` cancels the run (202); it shows ``cancelled`` here and
+    among the jobs of every kind (``GET /jobs``); a second ``DELETE`` is a 409."""
+    store = SqlStore.open(database_url)
+    try:
+        load_example(store)
+    finally:
+        store.close()
+    settings = Settings(database_url=database_url, remote_url=slow_peer, auth_mode="open")
+    with TestClient(create_app(settings)) as client:
+        location = client.post("/sync/runs", json={"direction": "push"}).headers["content-location"]
+        deadline = time.monotonic() + 60
+        while client.get(location).json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        cancelled = client.delete(location)
+        again = client.delete(location)
+        run = client.get(location).json()
+        jobs = client.get("/jobs", params={"kind": "sync"}).json()["jobs"]
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert again.status_code == 409
+    assert again.json()["resourceType"] == "OperationOutcome"
+    assert run["status"] == "cancelled" and run["ended"] is not None
+    assert [(j["id"], j["kind"], j["state"]) for j in jobs] == [(run["id"], "sync", "cancelled")]
+
+
 def test_a_run_that_cannot_reach_its_remote_fails_with_its_error(
     database_url: str, peer: Peer
 ) -> None:
@@ -104,7 +133,7 @@ def test_a_stopping_service_gives_its_run_back_and_the_next_one_ends_it(
             while client.get(location).json()["status"] != "running":
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-        run_id = int(location.rsplit("/", 1)[1])
+        run_id = location.rsplit("/", 1)[1]
         given_back = state.run(store, run_id)
         assert given_back is not None
         assert (given_back["status"], given_back["attempts"]) == ("queued", 1)

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from fhir_service.cli.load import load_bundle, providers_first
 from fhir_service.fhir.references import parse_reference, rewrite_references
 from fhir_service.storage import AccessScope, SqlStore, upgrade
-from fhir_service.storage.sync_tables import sync_run
+from fhir_service.storage.jobs import job
 from fhir_service.sync import state
 from tests.peer.process import ROUTER_4, ROUTER_5, Peer, start_peer
 from tests.sync.conftest import with_client
@@ -200,8 +200,9 @@ def test_pull_killed_at_several_moments_leaves_no_duplicate(
 
         def pulled() -> int:
             with target.engine.connect() as conn:
-                counts = conn.execute(sa.select(sync_run.c.counts)).scalars().all()
-            return sum(int(c.get("created", 0)) for c in counts)
+                query = sa.select(job.c.progress).where(job.c.kind == "sync")
+                progress = conn.execute(query).scalars().all()
+            return sum(int(p["counts"].get("created", 0)) for p in progress)
 
         command = sync_command("pull", bare_peer.base_url, database_url, "--page-size", "50")
         for mark in MARKS:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import httpx
-import sqlalchemy as sa
 
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
-from fhir_service.storage.sync_tables import sync_run
+from fhir_service.sync import state
 from fhir_service.sync.client import FhirClient
 from fhir_service.sync.errors import RemoteRejected
 from fhir_service.sync.pull import pull
@@ -110,6 +109,4 @@ def test_everything_on_a_remote_without_it_is_a_clear_error(
 
     message = with_client(peer.base_url, run)
     assert "$everything" in message
-    with empty_store.engine.connect() as conn:
-        status = conn.execute(sa.select(sync_run.c.status)).scalar_one()
-    assert status == "failed"
+    assert [r["status"] for r in state.runs(empty_store)] == ["failed"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from fhir_service.storage import SqlStore, upgrade
-from fhir_service.storage.sync_tables import sync_run
+from fhir_service.storage.jobs import job
 from fhir_service.sync import state
 from tests.peer.process import Peer
 from tests.sync.helpers import content, fill, kill_when, local_all, remote_all, remote_total
@@ -77,8 +77,9 @@ def test_pull_killed_half_way_then_resumed(database_url: str, peer: Peer, tmp_pa
 
         def pulled() -> int:
             with target.engine.connect() as conn:
-                counts = conn.execute(sa.select(sync_run.c.counts)).scalars().all()
-            return sum(int(c.get("created", 0)) for c in counts)
+                query = sa.select(job.c.progress).where(job.c.kind == "sync")
+                progress = conn.execute(query).scalars().all()
+            return sum(int(p["counts"].get("created", 0)) for p in progress)
 
         pull = subprocess.Popen(
             sync_command(

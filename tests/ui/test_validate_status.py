@@ -126,17 +126,20 @@ def test_validation_page_on_a_phone(phone: Watched, served_case: str) -> None:
     assert phone.script_errors() == []
 
 
-def test_status_page_shows_sync_runs_and_no_export_jobs(laptop: Watched, served_case: str) -> None:
+def test_status_page_shows_sync_runs_and_the_jobs_of_every_kind(
+    laptop: Watched, served_case: str
+) -> None:
     page = laptop.page
     started = httpx.post(
         f"{served_case}/sync/runs",
         json={"direction": "push", "remote": UNREACHABLE_REMOTE},
     )
-    page.goto(f"{served_case}/ui/status")
-    expect(page.locator("#export-state")).not_to_contain_text("Asking", timeout=60_000)
-    expect(page.locator("#sync-state")).not_to_contain_text("Asking", timeout=60_000)
-    assert "No export jobs" in page.inner_text("#export-state")
+    reindex = httpx.post(f"{served_case}/fhir/$reindex?type=Patient")
     assert started.status_code == 202, started.text
+    assert reindex.status_code == 202, reindex.text
+    page.goto(f"{served_case}/ui/status")
+    expect(page.locator("#jobs-state")).not_to_contain_text("Asking", timeout=60_000)
+    expect(page.locator("#sync-state")).not_to_contain_text("Asking", timeout=60_000)
     run = started.json()
     if page.locator("#run-lookup").is_visible():
         page.fill("#run-id", str(run["id"]))
@@ -144,5 +147,10 @@ def test_status_page_shows_sync_runs_and_no_export_jobs(laptop: Watched, served_
     page.wait_for_selector("#sync-runs:not([hidden])", timeout=30_000)
     row = page.inner_text("#sync-runs tbody")
     assert str(run["id"]) in row and "push" in row and "127.0.0.1:9" in row
+    page.wait_for_selector("#jobs:not([hidden])", timeout=30_000)
+    jobs = page.inner_text("#jobs tbody")
+    assert run["id"] in jobs and "sync" in jobs
+    reindex_id = next(p["valueString"] for p in reindex.json()["parameter"] if p["name"] == "id")
+    assert reindex_id in jobs and "reindex" in jobs
     screenshot(page, "status")
     assert laptop.script_errors() == []

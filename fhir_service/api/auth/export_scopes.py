@@ -10,7 +10,7 @@ An export runs outside the request, so its access is decided here, on the very
   ``_typeFilter``) needs one covering it, else 403;
 - without ``_type`` the export is limited to the types the ``system/`` read scopes cover
   (every type for ``system/*``), as the Bulk Data IG lets a server do;
-- the job records its owner (``Job.client_id``), the scopes it was started with and the
+- the job records its owner (``ExportJob.client_id``), the scopes it was started with and the
   token's patient; it reads only what that owner's scope reaches
   (``ExportParams.access_scope``, applied by storage inside every statement);
   status, files and cancel answer 404 to any other client, as if the job did not exist,
@@ -24,7 +24,8 @@ from dataclasses import replace
 
 from fhir_service.api.auth.context import AccessContext
 from fhir_service.errors import Forbidden
-from fhir_service.export.jobs import ExportParams, Job
+from fhir_service.export.kind import ExportJob
+from fhir_service.export.params import ExportParams
 from fhir_service.fhir.smart_scopes import ScopeSet
 
 ALL = "*"
@@ -71,18 +72,18 @@ def authorize_kick_off(access: AccessContext, params: ExportParams) -> ExportPar
     return replace(params, types=types, scopes=scopes, owner_patient=access.patient)
 
 
-def own_job(access: AccessContext, job: Job | None) -> Job | None:
+def own_job(access: AccessContext, job: ExportJob | None) -> ExportJob | None:
     """The job when ``access`` is its owner and it is not cancelled, else None (404)."""
     if job is None or job.client_id != access.client_id or job.status == "cancelled":
         return None
     return job
 
 
-def job_types(job: Job) -> list[str]:
+def job_types(job: ExportJob) -> list[str]:
     return list(job.params.types) if job.params.types is not None else [ALL]
 
 
-def file_types(job: Job, name: str) -> list[str] | None:
+def file_types(job: ExportJob, name: str) -> list[str] | None:
     """The types a file of the job may hold (a ``deleted`` file: any of the job's);
     None when the job has no such file."""
     for item in job.output.get("output", []):
@@ -93,7 +94,7 @@ def file_types(job: Job, name: str) -> list[str] | None:
     return None
 
 
-def require_job_scopes(access: AccessContext, job: Job, types: list[str], what: str) -> None:
+def require_job_scopes(access: AccessContext, job: ExportJob, types: list[str], what: str) -> None:
     """The scopes the job was started with and the request's scopes must both cover
     ``types`` (the scopes of a still-valid token: the middleware checked it)."""
     recorded = ScopeSet.parse(job.params.scopes) if job.params.scopes is not None else None

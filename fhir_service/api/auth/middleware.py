@@ -31,9 +31,9 @@ from fhir_service.errors import FhirServiceError, Forbidden, TooManyRequests, Un
 
 log = logging.getLogger("fhir_service.security")
 
-PROTECTED_PREFIXES = (BASE_PATH, "/sync")
-"""Paths that need a token in smart mode: the FHIR API and the sync runs."""
-ADMIN_PREFIXES = ("/sync",)
+PROTECTED_PREFIXES = (BASE_PATH, "/sync", "/jobs")
+"""Paths that need a token in smart mode: the FHIR API, the sync runs and the jobs."""
+ADMIN_PREFIXES = ("/sync", "/jobs")
 """Paths that act on the whole database: they need ``system/*.cruds``."""
 PUBLIC_PATHS = frozenset({f"{BASE_PATH}/metadata", f"{BASE_PATH}/.well-known/smart-configuration"})
 REALM = "fhir-service"

@@ -18,15 +18,11 @@ job runs with; status, files and cancel belong to the client that started the jo
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import re
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from email.utils import format_datetime
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
@@ -39,52 +35,35 @@ from fhir_service.api.auth.export_scopes import (
     require_export_scope,
     require_job_scopes,
 )
-from fhir_service.api.background import running
 from fhir_service.api.deps import BASE_PATH, BaseDep, IdDep, SettingsDep, StoreDep, request_store
 from fhir_service.api.export_params import check_type_filters, export_params, parameter_pairs
+from fhir_service.api.jobs import runner_of
 from fhir_service.api.openapi import documented, error_responses
 from fhir_service.api.responses import fhir_response, outcome_response
 from fhir_service.api.routes import operation
 from fhir_service.errors import InvalidRequest, Issue, NotFound
-from fhir_service.export.jobs import Job, Level
-from fhir_service.export.runner import ExportRunner
-from fhir_service.search.compartment import compartment_paths
-from fhir_service.search.registry import get_registry
-from fhir_service.storage import SqlStore, format_instant
+from fhir_service.export import kind as export_kind
+from fhir_service.export.kind import ExportJob, Exports
+from fhir_service.export.params import Level
+from fhir_service.storage import format_instant
+from fhir_service.storage.job_runner import JobRunner
 
 RETRY_AFTER = "2"
 DEFINITIONS = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
 _FILE_NAME = re.compile(r"^[A-Za-z-]+-\d+\.ndjson$")
 
 
-@contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the export worker on the application's database for the app's lifetime."""
-    store = app.state.store
-    if not isinstance(store, SqlStore):
-        yield
-        return
-    settings = app.state.settings
-    runner = ExportRunner(
-        store,
-        settings.export_dir.resolve(),
-        compartment=functools.cache(lambda: compartment_paths(get_registry())),
-        deid_secret=settings.deid_secret,
-        stale_after=timedelta(seconds=settings.worker_stale_seconds),
-    )
-    app.state.export_runner = runner
-    async with running(runner.serve()):
-        yield
-
-
 router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 
-def _runner(request: Request) -> ExportRunner:
-    runner: ExportRunner | None = getattr(request.app.state, "export_runner", None)
-    if runner is None:
-        raise NotFound("Bulk export is not available on this store")
-    return runner
+def _runner(request: Request) -> JobRunner:
+    return runner_of(request, "Bulk export")
+
+
+def _exports(request: Request) -> Exports:
+    _runner(request)
+    exports: Exports = request.app.state.exports
+    return exports
 
 
 async def _kick_off(
@@ -100,7 +79,9 @@ async def _kick_off(
         raise InvalidRequest("De-identified export is not configured (deid_secret)")
     await asyncio.to_thread(check_type_filters, request_store(request), params)
     runner = _runner(request)
-    job = await asyncio.to_thread(runner.jobs.create, access.client_id, str(request.url), params)
+    job = await asyncio.to_thread(
+        export_kind.create, runner.jobs, access.client_id, str(request.url), params
+    )
     if job is None:
         return outcome_response(
             [Issue("error", "throttled", "An export of this client is still in progress")],
@@ -165,9 +146,9 @@ async def export_group(
     return await _kick_off(request, "group", base, prefer, group=id)
 
 
-async def _own_job(request: Request, job_id: str) -> Job:
+async def _own_job(request: Request, job_id: str) -> ExportJob:
     """The caller's own job; NotFound for another client's, as for no job at all."""
-    found = await asyncio.to_thread(_runner(request).jobs.get, job_id)
+    found = await asyncio.to_thread(export_kind.get, _runner(request).jobs, job_id)
     job = own_job(request_access(request), found)
     if job is None:
         raise NotFound(f"No export job '{job_id[:40]}'")
@@ -216,7 +197,9 @@ async def export_status(
 async def export_cancel(request: Request, job_id: str) -> Response:
     """Cancel a job (its files are deleted)."""
     job = await _own_job(request, job_id)
-    await asyncio.to_thread(_runner(request).jobs.cancel, job.id)
+    runner = _runner(request)
+    await asyncio.to_thread(runner.jobs.cancel, job.id, ended_too=True)
+    runner.wake()
     return outcome_response([Issue("information", "informational", "Export cancelled")], 202)
 
 
@@ -224,8 +207,7 @@ async def export_cancel(request: Request, job_id: str) -> Response:
 async def export_file(request: Request, job_id: str, name: str) -> Response:
     """One NDJSON output file of a completed job."""
     job = await _own_job(request, job_id)
-    runner = _runner(request)
-    path = runner.directory(job.id) / name
+    path = _exports(request).directory(job.id) / name
     types = file_types(job, name) if job.status == "completed" else None
     if types is None or not _FILE_NAME.match(name) or not path.is_file():
         raise NotFound(f"No export file '{name[:80]}'")

@@ -10,24 +10,22 @@ https://hl7.org/fhir/R4/async.html).
   ``progress``): 202 with ``X-Progress`` while queued or running, then 200.
 - ``GET /fhir/$reindex`` -> the 50 newest jobs; ``DELETE /fhir/$reindex/{job}`` cancels.
 
-Jobs are also made by the worker for every SearchParameter created, updated or deleted.
+Jobs (kind ``reindex`` of the one job table, ``storage.jobs``) are also made by the
+service's job runner for every SearchParameter created, updated or deleted.
 Starting and cancelling needs an unrestricted client (``system/*.cruds``) in smart mode.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from fhir_service.api.background import running
 from fhir_service.api.body import json_object, parse_json, read_body
 from fhir_service.api.deps import BASE_PATH, BaseDep, FormatDep
+from fhir_service.api.jobs import runner_of
 from fhir_service.api.openapi import documented
 from fhir_service.api.responses import fhir_response
 from fhir_service.api.routes import operation
@@ -35,36 +33,19 @@ from fhir_service.api.routes.definitions import REINDEX
 from fhir_service.errors import Conflict, Forbidden, InvalidRequest, NotFound, UnknownResourceType
 from fhir_service.fhir.models import model_class
 from fhir_service.search.registry import get_registry
-from fhir_service.storage import SqlStore, format_instant
-from fhir_service.storage.reindex_jobs import ReindexJob
-from fhir_service.storage.reindex_run import ALL_TYPES
-from fhir_service.storage.reindex_runner import ReindexRunner
+from fhir_service.storage import format_instant
+from fhir_service.storage import reindex_run as reindexing
+from fhir_service.storage.job_runner import JobRunner
+from fhir_service.storage.reindex_run import ALL_TYPES, ReindexJob
 
 RETRY_AFTER = "2"
-
-
-@contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the reindex worker on the application's database for the app's lifetime."""
-    store = app.state.store
-    if not isinstance(store, SqlStore):
-        yield
-        return
-    stale = timedelta(seconds=app.state.settings.worker_stale_seconds)
-    runner = ReindexRunner.of(store, stale_after=stale)
-    app.state.reindex_runner = runner
-    async with running(runner.serve()):
-        yield
 
 
 router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 
-def _runner(request: Request) -> ReindexRunner:
-    runner: ReindexRunner | None = getattr(request.app.state, "reindex_runner", None)
-    if runner is None:
-        raise NotFound("Reindexing is not available on this store")
-    return runner
+def _runner(request: Request) -> JobRunner:
+    return runner_of(request, "Reindexing")
 
 
 def _admin(request: Request, what: str) -> None:
@@ -89,9 +70,9 @@ async def _pairs(request: Request) -> list[tuple[str, str]]:
     return pairs
 
 
-def _bases_of(runner: ReindexRunner, url: str) -> list[str] | None:
+def _bases_of(runner: JobRunner, url: str) -> list[str] | None:
     """The ``base`` types of the core or stored SearchParameter ``url`` (None: all)."""
-    registry = runner.jobs.registry(get_registry())
+    registry = reindexing.stored_registry(runner.jobs, get_registry())
     for sp in registry.parameters:
         if sp.get("url") == url:
             bases = [b for b in sp.get("base") or [] if isinstance(b, str)]
@@ -99,7 +80,7 @@ def _bases_of(runner: ReindexRunner, url: str) -> list[str] | None:
     raise InvalidRequest(f"No active SearchParameter with url '{url[:200]}'", expression="url")
 
 
-def _request(runner: ReindexRunner, pairs: list[tuple[str, str]]) -> tuple[list[str] | None, str]:
+def _request(runner: JobRunner, pairs: list[tuple[str, str]]) -> tuple[list[str] | None, str]:
     types: list[str] | None = None
     urls: list[str] = []
     for name, value in pairs:
@@ -134,7 +115,7 @@ def _parameters(job: ReindexJob, base: str) -> dict[str, Any]:
         *({"name": "type", "valueCode": t} for t in job.types or []),
         {"name": "total", "valueInteger": job.total},
         {"name": "done", "valueInteger": job.done},
-        {"name": "progress", "valueString": _progress(job)},
+        {"name": "progress", "valueString": job.message},
         {"name": "created", "valueInstant": format_instant(job.created)},
     ]
     if job.finished is not None:
@@ -142,13 +123,6 @@ def _parameters(job: ReindexJob, base: str) -> dict[str, Any]:
     if job.error:
         parameter.append({"name": "error", "valueString": job.error})
     return {"resourceType": "Parameters", "parameter": parameter}
-
-
-def _progress(job: ReindexJob) -> str:
-    if job.status == "queued" and not job.done:
-        return "queued"
-    share = f" ({100 * job.done // job.total}%)" if job.total else ""
-    return f"{job.done} of {job.total} resources{share}"
 
 
 _JOB = documented(answers={200: "Parameters", 202: "Parameters"})
@@ -161,8 +135,9 @@ async def reindex_start(request: Request, base: BaseDep, fmt: FormatDep) -> Resp
     _admin(request, "$reindex")
     runner = _runner(request)
     types, reason = await asyncio.to_thread(_request, runner, await _pairs(request))
-    job = await asyncio.to_thread(runner.jobs.create, types, reason)
-    assert job is not None
+    created = await asyncio.to_thread(reindexing.create, runner.jobs, types, reason)
+    assert created is not None  # no trigger: no unique key
+    job = ReindexJob.of(created)
     runner.wake()
     location = f"{base}/$reindex/{job.id}"
     return fhir_response(_parameters(job, base), 202, fmt, headers={"Content-Location": location})
@@ -171,16 +146,17 @@ async def reindex_start(request: Request, base: BaseDep, fmt: FormatDep) -> Resp
 @router.get("/$reindex", openapi_extra=documented(answers={200: "Parameters"}))
 async def reindex_list(request: Request, base: BaseDep, fmt: FormatDep) -> Response:
     """The newest jobs, newest first, each as a ``job`` parameter with parts."""
-    jobs = await asyncio.to_thread(_runner(request).jobs.recent)
+    found = await asyncio.to_thread(_runner(request).jobs.recent, reindexing.KIND)
+    jobs = [ReindexJob.of(j) for j in found]
     parameter = [{"name": "job", "part": _parameters(job, base)["parameter"]} for job in jobs]
     return fhir_response({"resourceType": "Parameters", "parameter": parameter}, 200, fmt)
 
 
 async def _job(request: Request, job_id: str) -> ReindexJob:
-    job = await asyncio.to_thread(_runner(request).jobs.get, job_id[:36])
+    job = await asyncio.to_thread(_runner(request).jobs.get, job_id[:36], reindexing.KIND)
     if job is None:
         raise NotFound(f"No reindex job '{job_id[:40]}'")
-    return job
+    return ReindexJob.of(job)
 
 
 @router.get("/$reindex/{job_id}", openapi_extra=_JOB)
@@ -189,7 +165,7 @@ async def reindex_status(request: Request, job_id: str, base: BaseDep, fmt: Form
     job = await _job(request, job_id)
     body = _parameters(job, base)
     if job.status in ("queued", "running"):
-        headers = {"X-Progress": _progress(job), "Retry-After": RETRY_AFTER}
+        headers = {"X-Progress": job.message, "Retry-After": RETRY_AFTER}
         return fhir_response(body, 202, fmt, headers=headers)
     return fhir_response(body, 200, fmt)
 
@@ -199,7 +175,9 @@ async def reindex_cancel(request: Request, job_id: str, base: BaseDep, fmt: Form
     """Cancel a queued or running job (a running one stops after its current batch)."""
     _admin(request, "Cancelling a reindex job")
     job = await _job(request, job_id)
-    if not await asyncio.to_thread(_runner(request).jobs.cancel, job.id):
+    runner = _runner(request)
+    if not await asyncio.to_thread(runner.jobs.cancel, job.id):
         raise Conflict(f"Reindex job {job.id} has already ended ({job.status})")
+    runner.wake()
     cancelled = await _job(request, job.id)
     return fhir_response(_parameters(cancelled, base), 202, fmt)

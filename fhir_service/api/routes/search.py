@@ -26,6 +26,7 @@ from fhir_service.search.compartment import patient_compartment
 from fhir_service.search.query import SearchRequest, parse_search
 from fhir_service.search.registry import get_registry
 from fhir_service.storage import SearchPage, Store, Stored
+from fhir_service.storage import reindex_run as reindexing
 
 router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
@@ -131,11 +132,11 @@ def run_search(
 def reindex_warnings(request: Request, search: SearchRequest) -> list[Issue]:
     """One warning per queued or running reindex job of a searched type: until it ends,
     parameters changed since the resources were written may miss some of them."""
-    runner = getattr(request.app.state, "reindex_runner", None)
+    runner = getattr(request.app.state, "job_runner", None)
     if runner is None or not (search.criteria or search.sort):
         return []
     warnings = []
-    for job in runner.jobs.active():
+    for job in reindexing.active(runner.jobs):
         if job.types is None or set(job.types) & set(search.types):
             progress = f"{job.done} of {job.total}" if job.status == "running" else "queued"
             text = (

@@ -1,83 +1,35 @@
-"""Sync runs over HTTP: ``POST /sync/runs`` queues a push or pull, ``GET /sync/runs/{id}`` reads it.
+"""Sync runs over HTTP: ``POST /sync/runs`` queues a push or pull, ``GET /sync/runs/{id}``
+reads it, ``DELETE /sync/runs/{id}`` cancels it.
 
-The run is recorded in the database as ``queued`` before the answer (202 Accepted with
-``Content-Location``, like FHIR's asynchronous pattern,
-https://hl7.org/fhir/R4/async.html). The sync worker of any replica claims it
-(``fhir_service.sync.runner``; started here for the application's lifetime), writes its
-counts and errors as it goes, and a run whose replica died is taken over by another, so
-any replica can answer the status request.
+The run is recorded in the database as a queued job (kind ``sync``) before the answer
+(202 Accepted with ``Content-Location``, like FHIR's asynchronous pattern,
+https://hl7.org/fhir/R4/async.html). The job runner of any replica claims it
+(``fhir_service.sync.kind``), writes its counts and errors as it goes, and a run whose
+replica died is taken over by another, so any replica can answer the status request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Path, Request
+from fastapi import APIRouter, Path, Request
 from starlette.responses import JSONResponse, Response
 
-from fhir_service.api.background import running
 from fhir_service.api.body import read_body
 from fhir_service.api.deps import SettingsDep
-from fhir_service.api.write_validation import write_check
-from fhir_service.errors import InvalidRequest, NotFound
-from fhir_service.settings import Settings
+from fhir_service.errors import Conflict, InvalidRequest, NotFound
 from fhir_service.storage import SqlStore
-from fhir_service.storage.sync_runs import SyncRuns
-from fhir_service.sync.auth import Auth, remote_auth, same_remote
-from fhir_service.sync.runner import SyncRunner
-
-
-@contextlib.asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the sync worker on the application's SQL store for the app's lifetime."""
-    store = app.state.store
-    if not isinstance(store, SqlStore):
-        yield
-        return
-    settings = app.state.settings
-    stale = timedelta(seconds=settings.worker_stale_seconds)
-    validator = app.state.validator
-    runner = SyncRunner(
-        store,
-        stale_after=stale,
-        auth_for=_credentials(settings),
-        checks=lambda: write_check(
-            validator, settings.validate_on_write, settings.unknown_profiles
-        ),
-    )
-    app.state.sync_runner = runner
-    async with running(runner.serve()):
-        yield
-
-
-def _credentials(settings: Settings) -> Callable[[str], Auth | None]:
-    """The configured authentication, for runs to the configured remote
-    (``FHIR_SERVICE_REMOTE_URL``) only: a run to another remote named in its request goes
-    without credentials, so they never reach a server the operator did not name.
-    Incomplete SMART settings stop the start-up with the reason."""
-    key_path = settings.remote_private_key
-    key = key_path.read_bytes() if key_path is not None else None
-    args = (settings.remote_token, settings.remote_token_url, settings.remote_client_id, key)
-    remote_auth(*args)
-    configured = settings.remote_url
-
-    def auth_for(remote: str) -> Auth | None:
-        if configured is None or not same_remote(remote, configured):
-            return None
-        return remote_auth(*args)
-
-    return auth_for
-
+from fhir_service.storage.job_runner import JobRunner
+from fhir_service.sync import state
+from fhir_service.sync.auth import same_remote
 
 router = APIRouter(prefix="/sync", tags=["sync"])
 
 
 def _json(run: dict[str, Any]) -> dict[str, Any]:
+    """A run: its parameters, status, counts and errors (``sync.state.as_dict``)."""
     return {
         "id": run["id"],
         "direction": run["direction"],
@@ -99,8 +51,8 @@ def _store(request: Request) -> SqlStore:
     return store
 
 
-def _runner(request: Request) -> SyncRunner:
-    runner: SyncRunner | None = getattr(request.app.state, "sync_runner", None)
+def _runner(request: Request) -> JobRunner:
+    runner: JobRunner | None = getattr(request.app.state, "job_runner", None)
     if runner is None:
         raise InvalidRequest("Sync needs the SQL store")
     return runner
@@ -156,12 +108,21 @@ async def start_run(request: Request, settings: SettingsDep) -> Response:
     patient = body.get("patient")
     if patient is not None and not isinstance(patient, str):
         raise InvalidRequest('"patient" must be a Patient id', expression="patient")
-    run = await asyncio.to_thread(
-        runner.jobs.queue, remote, body["direction"], patient or None, types
+    direction = body["direction"]
+    job = await asyncio.to_thread(
+        state.queue_run,
+        _store(request),
+        state.remote_key(remote),
+        direction,
+        state.scope_of(direction, patient or None),
+        patient or None,
+        types,
     )
     runner.wake()
     return JSONResponse(
-        _json(run), status_code=202, headers={"content-location": f"/sync/runs/{run['id']}"}
+        _json(state.as_dict(job)),
+        status_code=202,
+        headers={"content-location": f"/sync/runs/{job.id}"},
     )
 
 
@@ -170,19 +131,30 @@ async def list_runs(request: Request, _count: int = 20) -> Response:
     """The latest sync runs, newest first (``_count`` of them, 1-100)."""
     if not 1 <= _count <= 100:
         raise InvalidRequest("_count must be between 1 and 100", expression="_count")
-    runs = SyncRuns.of(_store(request)).latest(limit=_count)
+    runs = await asyncio.to_thread(state.runs, _store(request), None, _count)
     return JSONResponse({"runs": [_json(r) for r in runs]})
 
 
-MAX_RUN_ID = 2**31 - 1
-"""Largest run id the ``sync_run.id`` INTEGER column holds on PostgreSQL (SQLite's is 64-bit);
-a larger one is a 400, not a database error."""
-
-
 @router.get("/runs/{run_id}")
-async def read_run(run_id: Annotated[int, Path(ge=1, le=MAX_RUN_ID)], request: Request) -> Response:
+async def read_run(run_id: Annotated[str, Path(max_length=36)], request: Request) -> Response:
     """The run's status, counts and errors."""
-    run = SyncRuns.of(_store(request)).get(run_id)
+    run = await asyncio.to_thread(state.run, _store(request), run_id)
     if run is None:
         raise NotFound(f"Sync run {run_id} is not known")
     return JSONResponse(_json(run))
+
+
+@router.delete("/runs/{run_id}", status_code=202)
+async def cancel_run(run_id: Annotated[str, Path(max_length=36)], request: Request) -> Response:
+    """Cancel a queued or running run: a running one stops at its runner's next look;
+    what it wrote so far stays (the id map keeps a later run from doing it twice)."""
+    runner = _runner(request)
+    run = await asyncio.to_thread(state.run, _store(request), run_id)
+    if run is None:
+        raise NotFound(f"Sync run {run_id} is not known")
+    if not await asyncio.to_thread(runner.jobs.cancel, str(run["id"])):
+        raise Conflict(f"Sync run {run_id} has already ended ({run['status']})")
+    runner.wake()
+    cancelled = await asyncio.to_thread(state.run, _store(request), run_id)
+    assert cancelled is not None
+    return JSONResponse(_json(cancelled), status_code=202)

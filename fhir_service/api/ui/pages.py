@@ -73,7 +73,7 @@ async def validate_page(request: Request) -> HTMLResponse:
 
 @router.get("/status", response_class=HTMLResponse)
 async def status_page(request: Request) -> HTMLResponse:
-    """Recent sync runs and export jobs."""
+    """Recent sync runs and the jobs of every kind (export, reindex, sync)."""
     return _page(request, "status.html", "status", title="Status")
 
 

@@ -1,8 +1,8 @@
-/* /ui/status: sync runs (GET /sync/runs when the server lists them) and export jobs. */
+/* /ui/status: sync runs (GET /sync/runs when the server lists them) and the jobs of every kind (GET /jobs, DELETE /jobs/{id}). */
 "use strict";
 
 (function () {
-  const { fhirGet, el, outcomeText } = window.FS;
+  const { fhirGet, el, outcomeText, authHeaders } = window.FS;
   const syncState = document.getElementById("sync-state");
   const table = document.getElementById("sync-runs");
   const lookup = document.getElementById("run-lookup");
@@ -61,27 +61,43 @@
     }
   });
 
-  async function loadExports() {
-    const exportState = document.getElementById("export-state");
-    const metadata = await fhirGet("metadata");
-    const rest = ((metadata.body && metadata.body.rest) || [])[0] || {};
-    const operations = (rest.operation || []).concat(...(rest.resource || []).map((r) => r.operation || []));
-    const exportable = operations.some((op) => op.name === "export");
-    if (!exportable) {
-      exportState.textContent = "No export jobs: this server does not offer Bulk Data $export (it is not in its CapabilityStatement).";
+  const jobsState = document.getElementById("jobs-state");
+  const jobsTable = document.getElementById("jobs");
+
+  async function cancelJob(job) {
+    const response = await fetch("/jobs/" + encodeURIComponent(job.id), { method: "DELETE", headers: authHeaders({}) });
+    jobsState.textContent = response.status === 202 ? "Job " + job.id + " cancelled." : "Job " + job.id + " could not be cancelled (HTTP " + response.status + ").";
+    await loadJobs();
+  }
+
+  function jobRow(job) {
+    const active = job.state === "queued" || job.state === "running";
+    const cancel = active ? el("button", { type: "button", class: "small" }, "Cancel") : "";
+    if (cancel) cancel.addEventListener("click", () => cancelJob(job).catch((err) => { jobsState.textContent = err.message; }));
+    return el("tr", { class: "job status-" + job.state },
+      el("td", {}, job.kind), el("td", { class: "mono small" }, job.id),
+      el("td", {}, el("span", { class: "badge status-" + job.state }, job.state)),
+      el("td", { class: "small" }, job.progress || ""), el("td", { class: "small" }, job.created || ""),
+      el("td", { class: "small" }, job.finished || ""), el("td", { class: "small" }, job.error || ""),
+      el("td", {}, cancel));
+  }
+
+  async function loadJobs() {
+    const answer = await fhirGet("/jobs");
+    const body = jobsTable.querySelector("tbody");
+    if (answer.status === 200 && answer.body && Array.isArray(answer.body.jobs)) {
+      const jobs = answer.body.jobs;
+      if (!/cancelled/.test(jobsState.textContent)) {
+        jobsState.textContent = jobs.length ? jobs.length + " recent job" + (jobs.length > 1 ? "s" : "") + " (export, reindex, sync)" : "No jobs yet.";
+      }
+      body.replaceChildren(...jobs.map(jobRow));
+      jobsTable.hidden = !jobs.length;
       return;
     }
-    const jobs = await fhirGet("/export/jobs");
-    if (jobs.status === 200 && jobs.body) {
-      const list = Array.isArray(jobs.body) ? jobs.body : jobs.body.jobs || [];
-      exportState.textContent = list.length ? list.length + " export jobs" : "No export jobs yet.";
-      exportState.after(el("ul", { class: "jobs" }, ...list.map((job) =>
-        el("li", {}, [job.id, job.status, job.progress, counts(job.counts)].filter(Boolean).join(" · ")))));
-      return;
-    }
-    exportState.textContent = "No export jobs: this server offers $export but does not list its jobs.";
+    jobsState.textContent = "This server does not list its jobs: " + outcomeText(answer.body, "HTTP " + answer.status);
+    jobsTable.hidden = true;
   }
 
   loadSync().catch((err) => { syncState.textContent = "Could not read sync runs: " + err.message; });
-  loadExports().catch((err) => { document.getElementById("export-state").textContent = "Could not read export jobs: " + err.message; });
+  loadJobs().catch((err) => { jobsState.textContent = "Could not read the jobs: " + err.message; });
 })();
