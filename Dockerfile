@@ -19,4 +19,5 @@ RUN fhir-service packages install --file /tmp/fhir-packages/hl7.fhir.us.mcode-4.
     && fhir-service packages install \
     && rm -rf /tmp/fhir-packages
 EXPOSE 8000
+# One serving process per core of the container (FHIR_SERVICE_WORKERS chooses another number).
 CMD ["fhir-service", "serve", "--host", "0.0.0.0", "--port", "8000"]

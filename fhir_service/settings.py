@@ -6,6 +6,8 @@ receives plain values from them.
 
 from __future__ import annotations
 
+import math
+import os
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -60,6 +62,11 @@ class Settings(BaseSettings):
     validation_workers: int = Field(default=1, ge=0)
     """Worker processes that validate the resources a transaction Bundle writes while the
     transaction does its SQL work (0: validate them in the request's own thread)."""
+    workers: int | None = Field(default=None, ge=1)
+    """Serving processes of ``fhir-service serve`` (default: the number of cores)."""
+    database_pool_size: int = Field(default=20, ge=2)
+    """Database connections the serving processes keep open together (each process
+    keeps its share, at least 2, and as many again under load)."""
     worker_stale_seconds: float = Field(default=120.0, gt=0)
     """A background job (sync run, export, reindex) whose heartbeat is older is taken over."""
     job_poll_seconds: float = Field(default=1.0, gt=0)
@@ -68,6 +75,15 @@ class Settings(BaseSettings):
     """Export jobs one service process runs at once."""
     sync_jobs: int = Field(default=1, ge=1)
     """Sync runs one service process carries out at once (one per remote and direction)."""
+
+    def serving_processes(self) -> int:
+        """``workers``, else the number of cores."""
+        return self.workers or os.cpu_count() or 1
+
+    def process_pool_size(self) -> int:
+        """This process's share of ``database_pool_size``: an application built outside
+        ``serve`` (``workers`` unset) is the only process and keeps all of it."""
+        return max(2, math.ceil(self.database_pool_size / (self.workers or 1)))
 
     def smart_problem(self) -> str | None:
         """Why ``smart`` mode cannot start with these settings, or None.

@@ -16,9 +16,10 @@ from fhir.resources.R4B.adverseevent import AdverseEvent
 from fhir.resources.R4B.resource import Resource
 
 from mappings.case.model import AdverseEvent as CaseAdverseEvent
-from mappings.case.model import Case, MedicationCourse
+from mappings.case.model import Case
 from mappings.common import codings, concept, patient_ref, put_date, time_note
 from mappings.context import MappingContext
+from mappings.schedule import course_administrations
 
 SERIOUSNESS = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
 """https://hl7.org/fhir/R4/codesystem-adverse-event-seriousness.html"""
@@ -37,23 +38,6 @@ so they are given no severity code; the grade is kept as text."""
 NOTE_EXTENSION = "http://hl7.org/fhir/5.0/StructureDefinition/extension-AdverseEvent.note"
 
 
-def administration_keys(course: MedicationCourse) -> list[str]:
-    """The MedicationAdministration keys of a course: per drug per cycle, per dose step
-    when a cycle override gives several steps (``{drug}-c{cycle}[-s{step}]``)."""
-    keys: list[str] = []
-    for drug in course.drugs:
-        for cycle in range(1, (course.cycles or 1) + 1):
-            override = next(
-                (o for o in course.cycle_overrides if o.cycle == cycle and o.drug == drug.key),
-                None,
-            )
-            if override is not None and len(override.steps) > 1:
-                keys += [f"{drug.key}-c{cycle}-s{i}" for i in range(1, len(override.steps) + 1)]
-            else:
-                keys.append(f"{drug.key}-c{cycle}")
-    return keys
-
-
 def map_adverse_events(case: Case, ctx: MappingContext) -> list[Resource]:
     """One AdverseEvent (actuality actual) per reported adverse event."""
     return [AdverseEvent.model_validate(_event(case, ctx, e)) for e in case.adverse_events]
@@ -63,8 +47,8 @@ def _suspects(case: Case, ctx: MappingContext, key: str) -> list[dict[str, Any]]
     course = next((c for c in case.medication_courses if c.key == key), None)
     if course is not None:
         return [
-            {"instance": ctx.reference("MedicationAdministration", k)}
-            for k in administration_keys(course)
+            {"instance": ctx.reference("MedicationAdministration", a.key)}
+            for a in course_administrations(course)
         ]
     procedure_keys = {p.key for p in case.procedures} | {r.key for r in case.radiotherapy_courses}
     if key in procedure_keys:

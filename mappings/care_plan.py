@@ -34,6 +34,7 @@ from mappings.common import (
     time_text,
 )
 from mappings.context import MappingContext
+from mappings.dosage import days_text, plan_text
 
 PLAN_STATUS = {
     "active": "active",
@@ -128,8 +129,8 @@ def _course_notes(case: Case, course: MedicationCourse) -> list[dict[str, str]]:
         facts.append(f"intent {course.intent}")
     if course.setting:
         facts.append(f"setting {course.setting}")
-    if course.cycles is not None:
-        facts.append(f"{course.cycles} cycles")
+    if not all(d.continuous for d in course.drugs):
+        facts.append(plan_text(course))
     facts.append(
         f"cycle length {course.cycle_length}"
         if course.cycle_length is not None
@@ -145,18 +146,12 @@ def _course_notes(case: Case, course: MedicationCourse) -> list[dict[str, str]]:
     for override in course.cycle_overrides:
         drug = next(d for d in course.drugs if d.key == override.drug)
         doses = " and ".join(
-            f"{s.dose.value:g} {s.dose.unit} {_days(s.days)}" for s in override.steps
+            f"{s.dose.value:g} {s.dose.unit} {days_text(s.days)}" for s in override.steps
         )
         notes.append(note(f"Cycle {override.cycle} {drug.text} as written: {doses}"))
     if course.note:
         notes.append(note(course.note))
     return notes
-
-
-def _days(days: list[int]) -> str:
-    if len(days) > 1 and days == list(range(days[0], days[-1] + 1)):
-        return f"days {days[0]}-{days[-1]}"
-    return ("day " if len(days) == 1 else "days ") + ", ".join(str(d) for d in days)
 
 
 def _decisions(case: Case, ctx: MappingContext, enc: Encounter) -> dict[str, Any]:

@@ -90,7 +90,7 @@ def quantity(q: Quantity) -> dict[str, Any]:
     """A UCUM Quantity; ``approximate`` becomes comparator-free (noted by the caller)."""
     entry = codes.table("ucum").get(q.unit)
     return {
-        "value": _number(q.value),
+        "value": number(q.value),
         "unit": entry.display if entry is not None else q.unit,
         "system": UCUM_SYSTEM,
         "code": q.unit,
@@ -100,7 +100,7 @@ def quantity(q: Quantity) -> dict[str, Any]:
 def ucum_quantity(value: float, unit: str, shown_unit: str | None = None) -> dict[str, Any]:
     """A UCUM Quantity from a value and UCUM code; ``shown_unit`` is the unit as printed."""
     return {
-        "value": _number(value),
+        "value": number(value),
         "unit": shown_unit or unit,
         "system": UCUM_SYSTEM,
         "code": unit,
@@ -112,7 +112,8 @@ def duration_quantity(d: Duration) -> dict[str, Any]:
     return ucum_quantity(d.value, d.unit, _DURATION_UNITS.get(d.unit, "years"))
 
 
-def _number(value: float) -> int | float:
+def number(value: float) -> int | float:
+    """``21.0`` -> ``21``: whole numbers as integers in JSON."""
     return int(value) if float(value).is_integer() else value
 
 

@@ -1,29 +1,29 @@
-"""MedicationAdministrations: one per drug per cycle (per dose step when the dose changes).
+"""MedicationAdministrations: one per administration the case implies (mappings/schedule.py).
 
 mCODE CancerRelatedMedicationAdministration
 (https://hl7.org/fhir/us/mcode/STU4/StructureDefinition-mcode-cancer-related-medication-administration.html)
-on MedicationAdministration (https://hl7.org/fhir/R4/medicationadministration.html).
-``effective[x]`` is required: cycle 1 is dated from a known course start (day 1 = the
-start); other cycles and unknown starts get an ``effectivePeriod`` carrying the
-data-absent-reason extension and a note placing the administration (cycle, days,
-the report's time). Keys: ``<drug>-c<cycle>`` or ``<drug>-c<cycle>-s<step>``.
-
-A course reported as given without a cycle count (e.g. the PD-1 inhibitor of PRaG)
-gets one administration standing for "given"; a course still active with no
-schedule (e.g. anlotinib maintenance) gets none: its MedicationRequest (status
-active) says the drug is being taken.
+on MedicationAdministration (https://hl7.org/fhir/R4/medicationadministration.html): each
+day of each given cycle, ``times_per_day`` on each such day, with that administration's
+dose (``dosage.dose``: the absolute dose when the report gives it or the course gives the
+BSA, else the dose as ordered, e.g. ``mg/m2``, with mCODE's ``normalizationBasis``).
+``effective[x]`` is required: a cycle-1 administration of a course with a known start is
+dated (day 1 = the start, marked as derived); other administrations get an
+``effectivePeriod`` carrying the data-absent-reason extension and a note placing them
+(cycle, day, the report's time). Continuous dosing is one administration whose
+``effectivePeriod`` spans the course (R4: "a long running infusion" or a period of
+administration), ``in-progress`` while the course is active. Keys:
+``<drug>-c<cycle>-d<day>[-<n>]``, ``<drug>-c<cycle>`` when the days are not stated,
+``<drug>-continuous``.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.resource import Resource
 
 from mappings.case.model import Case, Drug, MedicationCourse
-from mappings.case.types import Quantity
 from mappings.common import (
     absent_date_ext,
     concept,
@@ -33,119 +33,117 @@ from mappings.common import (
     note,
     patient_ref,
     profile,
+    quantity,
     time_text,
 )
 from mappings.context import MappingContext
-from mappings.medication_request import (
-    course_intent,
-    course_reasons,
-    days_text,
-    dosage,
+from mappings.dosage import dose_text, normalization_extension, times_text
+from mappings.medication_request import course_intent, course_reasons
+from mappings.schedule import (
+    Administration,
+    administration_date,
+    administrations,
+    per_bsa,
+    per_weight,
 )
 
 PROFILE = "mcode-cancer-related-medication-administration"
 
-Step = tuple[Quantity | None, list[int]]
-
-
-def administration_key(drug: Drug, cycle: int, step: int | None = None) -> str:
-    """``ai-ifosfamide-c2`` or ``ai-ifosfamide-c2-s1``."""
-    key = f"{drug.key}-c{cycle}"
-    return key if step is None else f"{key}-s{step}"
-
-
-def cycles_given(course: MedicationCourse) -> int:
-    """Cycles to record: the stated count, else one for a finished course, else none."""
-    if course.cycles is not None:
-        return course.cycles
-    return 1 if course.status in ("completed", "stopped") else 0
-
-
-def steps(course: MedicationCourse, drug: Drug, cycle: int) -> list[Step]:
-    """The dose steps of ``drug`` in ``cycle``: the override's, else the usual dose and days."""
-    for override in course.cycle_overrides:
-        if override.drug == drug.key and override.cycle == cycle:
-            return [(s.dose, s.days) for s in override.steps]
-    return [(drug.dose, drug.days)]
-
 
 def map_medication_administrations(case: Case, ctx: MappingContext) -> list[Resource]:
     """Every administration of every course."""
-    out: list[Resource] = []
-    for course in case.medication_courses:
-        for drug in course.drugs:
-            for cycle in range(1, cycles_given(course) + 1):
-                cycle_steps = steps(course, drug, cycle)
-                for i, (dose, days) in enumerate(cycle_steps, start=1):
-                    key = administration_key(drug, cycle, i if len(cycle_steps) > 1 else None)
-                    res = _administration(case, ctx, course, drug, cycle, dose, days, key)
-                    out.append(MedicationAdministration.model_validate(res))
-    return out
+    return [
+        MedicationAdministration.model_validate(_administration(case, ctx, course, drug, a))
+        for course in case.medication_courses
+        for drug in course.drugs
+        for a in administrations(course, drug)
+    ]
 
 
 def _administration(
-    case: Case,
-    ctx: MappingContext,
-    course: MedicationCourse,
-    drug: Drug,
-    cycle: int,
-    dose: Quantity | None,
-    days: list[int],
-    key: str,
+    case: Case, ctx: MappingContext, course: MedicationCourse, drug: Drug, a: Administration
 ) -> dict[str, Any]:
+    ongoing = drug.continuous and course.status == "active"
     res: dict[str, Any] = {
         "resourceType": "MedicationAdministration",
-        "id": ctx.resource_id("MedicationAdministration", key),
+        "id": ctx.resource_id("MedicationAdministration", a.key),
         "meta": profile(PROFILE),
-        "identifier": [ctx.identifier("MedicationAdministration", key)],
-        "status": "completed",
+        "identifier": [ctx.identifier("MedicationAdministration", a.key)],
+        "status": "in-progress" if ongoing else "completed",
         "medicationCodeableConcept": concept(drug),
         "subject": patient_ref(case, ctx),
-        "effectivePeriod": _effective(course, cycle, days, ctx),
+        **_effective(course, a, ctx),
         "request": ctx.reference("MedicationRequest", drug.key),
     }
-    given = _dosage(drug, dose, days)
-    if dose is not None:
-        res["dosage"] = given
-    if ext := intent_extension(course_intent(case, course)):
+    ext = intent_extension(course_intent(case, course)) + normalization_extension(a.dose)
+    if ext:
         res["extension"] = ext
     if reasons := course_reasons(case, course):
         res["reasonReference"] = [fact_reference(case, ctx, k) for k in reasons]
-    place = f"Cycle {cycle}" + (f", {days_text(days)}" if days else "")
-    if course.cycles is None:
-        place += " (the number of cycles is not stated; recorded as given at least once)"
-    if course.start is not None:
-        place += f"; course start in the report: {time_text(course.start)}"
-    res["note"] = [note(place)]
-    if dose is None:
-        # mad-1: a dosage needs a dose or a rate; with neither reported, keep its text as a note.
-        res["note"].append(note(f"Dosage in the report: {given['text']}"))
+    given = a.absolute or a.dose
+    text = f"{dose_text(given, drug)}, {_place(drug, a)}"
+    notes = [note(_place(drug, a).capitalize() + _course_time(course))]
+    if given is not None:
+        res["dosage"] = {"text": text, "dose": quantity(given)}
+        if drug.route is not None:
+            res["dosage"]["route"] = concept(drug.route)
+    else:
+        # mad-1: a dosage needs a dose or a rate; with neither reported, the text is a note.
+        notes.append(note(f"Dosage in the report: {text}"))
+    if a.calculated and a.dose is not None and course.body_surface_area is not None:
+        notes.append(
+            note(
+                f"Dose calculated from the order, {a.dose.value:g} {a.dose.unit}, and the "
+                f"body surface area, {course.body_surface_area.value:g} m2"
+            )
+        )
+    elif a.absolute is None and (per_bsa(a.dose) or per_weight(a.dose)):
+        assert a.dose is not None
+        notes.append(note(f"Dose as ordered ({a.dose.unit}); the absolute dose is not stated"))
+    notes += [
+        note(o.note)
+        for o in course.cycle_overrides
+        if o.drug == drug.key and o.cycle == a.cycle and o.note
+    ]
+    if course.cycles is None and not drug.continuous:
+        notes.append(note("The number of cycles is not stated; recorded as given at least once"))
+    res["note"] = notes
     return res
 
 
-def _effective(
-    course: MedicationCourse, cycle: int, days: list[int], ctx: MappingContext
-) -> dict[str, Any]:
-    """Dates of cycle 1 from a known course start (day 1 = start); otherwise unknown."""
-    start = course.start.resolve(ctx.anchor_date) if course.start is not None else None
-    if start is None or cycle != 1 or not days or course.start is None or course.start.approximate:
-        return absent_date_ext()
-    first = start + timedelta(days=days[0] - 1)
-    last = start + timedelta(days=days[-1] - 1)
-    return {
-        "start": first.isoformat(),
-        "_start": derived_mark(f"{course.start}, cycle 1 day {days[0]}", ctx),
-        "end": last.isoformat(),
-        "_end": derived_mark(f"{course.start}, cycle 1 day {days[-1]}", ctx),
-    }
+def _place(drug: Drug, a: Administration) -> str:
+    if drug.continuous:
+        return f"{times_text(drug.times_per_day)}, continuous"
+    place = f"cycle {a.cycle}"
+    if a.day is not None:
+        place += f" day {a.day}"
+    if drug.times_per_day > 1:
+        place += f", dose {a.dose_of_day} of {drug.times_per_day} that day"
+    return place
 
 
-def _dosage(drug: Drug, dose: Quantity | None, days: list[int]) -> dict[str, Any]:
-    """MedicationAdministration.dosage: text as written, route and dose."""
-    full = dosage(drug, dose, days)
-    result: dict[str, Any] = {"text": full["text"]}
-    if "route" in full:
-        result["route"] = full["route"]
-    if dose is not None:
-        result["dose"] = full["doseAndRate"][0]["doseQuantity"]
-    return result
+def _course_time(course: MedicationCourse) -> str:
+    if course.start is None:
+        return "; course start not stated"
+    return f"; course start in the report: {time_text(course.start)}"
+
+
+def _effective(course: MedicationCourse, a: Administration, ctx: MappingContext) -> dict[str, Any]:
+    """effectiveDateTime when the date follows from the case; a period for continuous
+    dosing; otherwise an effectivePeriod saying the date is unknown."""
+    day = administration_date(course, a, ctx.anchor_date)
+    if day is not None:
+        recorded = f"{course.start}, cycle {a.cycle} day {a.day}"
+        return {
+            "effectiveDateTime": day.isoformat(),
+            "_effectiveDateTime": derived_mark(recorded, ctx),
+        }
+    if a.cycle is None and a.day is None and course.start is not None:
+        bounds: dict[str, Any] = {}
+        for name, rt in (("start", course.start), ("end", course.end)):
+            value = rt.resolve(ctx.anchor_date) if rt is not None else None
+            if value is not None and rt is not None and not rt.approximate:
+                bounds |= {name: value.isoformat(), f"_{name}": derived_mark(str(rt), ctx)}
+        if bounds:
+            return {"effectivePeriod": bounds}
+    return {"effectivePeriod": absent_date_ext()}

@@ -65,7 +65,9 @@ def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
         async with AsyncExitStack() as stack:
             if store is None:
                 app.state.store = SqlStore.open(
-                    settings.database_url, validation_workers=settings.validation_workers
+                    settings.database_url,
+                    pool_size=settings.process_pool_size(),
+                    validation_workers=settings.validation_workers,
                 )
                 stack.callback(app.state.store.close)
                 if app.state.store.validation_pool is not None:

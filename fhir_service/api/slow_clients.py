@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import cache
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from fhir_service.settings import Settings
+
 log = logging.getLogger("fhir_service.api")
+
+PROTOCOL = "fhir_service.api.slow_clients:HeaderDeadlineProtocol"
+"""The class as uvicorn's ``http`` setting: an import string, so that every worker
+process of ``fhir-service serve --workers N`` imports it itself."""
+
+
+@cache
+def configured_header_timeout() -> float:
+    """``FHIR_SERVICE_HEADER_READ_TIMEOUT`` of this process's environment."""
+    return Settings().header_read_timeout
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    """Closes a connection whose request head is not complete ``header_timeout`` seconds
-    after the connection opened or the request began (RFC 9112 section 9.8 lets a server
-    close an idle or slow connection)."""
+    """Closes a connection whose request head is not complete ``header_read_timeout``
+    seconds after the connection opened or the request began (RFC 9112 section 9.8 lets
+    a server close an idle or slow connection)."""
 
-    header_timeout: float = 10.0
     _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -40,7 +52,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def _arm(self) -> None:
         self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._expired)
+        self._header_timer = self.loop.call_later(configured_header_timeout(), self._expired)
 
     def _disarm(self) -> None:
         if self._header_timer is not None:
@@ -50,10 +62,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def _expired(self) -> None:
         self._header_timer = None
         if not self.transport.is_closing():
-            log.info("closed a connection whose request head took over %s s", self.header_timeout)
+            log.info(
+                "closed a connection whose request head took over %s s",
+                configured_header_timeout(),
+            )
             self.transport.close()
-
-
-def header_deadline(seconds: float) -> type[HeaderDeadlineProtocol]:
-    """The protocol class for uvicorn's ``http`` setting, with this deadline."""
-    return type("HeaderDeadline", (HeaderDeadlineProtocol,), {"header_timeout": seconds})

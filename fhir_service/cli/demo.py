@@ -40,6 +40,10 @@ def demo_command(
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
     case: Annotated[Path, typer.Option("--case", help="Case file to load.")] = EXAMPLE_CASE,
     serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve afterwards.")] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Serving processes (default: one per core)."),
+    ] = None,
 ) -> None:
     """Create or upgrade the SQLite database, load the example case and serve it."""
     url = f"sqlite:///{DEMO_DATABASE.resolve()}"
@@ -75,7 +79,7 @@ def demo_command(
     typer.echo(f"\nFHIR R4 API at {base}  (health: http://{host}:{port}/healthz)\n")
     typer.echo("Try:\n" + curl_examples(base) + "\n")
     if sock is not None:
-        run(settings, sock)
+        run(settings, sock, workers or settings.serving_processes())
 
 
 def register(app: typer.Typer) -> None:

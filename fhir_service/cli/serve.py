@@ -1,4 +1,9 @@
-"""`fhir-service serve [--host H] [--port P]`: the FHIR API at /fhir with uvicorn.
+"""`fhir-service serve [--host H] [--port P] [--workers N]`: the FHIR API at /fhir with
+uvicorn, in N processes sharing one listening socket (default: one per core).
+
+Each process builds the application from the environment and keeps its share of the
+database connections; background jobs (export, reindex, sync) are claimed in the
+database, so each runs in exactly one process (docs/deployment.md, "Several processes").
 
 Refuses to start on a database whose schema is behind, naming the command that
 fixes it (`fhir-service db upgrade`), and in smart mode without the configured base URL
@@ -7,15 +12,17 @@ fixes it (`fhir-service db upgrade`), and in smart mode without the configured b
 
 from __future__ import annotations
 
-import logging
+import copy
 import os
 import socket
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+from uvicorn.supervisors import Multiprocess
 
-from fhir_service.api.slow_clients import header_deadline
+from fhir_service.api.slow_clients import PROTOCOL
 from fhir_service.cli.first_need import prepare_packages
 from fhir_service.errors import FhirServiceError
 from fhir_service.settings import Settings
@@ -58,29 +65,57 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(settings: Settings, sock: socket.socket) -> None:
-    """Serve ``settings``' database on the bound ``sock`` until interrupted (one worker).
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration, plus the root logger (the service's own loggers
+    and its libraries') at ``level``: applied in every serving process."""
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["plain"] = {"format": "%(levelname)s %(name)s %(message)s"}
+    config["handlers"]["plain"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "plain",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["plain"], "level": level.upper()}
+    return config
 
-    The database URL is handed to the factory through ``FHIR_SERVICE_DATABASE_URL``.
+
+def run(settings: Settings, sock: socket.socket, workers: int = 1) -> None:
+    """Serve ``settings``' database on the bound ``sock`` in ``workers`` processes until
+    interrupted.
+
+    The database URL and the number of processes reach each process's factory through
+    ``FHIR_SERVICE_DATABASE_URL`` and ``FHIR_SERVICE_WORKERS``.
     """
     os.environ["FHIR_SERVICE_DATABASE_URL"] = settings.database_url
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
+    os.environ["FHIR_SERVICE_WORKERS"] = str(workers)
     config = uvicorn.Config(
         APP_FACTORY,
         factory=True,
         log_level=settings.log_level.lower(),
+        log_config=log_config(settings.log_level),
         access_log=False,
-        http=header_deadline(settings.header_read_timeout),
+        http=PROTOCOL,
         timeout_keep_alive=5,
+        workers=workers,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    if workers == 1:
+        server.run(sockets=[sock])
+    else:
+        Multiprocess(config, sockets=[sock]).run()
 
 
 def serve_command(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Serving processes (default FHIR_SERVICE_WORKERS, else one per core).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the FHIR R4 API at /fhir (CapabilityStatement at /fhir/metadata)."""
     settings = Settings()
@@ -89,7 +124,7 @@ def serve_command(
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
-    run(settings, listen(host, port))
+    run(settings, listen(host, port), workers or settings.serving_processes())
 
 
 def register(app: typer.Typer) -> None:

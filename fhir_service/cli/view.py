@@ -22,9 +22,9 @@ from fhir_service.settings import Settings
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope
 from fhir_service.storage.errors import DatabaseError
-from fhir_service.storage.view_scan import scan_resources
 from fhir_service.views import parse_view, run_view
 from fhir_service.views.ndjson import read_ndjson
+from fhir_service.views.sql_plan import stored_rows
 from fhir_service.views.writers import FORMATS, format_of, write_chunks
 
 PROGRESS_EVERY = 100_000
@@ -82,14 +82,14 @@ def run_command(
     with ExitStack() as stack:
         try:
             if input_file is not None:
-                resources: Iterator[dict[str, Any]] = read_ndjson(input_file)
+                rows: Iterator[dict[str, Any]] = run_view(view, read_ndjson(input_file))
             else:
                 store = SqlStore.open(database_url or Settings().database_url)
                 stack.callback(store.close)
                 repo = stack.enter_context(store.begin(AccessScope.full(), readonly=True))
-                resources = scan_resources(repo, view.resource)
+                rows = stored_rows(repo, raw, view)
             sink: BinaryIO = stack.enter_context(output.open("wb")) if output else sys.stdout.buffer
-            rows = _counted(run_view(view, resources), output is not None, total)
+            rows = _counted(rows, output is not None, total)
             for chunk in write_chunks(view, rows, fmt):
                 sink.write(chunk)
             sink.flush()

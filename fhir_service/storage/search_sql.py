@@ -569,6 +569,12 @@ class _Context:
             if len(rows) <= _LOOKUP_MAX:
                 return key.in_([row[0] if len(types) == 1 else tuple(row) for row in rows])
         if drive and self.dialect == "postgresql":
+            if len(types) == 1:
+                # The driver's ids as one array, computed once (an InitPlan), then looked
+                # up on the primary key: ``id = ANY(ARRAY(SELECT ...))``. Without table
+                # statistics (a new database) an ``IN (SELECT ...)`` may become a nested
+                # loop that rescans the matches for every resource of the type.
+                return resource.c.id == sa.any_(sa.func.array(ids.scalar_subquery()))
             # Evaluate the driving criterion first (a materialized CTE): PostgreSQL
             # otherwise may scan the type and hash a large probed criterion.
             # Unnamed: several searches may be combined in one statement (_typeFilter).

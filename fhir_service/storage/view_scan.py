@@ -27,23 +27,12 @@ from fhir_service.storage.visibility import visible_resources
 BATCH = 500
 
 
-def _statement(
-    repo: SqlRepository,
-    resource_type: str,
-    patient: str | None,
-    since: datetime | None,
-    after: str | None,
-    batch: int,
+def _filtered(
+    stmt: sa.Select[Any], repo: SqlRepository, patient: str | None, since: datetime | None
 ) -> sa.Select[Any]:
-    stmt = (
-        sa.select(resource.c.id, sa.cast(resource_version.c.body, sa.Text).label("body"))
-        .select_from(resource.join(resource_version, resource_version.c.seq == resource.c.seq))
-        .where(resource.c.type == resource_type, resource.c.deleted.is_(False))
-        .order_by(resource.c.id)
-        .limit(batch)
-    )
-    if after is not None:
-        stmt = stmt.where(resource.c.id > after)
+    stmt = stmt.select_from(
+        resource.join(resource_version, resource_version.c.seq == resource.c.seq)
+    ).where(resource.c.deleted.is_(False))
     if since is not None:
         stmt = stmt.where(resource_version.c.last_updated > since)
     where = visible_resources(repo.scope, "s")
@@ -56,6 +45,34 @@ def _statement(
             )
         )
     return stmt
+
+
+def current_resources(
+    repo: SqlRepository, resource_type: str, patient: str | None, since: datetime | None
+) -> sa.Select[Any]:
+    """``(id, body)`` of the current ``resource_type`` resources the unit's scope may
+    search (``patient``: in that compartment; ``since``: changed after), unordered."""
+    stmt = sa.select(resource.c.id, resource_version.c.body).where(resource.c.type == resource_type)
+    return _filtered(stmt, repo, patient, since)
+
+
+def _statement(
+    repo: SqlRepository,
+    resource_type: str,
+    patient: str | None,
+    since: datetime | None,
+    after: str | None,
+    batch: int,
+) -> sa.Select[Any]:
+    stmt = (
+        sa.select(resource.c.id, sa.cast(resource_version.c.body, sa.Text).label("body"))
+        .where(resource.c.type == resource_type)
+        .order_by(resource.c.id)
+        .limit(batch)
+    )
+    if after is not None:
+        stmt = stmt.where(resource.c.id > after)
+    return _filtered(stmt, repo, patient, since)
 
 
 def scan_resources(

@@ -28,7 +28,7 @@ Walker = Callable[[list[Any]], list[Any]]
 
 _MODEL = models["r4"]
 _PATH2TYPE: dict[str, str] = _MODEL["path2Type"]
-_CHOICES: dict[str, list[str]] = _MODEL["choiceTypePaths"]
+CHOICE_TYPES: dict[str, list[str]] = _MODEL["choiceTypePaths"]
 _ELSEWHERE: dict[str, str] = _MODEL["pathsDefinedElsewhere"]
 _PARENT: dict[str, str] = _MODEL["type2Parent"]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -39,7 +39,7 @@ _BACKBONE = ("BackboneElement", "Element")
 @cache
 def _backbones() -> frozenset[str]:
     prefixes = set()
-    for key in (*_PATH2TYPE, *_CHOICES):
+    for key in (*_PATH2TYPE, *CHOICE_TYPES):
         parts = key.split(".")
         for end in range(2, len(parts)):
             prefixes.add(".".join(parts[:end]))
@@ -62,7 +62,7 @@ def member_type(type_path: str, name: str) -> tuple[str, bool] | None:
     is a choice element; None when the model does not know it."""
     for owner in _chain(type_path):
         key = f"{owner}.{name}"
-        if key in _CHOICES:
+        if key in CHOICE_TYPES:
             return key, True
         if key in _ELSEWHERE:
             return _ELSEWHERE[key], False
@@ -74,7 +74,7 @@ def member_type(type_path: str, name: str) -> tuple[str, bool] | None:
     return None
 
 
-def _split(path: str) -> list[str] | None:
+def split_path(path: str) -> list[str] | None:
     """The dot-separated steps of ``path`` (dots inside parentheses and quotes kept)."""
     parts, depth, quoted, start = [], 0, False, 0
     for i, ch in enumerate(path):
@@ -171,12 +171,12 @@ def _where(inner: Walker, literal: str) -> Walker:
     return step
 
 
-def _literal(text: str) -> str | None:
+def string_literal(text: str) -> str | None:
     match = _STRING.fullmatch(text.strip())
     return match.group(1).replace("\\'", "'") if match else None
 
 
-def _call(step: str) -> tuple[str, str] | None:
+def call_parts(step: str) -> tuple[str, str] | None:
     match = re.fullmatch(r"([A-Za-z]+)\((.*)\)", step, re.S)
     return (match.group(1), match.group(2).strip()) if match else None
 
@@ -189,7 +189,7 @@ def _compile_steps(
     i = 0
     while i < len(steps):
         step = steps[i]
-        call = _call(step)
+        call = call_parts(step)
         if call is None:
             if not _IDENT.fullmatch(step) or current is None:
                 return None
@@ -198,13 +198,13 @@ def _compile_steps(
                 return None
             found, choice = resolved
             if choice:
-                following = _call(steps[i + 1]) if i + 1 < len(steps) else None
+                following = call_parts(steps[i + 1]) if i + 1 < len(steps) else None
                 if following is None or following[0] != "ofType":
                     return None
                 type_name = following[1]
                 if not _IDENT.fullmatch(type_name):
                     return None
-                allowed = _CHOICES[found]
+                allowed = CHOICE_TYPES[found]
                 suffix = type_name[:1].upper() + type_name[1:]
                 if suffix not in allowed:
                     return None
@@ -235,11 +235,11 @@ def _compile_steps(
         elif name == "getReferenceKey" and (not args or _IDENT.fullmatch(args)):
             walkers.append(_reference_key(args or None))
             current = "string"
-        elif name == "extension" and _literal(args) is not None:
-            walkers.append(_extension(str(_literal(args))))
+        elif name == "extension" and string_literal(args) is not None:
+            walkers.append(_extension(str(string_literal(args))))
             current = "Extension"
-        elif name == "join" and (not args or _literal(args) is not None):
-            walkers.append(_answers_empty(_join(_literal(args) or "")))
+        elif name == "join" and (not args or string_literal(args) is not None):
+            walkers.append(_answers_empty(_join(string_literal(args) or "")))
             current = "string"
         elif name == "where":
             condition = _where_condition(args, current)
@@ -256,8 +256,8 @@ def _where_condition(args: str, type_path: str | None) -> Walker | None:
     left, sep, right = args.partition("=")
     if not sep or left.endswith(("!", "<", ">", "~")) or right.startswith("="):
         return None
-    literal = _literal(right)
-    steps = _split(left.strip())
+    literal = string_literal(right)
+    steps = split_path(left.strip())
     if literal is None or steps is None:
         return None
     compiled = _compile_steps(steps, type_path)
@@ -297,7 +297,7 @@ def compile_fast(
     result, or None when the path is outside the fast subset."""
     if type_path is None or "%" in path or "$" in path:
         return None
-    steps = _split(path.strip())
+    steps = split_path(path.strip())
     if steps is None:
         return None
     compiled = _compile_steps(steps, type_path)

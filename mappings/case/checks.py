@@ -235,9 +235,22 @@ def _cycles(case: m.Case) -> Iterator[Problem]:
                 yield Problem(
                     (*p, "drugs", j, "days"), f"day {drug.days[-1]} is beyond the cycle length"
                 )
+        last = max(mc.cycles or 0, mc.cycles_planned or 0) or None
         for j, ov in enumerate(mc.cycle_overrides):
-            if mc.cycles is not None and ov.cycle > mc.cycles:
+            for k, step in enumerate(ov.steps):
+                if length is not None and step.days[-1] > length:
+                    yield Problem(
+                        (*p, "cycle_overrides", j, "steps", k, "days"),
+                        f"day {step.days[-1]} is beyond the cycle length",
+                    )
+            if last is not None and ov.cycle > last:
                 yield Problem(
                     (*p, "cycle_overrides", j, "cycle"),
-                    f"cycle {ov.cycle} but the course has {mc.cycles}",
+                    f"cycle {ov.cycle} but the course has {last}",
+                )
+            override_drug = next((d for d in mc.drugs if d.key == ov.drug), None)
+            if override_drug is not None and override_drug.continuous:
+                yield Problem(
+                    (*p, "cycle_overrides", j, "drug"),
+                    f"{ov.drug!r} is given continuously: it has no cycle days to override",
                 )

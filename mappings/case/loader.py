@@ -18,6 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from mappings.case.checks import check_case
+from mappings.case.messages import describe
 from mappings.case.model import Case
 
 
@@ -83,7 +84,7 @@ def loads_case(text: str, *, source: str = "<case>") -> Case:
         case = Case.model_validate(_plain(root))
     except ValidationError as exc:
         raise _collect(
-            [(tuple(err["loc"]), _message(err)) for err in exc.errors()], root, source
+            [(tuple(err["loc"]), describe(err)) for err in exc.errors()], root, source
         ) from None
     problems = check_case(case)
     if problems:
@@ -129,16 +130,6 @@ def _collect(items: list[tuple[tuple[Any, ...], str]], root: Any, source: str) -
     first = errors[0]
     first.problems = errors
     return first
-
-
-def _message(err: Any) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return f"unknown field {err['loc'][-1]!r}"
-    if kind == "missing":
-        return "missing required field"
-    message = str(err["msg"])
-    return message.removeprefix("Value error, ")
 
 
 def _plain(node: Any) -> Any:

@@ -439,13 +439,19 @@ class Regimen(Coded):
 
 
 class Drug(Coded):
-    """One drug of a course: dose per administration, route, days within the cycle."""
+    """One drug of a course: the dose per administration as ordered (``mg/m2`` when dosed by
+    body surface area), the absolute ``dose_given`` when the report states it, route, and
+    when it is given: ``days`` within each cycle, or ``continuous`` (every day of the
+    course), ``times_per_day`` on each of those days."""
 
     key: Key
     dose: Quantity | None = None
+    dose_given: Quantity | None = None
     route: Coded | None = None
     route_as_written: str | None = None
     days: list[int] = []
+    continuous: bool = False
+    times_per_day: int = Field(default=1, ge=1, le=24)
     note: str | None = None
 
     @field_validator("days")
@@ -455,11 +461,20 @@ class Drug(Coded):
             raise ValueError("days must be distinct cycle days (1, 2, ...) in ascending order")
         return days
 
+    @model_validator(mode="after")
+    def _continuous_or_days(self) -> Drug:
+        if self.continuous and self.days:
+            raise ValueError(
+                "a drug is either given on cycle 'days' or 'continuous' (every day), not both"
+            )
+        return self
+
 
 class DoseStep(Strict):
-    """One dose given on some days of a cycle."""
+    """One dose given on some days of a cycle (``dose_given``: the absolute dose, if stated)."""
 
     dose: Quantity
+    dose_given: Quantity | None = None
     days: list[int] = Field(min_length=1)
 
 
@@ -491,8 +506,10 @@ class MedicationCourse(Coded):
     follows: KeyRef | None = None
     drugs: list[Drug] = Field(min_length=1)
     cycle_length: DurationValue | None = None
-    cycles: int | None = Field(default=None, ge=1)
+    cycles: int | None = Field(default=None, ge=0)
+    cycles_planned: int | None = Field(default=None, ge=1)
     cycle_overrides: list[CycleOverride] = []
+    body_surface_area: Quantity | None = None
     start: When | None = None
     end: When | None = None
     status: CourseStatus
@@ -501,10 +518,33 @@ class MedicationCourse(Coded):
     reasons: list[KeyRef] = []
     note: str | None = None
 
+    @field_validator("body_surface_area")
+    @classmethod
+    def _bsa_in_m2(cls, bsa: Quantity | None) -> Quantity | None:
+        if bsa is not None and bsa.unit != "m2":
+            raise ValueError(f"body_surface_area must be in m2, not {bsa.unit!r}")
+        return bsa
+
     @model_validator(mode="after")
     def _stop_reason_only_when_stopped(self) -> MedicationCourse:
         if (self.stop_reason or self.stop_adverse_events) and self.status != "stopped":
             raise ValueError("stop_reason/stop_adverse_events need status: stopped")
+        return self
+
+    @model_validator(mode="after")
+    def _given_within_planned(self) -> MedicationCourse:
+        given, planned = self.cycles, self.cycles_planned
+        if given is None or planned is None:
+            return self
+        if given > planned:
+            raise ValueError(
+                f"cycles ({given}, the number given) exceeds cycles_planned ({planned})"
+            )
+        if given < planned and self.status == "completed":
+            raise ValueError(
+                f"{given} of {planned} planned cycles given: a course ended early has "
+                "status stopped (with stop_reason), one still going has status active"
+            )
         return self
 
 

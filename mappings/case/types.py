@@ -155,7 +155,9 @@ def _parse_time(value: object) -> object:
             raise ValueError(str(exc)) from None
     if isinstance(value, timing.RelativeTime):
         return value
-    raise ValueError("a time must be a string such as 'day 0', '~month +12' or 'before day 0'")
+    raise ValueError(
+        f"expected a time such as 'day 0', 'day +14', '~month +12' or 'before day 0', got {value!r}"
+    )
 
 
 def _parse_duration(value: object) -> object:
@@ -168,7 +170,10 @@ def _parse_duration(value: object) -> object:
         return duration
     if isinstance(value, timing.Duration):
         return value
-    raise ValueError("a duration must be a string such as '11 h', '100 min' or '~2 wk'")
+    raise ValueError(
+        f"expected a duration: a number and a unit such as '11 h', '100 min' or '~2 wk', "
+        f"got {value!r}"
+    )
 
 
 When = Annotated[

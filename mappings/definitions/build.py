@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mappings.common import PROCEDURE_DURATION, PROJECT_EXTENSION, RELATIVE_TIME
+from mappings.dosage import CYCLE_DAY
 
 PACKAGE = Path(__file__).resolve().parent / "package"
 NAME = "fhir-service.case"
@@ -54,11 +55,16 @@ def _base_elements(prefix: str, id_prefix: str) -> list[dict[str, Any]]:
 
 
 def _simple(
-    ext_id: str, title: str, description: str, value_type: str, contexts: list[str]
+    ext_id: str,
+    title: str,
+    description: str,
+    value_type: str,
+    contexts: list[str],
+    maximum: str = "1",
 ) -> dict[str, Any]:
     url = PROJECT_EXTENSION + ext_id
     elements = [
-        _element("Extension", "Extension", title, 0, "1"),
+        _element("Extension", "Extension", title, 0, maximum),
         *_base_elements("Extension", "Extension"),
         _element(
             "Extension.extension",
@@ -257,6 +263,18 @@ def definitions() -> list[dict[str, Any]]:
             "but no clock times, so Procedure.performedPeriod cannot hold both ends.",
             "Duration",
             ["Procedure"],
+        ),
+        _simple(
+            CYCLE_DAY.removeprefix(PROJECT_EXTENSION),
+            "Day of a treatment cycle",
+            "On a Timing whose repeat.period is a treatment cycle (e.g. 21 d): one day of the "
+            "cycle (1 = its first day) on which the action is performed, repeated for each "
+            "day (days 1 and 8 of a 21-day cycle: two extensions). The same meaning as R4's "
+            "timing-daysOfCycle, whose context is limited to PlanDefinition.action and "
+            "RequestGroup.action.",
+            "integer",
+            ["Timing"],
+            maximum="*",
         ),
     ]
 

@@ -111,3 +111,24 @@ def test_validate_on_a_case_file_says_to_map_it_first() -> None:
     result = run_cli("validate", str(IVC_CASE))
     assert result.returncode == 2
     assert "is a case file, not FHIR JSON; map it first: `fhir-service map" in result.stderr
+
+
+def test_map_explains_each_error_with_line_column_field_and_hint(tmp_path: Path) -> None:
+    case = REPO / "examples" / "synthetic-intrahepatic-cholangiocarcinoma" / "case.yaml"
+    lines = case.read_text().splitlines()
+    title = next(i for i, line in enumerate(lines) if line.startswith("  title: "))
+    planned = next(i for i, line in enumerate(lines) if line.startswith("    cycles_planned: "))
+    lines[title] = "  title: 2024"
+    lines[planned] = "    cycles_planed: 8"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("\n".join(lines) + "\n")
+    result = run_cli("map", str(broken))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: {broken}:{title + 1}:3: case.title: expected text, got the number 2024; "
+        'write it in quotes ("2024") if it is meant as text',
+        f"error: {broken}:{planned + 1}:5: medication_courses[0].cycles_planed: "
+        "unknown field 'cycles_planed'; did you mean 'cycles_planned'?",
+    ]
+    assert "2 errors in" in result.stderr

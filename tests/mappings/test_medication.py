@@ -9,7 +9,7 @@ PD-1 inhibitor and GM-CSF without doses.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,45 +52,56 @@ def dose(dosage: dict[str, Any]) -> tuple[float, str]:
     return q["value"], q["code"]
 
 
+def given(admin: dict[str, Any]) -> tuple[float, str]:
+    return dose(admin["dosage"])
+
+
+def cycle_day(admin: dict[str, Any]) -> str:
+    """``Cycle 2 day 3`` from the administration's first note."""
+    return admin["note"][0]["text"].split(";")[0]
+
+
 def test_doxorubicin_40_mg_ivgtt_days_1_to_3_in_both_cycles_of_regimen_1(
     resources: list[dict[str, Any]],
 ) -> None:
     request = find(resources, "MedicationRequest", "ai-doxorubicin")
-    instruction = request["dosageInstruction"][0]
-    assert instruction["text"] == "40 mg ivgtt, days 1-3"
+    [instruction] = request["dosageInstruction"]
+    assert instruction["text"].startswith("40 mg ivgtt, on days 1-3 of each cycle")
     assert dose(instruction) == (40, "mg")
+    assert instruction["doseAndRate"][0]["type"]["coding"][0]["code"] == "ordered"
     assert instruction["route"]["coding"][0]["code"] == "47625008"
-    assert instruction["timing"]["repeat"] == {"frequency": 1, "period": 1, "periodUnit": "d"}
+    timing = instruction["timing"]
+    assert [e["valueInteger"] for e in timing["extension"]] == [1, 2, 3]
+    # No cycle length and no planned count in the report: neither period nor count.
+    assert "repeat" not in timing
     assert {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "3639"}.items() <= (
         request["medicationCodeableConcept"]["coding"][0].items()
     )
     admins = admins_of(resources, "ai-doxorubicin")
-    assert len(admins) == 2
-    assert {dose(a["dosage"]) for a in admins} == {(40, "mg")}
-    assert sorted(a["note"][0]["text"].split(";")[0] for a in admins) == [
-        "Cycle 1, days 1-3",
-        "Cycle 2, days 1-3",
-    ]
+    # "40 mg ivgtt, days 1-3", "for two cycles": one administration a day, 2 x 3.
+    expected = [f"Cycle {c} day {d}" for c in (1, 2) for d in (1, 2, 3)]
+    assert sorted(cycle_day(a) for a in admins) == expected
+    assert {given(a) for a in admins} == {(40, "mg")}
 
 
 def test_ifosfamide_3_g_in_cycle_1_then_5_g_and_7_5_g_in_cycle_2(
     resources: list[dict[str, Any]],
 ) -> None:
     request = find(resources, "MedicationRequest", "ai-ifosfamide")
-    texts = [d["text"] for d in request["dosageInstruction"]]
-    assert texts == [
-        "3 g civ, days 1-5",
-        "cycle 2: 5 g civ, days 1-2",
-        "cycle 2: 7.5 g civ, days 3-5",
-    ]
-    assert "7.5 g" in request["note"][0]["text"]
-    c1 = find(resources, "MedicationAdministration", "ai-ifosfamide-c1")
-    assert dose(c1["dosage"]) == (3, "g") and c1["dosage"]["text"] == "3 g civ, days 1-5"
-    s1 = find(resources, "MedicationAdministration", "ai-ifosfamide-c2-s1")
-    s2 = find(resources, "MedicationAdministration", "ai-ifosfamide-c2-s2")
-    assert dose(s1["dosage"]) == (5, "g") and "days 1-2" in s1["dosage"]["text"]
-    assert dose(s2["dosage"]) == (7.5, "g") and "days 3-5" in s2["dosage"]["text"]
-    assert len(admins_of(resources, "ai-ifosfamide")) == 3
+    steps = [(d["sequence"], dose(d)) for d in request["dosageInstruction"]]
+    # Cycle 1, then cycle 2's two steps given in the same cycle (one sequence number).
+    assert steps == [(1, (3, "g")), (2, (5, "g")), (2, (7.5, "g"))]
+    assert "7.5 g" in request["note"][1]["text"]
+    # "3.0 g civ, days 1-5 for the first cycle; 5 g civ days 1-2 and 7.5 g civ days 3-5
+    # for the second cycle"
+    report = {(1, d): 3.0 for d in range(1, 6)}
+    report |= {(2, d): 5.0 for d in (1, 2)} | {(2, d): 7.5 for d in (3, 4, 5)}
+    admins = admins_of(resources, "ai-ifosfamide")
+    assert len(admins) == len(report) == 10
+    for (cycle, day), grams in report.items():
+        admin = find(resources, "MedicationAdministration", f"ai-ifosfamide-c{cycle}-d{day}")
+        assert given(admin) == (grams, "g")
+        assert cycle_day(admin) == f"Cycle {cycle} day {day}"
 
 
 def test_regimen_1_stopped_for_marrow_suppression(resources: list[dict[str, Any]]) -> None:
@@ -109,44 +120,61 @@ def test_doxorubicin_30_mg_and_dacarbazine_300_mg_two_cycles(
 ) -> None:
     doxo = find(resources, "MedicationRequest", "ad-doxorubicin")
     dtic = find(resources, "MedicationRequest", "ad-dacarbazine")
-    assert doxo["dosageInstruction"][0]["text"] == "30 mg ivgtt, days 1-3"
-    assert dtic["dosageInstruction"][0]["text"] == "300 mg ivgtt, days 1-3"
+    assert doxo["dosageInstruction"][0]["text"].startswith("30 mg ivgtt, on days 1-3")
     assert dose(dtic["dosageInstruction"][0]) == (300, "mg")
     assert doxo["status"] == dtic["status"] == "completed"
-    assert len(admins_of(resources, "ad-doxorubicin")) == 2
-    assert len(admins_of(resources, "ad-dacarbazine")) == 2
+    # Completed: all it ordered was given, two cycles of days 1-3.
+    for request in (doxo, dtic):
+        assert request["dosageInstruction"][0]["timing"]["repeat"] == {"count": 2 * 3}
+    for key, mg in (("ad-doxorubicin", 30), ("ad-dacarbazine", 300)):
+        admins = admins_of(resources, key)
+        assert len(admins) == 2 * 3
+        assert {given(a) for a in admins} == {(mg, "mg")}
 
 
 def test_tislelizumab_200_mg_day_1_of_21_day_cycles_twice_with_anlotinib_12_mg_po(
     resources: list[dict[str, Any]],
 ) -> None:
     tisle = find(resources, "MedicationRequest", "ta-tislelizumab")
-    assert tisle["dosageInstruction"][0]["text"] == "200 mg ivgtt, day 1"
-    assert "21-day cycle" in tisle["dosageInstruction"][0]["timing"]["code"]["text"]
+    [instruction] = tisle["dosageInstruction"]
+    assert instruction["text"].startswith("200 mg ivgtt, on day 1 of each 21-day")
+    repeat = instruction["timing"]["repeat"]
+    assert {k: repeat[k] for k in ("count", "frequency", "period", "periodUnit")} == {
+        "count": 2,
+        "frequency": 1,
+        "period": 21,
+        "periodUnit": "d",
+    }
     assert tisle["medicationCodeableConcept"]["coding"][0]["code"] == "L01FF09"
     anlo = find(resources, "MedicationRequest", "ta-anlotinib")
-    assert anlo["dosageInstruction"][0]["text"] == "12 mg po, days 1-14"
-    assert anlo["dosageInstruction"][0]["route"]["coding"][0]["code"] == "26643006"
+    [instruction] = anlo["dosageInstruction"]
+    assert instruction["route"]["coding"][0]["code"] == "26643006"
+    # days 1-14 of each 21-day cycle, two cycles: 14 per 21 days, never "every day".
+    repeat = instruction["timing"]["repeat"]
+    assert (repeat["frequency"], repeat["period"], repeat["periodUnit"]) == (14, 21, "d")
+    assert repeat["count"] == 28
+    assert [e["valueInteger"] for e in instruction["timing"]["extension"]] == list(range(1, 15))
     assert "coding" not in anlo["medicationCodeableConcept"]
-    # Started at month 12 (2023-03-01 for day 0 = 2022-03-01): cycle 1 is dated.
-    c1 = find(resources, "MedicationAdministration", "ta-tislelizumab-c1")
-    assert {k: v for k, v in c1["effectivePeriod"].items() if not k.startswith("_")} == {
-        "start": "2023-03-01",
-        "end": "2023-03-01",
-    }
-    a1 = find(resources, "MedicationAdministration", "ta-anlotinib-c1")
-    assert {k: v for k, v in a1["effectivePeriod"].items() if not k.startswith("_")} == {
-        "start": "2023-03-01",
-        "end": "2023-03-14",
-    }
+    # Started at month 12 (2023-03-01 for day 0 = 2022-03-01): cycle 1 is dated, day by day.
+    assert repeat["boundsPeriod"]["start"] == "2023-03-01"
+    c1 = find(resources, "MedicationAdministration", "ta-tislelizumab-c1-d1")
+    assert c1["effectiveDateTime"] == "2023-03-01"
+    for day in range(1, 15):
+        a = find(resources, "MedicationAdministration", f"ta-anlotinib-c1-d{day}")
+        assert a["effectiveDateTime"] == (date(2023, 3, 1) + timedelta(days=day - 1)).isoformat()
+        assert given(a) == (12, "mg")
+    # Cycle 2 may have been delayed: not dated.
+    c2 = find(resources, "MedicationAdministration", "ta-anlotinib-c2-d1")
+    assert c2["effectivePeriod"]["extension"][0]["valueCode"] == "unknown"
     assert len(admins_of(resources, "ta-tislelizumab")) == 2
+    assert len(admins_of(resources, "ta-anlotinib")) == 2 * 14
     for admin in admins_of(resources, "ta-tislelizumab"):
         assert admin["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == "363676003"
         assert admin["reasonReference"] == [{"reference": ref("Condition", "liver-metastases")}]
 
 
 def test_undated_administrations_say_the_date_is_unknown(resources: list[dict[str, Any]]) -> None:
-    admin = find(resources, "MedicationAdministration", "ai-doxorubicin-c1")
+    admin = find(resources, "MedicationAdministration", "ai-doxorubicin-c1-d1")
     assert admin["effectivePeriod"]["extension"][0]["valueCode"] == "unknown"
     assert "after day 0" in admin["note"][0]["text"]
     request = find(resources, "MedicationRequest", "ai-doxorubicin")
@@ -201,7 +229,9 @@ def test_medication_resources_meet_their_mcode_profiles(
             issues = check_profile(resource, url, definitions)
             assert [i for i in issues if i.severity in ("error", "fatal")] == []
             checked += 1
-    assert checked == 9 + 15  # nine drugs; 2+3 + 2+2 + 2+2 + 1+1 administrations
+    # nine drugs; administrations: doxorubicin 2x3, ifosfamide 5+5, doxorubicin 2x3,
+    # dacarbazine 2x3, tislelizumab 2x1, anlotinib 2x14, PD-1 inhibitor 1, GM-CSF 1
+    assert checked == 9 + (6 + 10 + 6 + 6 + 2 + 28 + 1 + 1)
 
 
 def test_the_sigmoid_case_maps_without_code_changes() -> None:
@@ -212,18 +242,20 @@ def test_the_sigmoid_case_maps_without_code_changes() -> None:
     admin = next(
         r
         for r in mapped
-        if r["id"] == ctx.resource_id("MedicationAdministration", "capox-oxaliplatin-c1")
+        if r["id"] == ctx.resource_id("MedicationAdministration", "capox-oxaliplatin-c1-d1")
     )
     # CAPOX starts at week 6: day 1 of cycle 1 is 2022-04-12.
-    assert admin["effectivePeriod"]["start"] == "2022-04-12"
+    assert admin["effectiveDateTime"] == "2022-04-12"
+    # 130 mg/m2 and no BSA in the case: the dose stays as ordered.
     assert admin["dosage"]["dose"]["code"] == "mg/m2"
-    oxaliplatin = [
-        r
-        for r in mapped
-        if r["resourceType"] == "MedicationAdministration"
-        and r["medicationCodeableConcept"]["text"] == "Oxaliplatin"
-    ]
-    assert len(oxaliplatin) == 4
+    administrations = [r for r in mapped if r["resourceType"] == "MedicationAdministration"]
+    by_drug = {
+        name: [r for r in administrations if r["medicationCodeableConcept"]["text"] == name]
+        for name in ("Oxaliplatin", "Capecitabine")
+    }
+    # Oxaliplatin day 1 of 4 cycles; capecitabine twice daily on days 1-14 of 4 cycles.
+    assert len(by_drug["Oxaliplatin"]) == 4
+    assert len(by_drug["Capecitabine"]) == 4 * 14 * 2
     colectomy = next(
         r for r in mapped if r["id"] == ctx.resource_id("Procedure", "sigmoid-colectomy")
     )

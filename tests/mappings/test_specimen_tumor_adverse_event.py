@@ -39,17 +39,13 @@ def test_serious_bone_marrow_suppression_from_doxorubicin_ifosfamide(ivc_case: A
     assert e["seriousness"]["coding"][0]["code"] == "serious"
     assert "date" not in e  # the report gives none
     suspects = {s["instance"]["reference"] for s in e["suspectEntity"]}
-    # two cycles of doxorubicin; ifosfamide cycle 1, and cycle 2 in two dose steps
-    # (5 g days 1-2, 7.5 g days 3-5)
+    # every administration of the course: doxorubicin days 1-3 and ifosfamide days 1-5,
+    # in each of the two cycles
     expected = {
-        url(ivc_case, "MedicationAdministration", k)
-        for k in (
-            "ai-doxorubicin-c1",
-            "ai-doxorubicin-c2",
-            "ai-ifosfamide-c1",
-            "ai-ifosfamide-c2-s1",
-            "ai-ifosfamide-c2-s2",
-        )
+        url(ivc_case, "MedicationAdministration", f"{drug}-c{cycle}-d{day}")
+        for drug, days in (("ai-doxorubicin", 3), ("ai-ifosfamide", 5))
+        for cycle in (1, 2)
+        for day in range(1, days + 1)
     }
     assert suspects == expected
     remarks = [x["valueAnnotation"]["text"] for x in e["extension"] if x["url"] == NOTE_EXTENSION]

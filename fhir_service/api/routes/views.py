@@ -40,8 +40,8 @@ from fhir_service.api.routes import operation
 from fhir_service.errors import InvalidRequest
 from fhir_service.fhir.references import parse_reference
 from fhir_service.storage.repository import Repository, Store
-from fhir_service.storage.view_scan import scan_resources
 from fhir_service.views import View, parse_view, run_view
+from fhir_service.views.sql_plan import stored_rows
 from fhir_service.views.writers import MEDIA_TYPES, format_of, write_chunks
 
 router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
@@ -194,14 +194,11 @@ def _run(store: Store, asked: _Asked, instance: str | None, fmt: str) -> tuple[V
             if raw is None:
                 raise InvalidRequest("Give the view as viewResource or viewReference")
             view = parse_view(raw)
-            resources: Iterable[dict[str, Any]]
+            rows: Iterable[dict[str, Any]]
             if asked.resources is not None:
-                resources = asked.resources
+                rows = run_view(view, asked.resources)
             else:
-                resources = scan_resources(
-                    repo, view.resource, patient=asked.patient, since=asked.since
-                )
-            rows: Iterable[dict[str, Any]] = run_view(view, resources)
+                rows = stored_rows(repo, raw, view, patient=asked.patient, since=asked.since)
             if asked.limit is not None:
                 rows = islice(rows, asked.limit)
             chunks = write_chunks(view, rows, fmt)

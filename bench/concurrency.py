@@ -1,0 +1,301 @@
+"""Concurrent clients against the service with 1 and N serving processes and against the
+peer, all in one run: reads by id, searches and transaction ingest with 1, 4 and 16
+concurrent clients, on SQLite and PostgreSQL, printed with ratios.
+
+    .venv/bin/python bench/concurrency.py [--seconds 5] [--workers N] [--no-write]
+
+- read: ``GET /fhir/Patient/{id}`` of a random one of 1,000 stored Patients
+  (https://hl7.org/fhir/R4/http.html#read);
+- search: ``GET /fhir/Patient?family=FamilyK`` for a random K (one match each,
+  https://hl7.org/fhir/R4/search.html);
+- ingest: ``POST /fhir`` transaction Bundles of 10 new Patients each
+  (https://hl7.org/fhir/R4/http.html#transaction), a new identifier per Patient.
+
+The load generator is wrk (Debian package ``wrk``, one thread, keep-alive connections,
+a Lua script per operation) on the same machine. Our server is ``fhir-service serve
+--workers W`` with its defaults (validation on write included); the peer is Medplum's
+FHIR router in memory (tests/peer), which keeps nothing on disk and validates nothing,
+so its ingest is a ceiling rather than a like-for-like figure. After every run the
+answers are checked: no status other than 2xx (wrk counts the others as errors), and
+after ingest the stored Patient count grew by whole Bundles, at least 10 per Bundle wrk
+saw answered and at most 10 per Bundle it may have left in flight: no write lost, none
+doubled. Writes its section of bench/RESULTS.md. (Not named ``concurrent.py``: in bench/, which
+is first on the path of every bench script, that name would hide the standard
+library's ``concurrent`` package from asyncio.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from read import _postgres, free_port, seed  # noqa: E402
+from report import cpu_check, machine, write_section  # noqa: E402
+
+from tests.peer.process import start_peer  # noqa: E402
+
+START, END = "<!-- concurrent:start -->", "<!-- concurrent:end -->"
+PATIENTS = 1000
+BUNDLE = 10
+CLIENTS = (1, 4, 16)
+CLI = Path(sys.executable).with_name("fhir-service")
+
+READ = """
+request = function()
+  return wrk.format("GET", "/fhir/Patient/" .. ids[math.random(1, #ids)],
+                    {["Accept"] = "application/fhir+json"})
+end
+"""
+SEARCH = """
+request = function()
+  return wrk.format("GET", "/fhir/Patient?family=Family" .. math.random(0, COUNT - 1),
+                    {["Accept"] = "application/fhir+json"})
+end
+"""
+INGEST = """
+local counter = 0
+local tag = string.format("%d-%d", os.time(), math.random(1, 1000000000))
+request = function()
+  local entries = {}
+  for i = 1, BUNDLE do
+    counter = counter + 1
+    entries[i] = string.format(
+      '{"fullUrl":"urn:uuid:00000000-0000-4000-8000-%012d","resource":{"resourceType":"Patient",'
+      .. '"identifier":[{"system":"urn:bench:%s","value":"%d"}],"name":[{"family":"Ingest"}],'
+      .. '"gender":"female"},"request":{"method":"POST","url":"Patient"}}', counter, tag, counter)
+  end
+  local body = '{"resourceType":"Bundle","type":"transaction","entry":['
+    .. table.concat(entries, ",") .. ']}'
+  return wrk.format("POST", "/fhir", {["Content-Type"] = "application/fhir+json",
+                    ["Accept"] = "application/fhir+json"}, body)
+end
+"""
+DONE = """
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %f %f\\n", summary.requests,
+    summary.errors.status + summary.errors.connect + summary.errors.read
+      + summary.errors.write + summary.errors.timeout,
+    summary.duration / 1e6, latency:percentile(50) / 1e3))
+end
+"""
+
+
+@dataclass
+class Result:
+    target: str
+    database: str
+    operation: str
+    clients: int
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+
+    @property
+    def rate(self) -> float:
+        """Requests/s; resources/s for ingest."""
+        per = BUNDLE if self.operation == "ingest" else 1
+        return self.requests * per / self.seconds
+
+
+def _script(operation: str, ids: list[str]) -> str:
+    body = {"read": READ, "search": SEARCH, "ingest": INGEST}[operation]
+    prelude = "ids = {" + ",".join(f'"{i}"' for i in ids) + "}\n"
+    body = body.replace("COUNT", str(PATIENTS)).replace("BUNDLE", str(BUNDLE))
+    return prelude + body + DONE
+
+
+def wrk(base: str, operation: str, ids: list[str], clients: int, seconds: float) -> tuple:
+    """(requests, errors, seconds, p50 ms) of one wrk run."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_script(operation, ids))
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+             "-s", script.name, base],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        os.unlink(script.name)
+    found = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+)", out)
+    if found is None:
+        raise RuntimeError(f"wrk printed no result: {out[-500:]}")
+    return int(found[1]), int(found[2]), float(found[3]), float(found[4])
+
+
+def patient_count(base: str) -> int:
+    answer = httpx.get(f"{base}/fhir/Patient", params={"_summary": "count"}, timeout=120)
+    answer.raise_for_status()
+    total: int = answer.json()["total"]
+    return total
+
+
+def start_service(url: str, workers: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_SERVICE_")}
+    env.update(FHIR_SERVICE_DATABASE_URL=url, FHIR_SERVICE_LOG_LEVEL="WARNING")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(CLI), "serve", "--port", str(port), "--workers", str(workers)],
+        cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("the service did not start")
+        time.sleep(0.2)
+    for _ in range(workers * 4):  # warm every process (packages, first queries)
+        httpx.get(f"{base}/fhir/Patient/{'bench-0'}", timeout=120)
+    return process, base
+
+
+def run_operations(
+    target: str, database: str, base: str, ids: list[str], seconds: float, counted: bool
+) -> list[Result]:
+    results = []
+    for operation in ("read", "search", "ingest"):
+        for clients in CLIENTS:
+            wrk(base, operation, ids, clients, 1.0)  # warm-up
+            before = patient_count(base) if counted and operation == "ingest" else 0
+            requests, errors, elapsed, p50 = wrk(base, operation, ids, clients, seconds)
+            result = Result(target, database, operation, clients, requests, errors, elapsed, p50)
+            if errors:
+                raise RuntimeError(f"{target} {database} {operation} x{clients}: {errors} errors")
+            if counted and operation == "ingest":
+                grown = patient_count(base) - before
+                # The warm-up's and this run's Bundles: whole ones, none lost or doubled.
+                if grown % BUNDLE or grown < requests * BUNDLE:
+                    raise RuntimeError(f"{target} {database} ingest: {grown} new Patients")
+            results.append(result)
+            print(
+                f"{target:>12} {database:>10} {operation:>6} x{clients:<2} "
+                f"{result.rate:>9,.0f}/s p50 {p50:.1f} ms",
+                flush=True,
+            )
+    return results
+
+
+def service_runs(database: str, url: str, workers: int, args: argparse.Namespace) -> list[Result]:
+    ids = seed(url, PATIENTS)
+    with tempfile.TemporaryDirectory() as tmp:
+        process, base = start_service(url, workers, Path(tmp))
+        try:
+            return run_operations(f"ours x{workers}", database, base, ids, args.seconds, True)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def peer_runs(args: argparse.Namespace) -> list[Result]:
+    peer = start_peer()
+    try:
+        ids = []
+        with httpx.Client(timeout=60) as client:
+            for i in range(PATIENTS):
+                body = {"resourceType": "Patient", "name": [{"family": f"Family{i}"}]}
+                answer = client.post(f"{peer.base_url}/Patient", json=body)
+                answer.raise_for_status()
+                ids.append(answer.json()["id"])
+        base = peer.base_url.removesuffix("/fhir")
+        return run_operations("peer", "memory", base, ids, args.seconds, False)
+    finally:
+        peer.stop()
+
+
+def _find(results: list[Result], target: str, database: str, operation: str, clients: int) -> float:
+    for r in results:
+        if (r.target, r.database, r.operation, r.clients) == (target, database, operation, clients):
+            return r.rate
+    return float("nan")
+
+
+def table(results: list[Result], workers: int) -> list[str]:
+    lines = [
+        f"| operation | clients | database | ours x1 | ours x{workers} | x{workers} / x1 "
+        "| peer | ours x{workers} / peer |".replace("{workers}", str(workers)),
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for operation in ("read", "search", "ingest"):
+        for clients in CLIENTS:
+            peer = _find(results, "peer", "memory", operation, clients)
+            for database in ("SQLite", "PostgreSQL"):
+                one = _find(results, "ours x1", database, operation, clients)
+                many = _find(results, f"ours x{workers}", database, operation, clients)
+                if one != one:  # not run
+                    continue
+                lines.append(
+                    f"| {operation} | {clients} | {database} | {one:,.0f} | {many:,.0f} "
+                    f"| {many / one:.2f} | {peer:,.0f} | {many / peer:.2f} |"
+                )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--postgres-url", default=os.environ.get("FHIR_SERVICE_TEST_POSTGRES_URL"))
+    parser.add_argument("--no-write", action="store_true", help="Do not update RESULTS.md.")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench/concurrency.py needs wrk (Debian package wrk)")
+    check = cpu_check()
+    results = peer_runs(args)
+    for workers in (1, args.workers):
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'concurrent.sqlite3'}"
+            results += service_runs("SQLite", url, workers, args)
+        if args.postgres_url:
+            url, admin, name = _postgres(args.postgres_url)
+            try:
+                results += service_runs("PostgreSQL", url, workers, args)
+            finally:
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.dispose()
+    after = cpu_check()
+    lines = table(results, args.workers)
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section(
+            START,
+            END,
+            [
+                "## Concurrent clients, 1 and N processes, and the peer (`bench/concurrency.py`)",
+                "",
+                f"Run {date.today().isoformat()} on {machine()}; CPU check {check:.0f} ms "
+                f"before, {after:.0f} ms after. wrk (one thread) on the same machine, "
+                f"{args.seconds:g} s per figure after a 1 s warm-up; requests/s (ingest: "
+                f"Patients/s, transactions of {BUNDLE}). Ours: `fhir-service serve --workers "
+                f"1` and `--workers {args.workers}` with default settings (validation on "
+                "write included); peer: Medplum's FHIR router in memory (tests/peer), no "
+                "durable store and no validation. No run had a non-2xx answer; every ingest "
+                "run's stored count grew by whole Bundles, none lost or doubled.",
+                "",
+                *lines,
+            ],
+        )
+
+
+if __name__ == "__main__":
+    main()

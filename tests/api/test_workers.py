@@ -1,0 +1,220 @@
+"""`fhir-service serve --workers 2` as a real process group on one database (a SQLite
+file, then PostgreSQL), hit by concurrent clients: conditional creates make one
+resource, If-Match lets exactly one writer of a version through, no answer is a 5xx,
+and export jobs kicked off at once each finish once, with every resource once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.packages.cache import installed_cache
+from tests.served import free_port
+
+CLI = Path(sys.executable).with_name("fhir-service")
+CLIENTS = 16
+FHIR_JSON = "application/fhir+json"
+
+
+def _children(pid: int) -> list[int]:
+    """The serving processes started by ``pid`` (from /proc: its children started by
+    multiprocessing's spawn, not its resource tracker)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and b"spawn_main" in cmdline:
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`fhir-service serve --workers 2` on ``database_url``; yields its base URL and process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_SERVICE_")}
+    env.update(
+        FHIR_SERVICE_DATABASE_URL=database_url,
+        FHIR_SERVICE_PACKAGE_CACHE=str(installed_cache()),
+        FHIR_SERVICE_EXPORT_DIR=str(tmp_path / "exports"),
+    )
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(CLI), "serve", "--port", str(port), "--workers", "2"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            # Both serving processes up, so that the requests below are spread over both.
+            while len(_children(process.pid)) < 2:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}", process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def _concurrently(call: object, count: int = CLIENTS) -> list[httpx.Response]:
+    """``call(i)`` from ``count`` threads at once, each with its own connection."""
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(call, range(count)))  # type: ignore[arg-type]
+
+
+def test_two_processes_serve_and_a_killed_one_is_replaced(
+    served: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    base, process = served
+    first = _children(process.pid)
+    assert len(first) == 2
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while True:
+        now = _children(process.pid)
+        if len(now) == 2 and first[0] not in now:
+            break
+        assert time.monotonic() < deadline, now
+        time.sleep(0.2)
+    for _ in range(10):
+        assert httpx.get(f"{base}/fhir/metadata", timeout=120).status_code == 200
+
+
+def test_conditional_creates_from_many_clients_make_one_resource(
+    served: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    base, _ = served
+    value = uuid.uuid4().hex
+    body = {"resourceType": "Patient", "identifier": [{"system": "urn:test", "value": value}]}
+
+    def create(_: int) -> httpx.Response:
+        with httpx.Client(timeout=60) as client:
+            return client.post(
+                f"{base}/fhir/Patient",
+                json=body,
+                headers={
+                    "If-None-Exist": f"identifier=urn:test|{value}",
+                    "Content-Type": FHIR_JSON,
+                },
+            )
+
+    answers = _concurrently(create)
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses.count(201) == 1, statuses
+    assert set(statuses) <= {200, 201}, [r.text for r in answers if r.status_code >= 300]
+    ids = {r.json()["id"] for r in answers}
+    assert len(ids) == 1
+    found = httpx.get(
+        f"{base}/fhir/Patient", timeout=60, params={"identifier": f"urn:test|{value}"}
+    ).json()
+    assert found["total"] == 1
+
+
+def test_if_match_lets_one_writer_of_a_version_through(
+    served: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    base, _ = served
+    created = httpx.post(
+        f"{base}/fhir/Patient",
+        timeout=60,
+        json={"resourceType": "Patient", "active": True},
+        headers={"Content-Type": FHIR_JSON},
+    )
+    assert created.status_code == 201
+    pid = created.json()["id"]
+
+    def update(i: int) -> httpx.Response:
+        body = {"resourceType": "Patient", "id": pid, "name": [{"family": f"Writer{i}"}]}
+        with httpx.Client(timeout=60) as client:
+            return client.put(
+                f"{base}/fhir/Patient/{pid}",
+                json=body,
+                headers={"If-Match": 'W/"1"', "Content-Type": FHIR_JSON},
+            )
+
+    answers = _concurrently(update)
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses.count(200) == 1, statuses
+    assert statuses.count(412) == CLIENTS - 1, statuses
+    winner = next(r for r in answers if r.status_code == 200).json()["name"][0]["family"]
+    current = httpx.get(f"{base}/fhir/Patient/{pid}", timeout=60).json()
+    assert current["meta"]["versionId"] == "2"
+    assert current["name"][0]["family"] == winner
+    history = httpx.get(f"{base}/fhir/Patient/{pid}/_history", timeout=60).json()
+    assert history["total"] == 2
+
+
+def test_exports_kicked_off_at_once_each_finish_once(
+    served: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    base, _ = served
+    ids = []
+    for i in range(20):
+        r = httpx.post(
+            f"{base}/fhir/Patient",
+            timeout=60,
+            json={"resourceType": "Patient", "name": [{"family": f"Export{i}"}]},
+            headers={"Content-Type": FHIR_JSON},
+        )
+        assert r.status_code == 201
+        ids.append(r.json()["id"])
+
+    def kick_off(_: int) -> httpx.Response:
+        with httpx.Client(timeout=60) as client:
+            return client.get(
+                f"{base}/fhir/$export",
+                params={"_type": "Patient"},
+                headers={"Accept": FHIR_JSON, "Prefer": "respond-async"},
+            )
+
+    # One export per client at a time: the kick-offs that find one queued or running are
+    # 429 with Retry-After; every accepted one runs once, in one of the processes.
+    answers = _concurrently(kick_off, 6)
+    assert {r.status_code for r in answers} <= {202, 429}, [r.text for r in answers]
+    assert all("Retry-After" in r.headers for r in answers if r.status_code == 429)
+    kicked = [r for r in answers if r.status_code == 202]
+    assert kicked
+    deadline = time.monotonic() + 120
+    for answer in kicked:
+        status_url = answer.headers["Content-Location"]
+        while True:
+            status = httpx.get(status_url, timeout=60, headers={"Accept": "application/json"})
+            if status.status_code == 200:
+                break
+            assert status.status_code == 202, status.text
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        manifest = status.json()
+        assert manifest["error"] == []
+        exported: list[str] = []
+        for output in manifest["output"]:
+            lines = httpx.get(output["url"], timeout=60).text.splitlines()
+            exported.extend(httpx.Response(200, content=line).json()["id"] for line in lines)
+        assert sorted(exported) == sorted(ids)
