@@ -28,6 +28,7 @@ from fhir_service.api.routes import (
     search,
     sync,
     validate,
+    view_export,
     views,
 )
 from fhir_service.api.routing import add_routes
@@ -46,6 +47,7 @@ FHIR_ROUTES = (
     reindex,
     definitions,
     views,
+    view_export,
     crud,
     everything,
     search,

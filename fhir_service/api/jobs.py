@@ -3,7 +3,8 @@ reindex, sync), and ``GET /jobs``: every kind's jobs read the same way
 (asynchronous pattern of https://hl7.org/fhir/R4/async.html).
 
 ``job_runner(store, settings)`` registers the kinds with their per-process limits
-(``FHIR_SERVICE_EXPORT_JOBS``, ``FHIR_SERVICE_SYNC_JOBS``; one reindex job); the
+(``FHIR_SERVICE_EXPORT_JOBS`` for Bulk Data and view exports, ``FHIR_SERVICE_SYNC_JOBS``;
+one reindex job); the
 application runs it for its lifetime (``lifespan``) and ``fhir-service jobs work`` runs
 it without the HTTP API. Each kind's own routes (``$export-status``, ``$reindex``,
 ``/sync/runs``) answer in their specified shapes from the same table.
@@ -38,6 +39,7 @@ from fhir_service.storage.jobs import Job, Jobs
 from fhir_service.storage.reindex_run import reindex_kind
 from fhir_service.sync.auth import Auth, remote_auth, same_remote
 from fhir_service.sync.kind import SyncRuns
+from fhir_service.views.export_kind import ViewExports
 
 
 def credentials(settings: Settings) -> Callable[[str], Auth | None]:
@@ -75,6 +77,7 @@ def job_runner(store: SqlStore, settings: Settings) -> JobRunner:
         exports(store, settings).kind(settings.export_jobs),
         reindex_kind(Jobs.of(store)),
         SyncRuns(store, auth_for=credentials(settings)).kind(settings.sync_jobs),
+        ViewExports(store, settings.export_dir.resolve()).kind(settings.export_jobs),
     ]
     return JobRunner(
         Jobs.of(store),
@@ -95,6 +98,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runner = job_runner(store, settings)
     app.state.job_runner = runner
     app.state.exports = exports(store, settings)
+    app.state.view_exports = ViewExports(store, settings.export_dir.resolve())
     async with running(runner.serve()):
         yield
 

@@ -37,6 +37,9 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
     "export": documented(body="Parameters", answers={202: "OperationOutcome"}),
     "reindex": documented(body="Parameters", answers={202: "Parameters"}, errors=(409,)),
     "everything": documented(answers=_BUNDLE),
+    "viewdefinition-export": documented(
+        body="Parameters", answers={200: "Parameters", 202: "Parameters"}, errors=(404, 422)
+    ),
     "viewdefinition-run": documented(
         body="Parameters",
         answers={
