@@ -29,6 +29,7 @@ from fhir_service.api.routes import (
     search,
     sync,
     validate,
+    view_export,
     views,
 )
 from fhir_service.api.routing import add_routes
@@ -47,6 +48,7 @@ FHIR_ROUTES = (
     reindex,
     definitions,
     views,
+    view_export,
     crud,
     everything,
     document,

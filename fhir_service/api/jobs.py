@@ -3,7 +3,8 @@ reindex, sync), and ``GET /jobs``: every kind's jobs read the same way
 (asynchronous pattern of https://hl7.org/fhir/R4/async.html).
 
 ``job_runner(store, settings)`` registers the kinds with their per-process limits
-(``FHIR_SERVICE_EXPORT_JOBS``, ``FHIR_SERVICE_SYNC_JOBS``; one reindex job); the
+(``FHIR_SERVICE_EXPORT_JOBS`` for Bulk Data and view exports, ``FHIR_SERVICE_SYNC_JOBS``;
+one reindex job); the
 application runs it for its lifetime (``lifespan``) and ``fhir-service jobs work`` runs
 it without the HTTP API. Each kind's own routes (``$export-status``, ``$reindex``,
 ``/sync/runs``) answer in their specified shapes from the same table.
@@ -40,6 +41,7 @@ from fhir_service.storage.reindex_run import reindex_kind
 from fhir_service.storage.repository import BeforeWrite
 from fhir_service.sync.auth import Auth, remote_auth, same_remote
 from fhir_service.sync.kind import SyncRuns
+from fhir_service.views.export_kind import ViewExports
 
 
 def credentials(settings: Settings) -> Callable[[str], Auth | None]:
@@ -89,6 +91,7 @@ def job_runner(
         (exported or exports(store, settings)).kind(settings.export_jobs),
         reindex_kind(Jobs.of(store)),
         SyncRuns(store, auth_for=credentials(settings), checks=checks).kind(settings.sync_jobs),
+        ViewExports(store, settings.export_dir.resolve()).kind(settings.export_jobs),
     ]
     return JobRunner(
         Jobs.of(store),
@@ -107,6 +110,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         return
     settings = app.state.settings
     app.state.exports = exports(store, settings)
+    app.state.view_exports = ViewExports(store, settings.export_dir.resolve())
     runner = job_runner(store, settings, app.state.exports, app.state.validator)
     app.state.job_runner = runner
     async with running(runner.serve()):

@@ -38,6 +38,9 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
     "reindex": documented(body="Parameters", answers={202: "Parameters"}, errors=(409,)),
     "everything": documented(answers=_BUNDLE),
     "document": documented(answers=_BUNDLE, errors=(422,)),
+    "viewdefinition-export": documented(
+        body="Parameters", answers={200: "Parameters", 202: "Parameters"}, errors=(404, 422)
+    ),
     "viewdefinition-run": documented(
         body="Parameters",
         answers={
