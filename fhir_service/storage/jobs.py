@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -449,3 +449,12 @@ class Jobs:
     def delete(self, job_id: str) -> None:
         with self.write() as conn, conn.begin():
             conn.execute(job.delete().where(job.c.id == job_id))
+
+    def sweep(self, kind: str, discard: Callable[[str], object]) -> int:
+        """Delete the ended jobs of ``kind`` past their expiry and its cancelled ones, each
+        after ``discard(job_id)`` removed what it left (its files); how many."""
+        expired = self.expired(kind)
+        for job_id in expired:
+            discard(job_id)
+            self.delete(job_id)
+        return len(expired)

@@ -179,8 +179,6 @@ class ViewExports:
 
     def sweep(self) -> int:
         """Delete expired and cancelled jobs with their files; how many."""
-        expired = self.jobs.expired(KIND)
-        for job_id in expired:
-            shutil.rmtree(self.directory(job_id), ignore_errors=True)
-            self.jobs.delete(job_id)
-        return len(expired)
+        return self.jobs.sweep(
+            KIND, lambda job_id: shutil.rmtree(self.directory(job_id), ignore_errors=True)
+        )

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from fhir_service.export.deidentify import Deidentifier
-from fhir_service.export.jobs import ExportParams
+from fhir_service.export.params import ExportParams
 from fhir_service.export.run import run_export
 from fhir_service.search.compartment import compartment_paths
 from fhir_service.search.registry import get_registry

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from fhir_service.api.body import check_json, read_body
 from fhir_service.api.deps import BASE_PATH, FormatDep, IdDep, StoreDep, TypeDep
 from fhir_service.api.negotiation import RESOURCE_BODY_TYPES, check_content_type
+from fhir_service.api.parameters import parameter_value
 from fhir_service.api.responses import outcome_response
 from fhir_service.api.routes import ALL_TYPES, operation
 from fhir_service.errors import InvalidRequest, Issue
@@ -33,13 +34,6 @@ router = APIRouter(prefix=BASE_PATH, tags=["FHIR"])
 
 MODES = ("create", "update", "delete", "profile")
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
-
-
-def _param_value(param: dict[str, Any]) -> Any:
-    for key, value in param.items():
-        if key.startswith("value"):
-            return value
-    return None
 
 
 @dataclass
@@ -71,9 +65,9 @@ def _split(body: dict[str, Any], query: dict[str, list[str]]) -> _Request:
                 if not isinstance(resource, dict):
                     raise InvalidRequest("The 'resource' parameter holds no resource")
             elif name == "mode":
-                modes.append(str(_param_value(param)))
+                modes.append(str(parameter_value(param)))
             elif name == "profile":
-                profiles.append(str(_param_value(param)))
+                profiles.append(str(parameter_value(param)))
     if len(modes) > 1:
         raise InvalidRequest("The mode parameter may be given once", expression="mode")
     mode = modes[0] if modes else None

@@ -33,17 +33,16 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Header, Request
 from starlette.responses import FileResponse, Response
 
 from fhir_service.api.auth.context import AccessContext, request_access
-from fhir_service.api.body import check_json, read_body
 from fhir_service.api.deps import BASE_PATH, BaseDep, StoreDep
 from fhir_service.api.jobs import runner_of
+from fhir_service.api.parameters import parameter_value, parameters_of
 from fhir_service.api.responses import fhir_response, outcome_response
 from fhir_service.api.routes import operation
-from fhir_service.api.routes.views import _instant, _patient_id, _stored_view
+from fhir_service.api.routes.views import patient_id, since_instant, stored_view
 from fhir_service.errors import (
     InvalidRequest,
     InvalidView,
@@ -70,29 +69,10 @@ class NotSupported(InvalidRequest):
     code = "not-supported"
 
 
-def _value(param: dict[str, Any]) -> Any:
-    for key, value in param.items():
-        if key.startswith("value"):
-            return value
-    return None
-
-
 async def _parameters(request: Request) -> list[dict[str, Any]]:
-    raw = await read_body(request, request.app.state.settings.max_body_bytes)
-    if not raw.strip():
+    params = await parameters_of(request)
+    if params is None:
         raise InvalidRequest("$viewdefinition-export needs a Parameters body with a view")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The body is not valid JSON") from None
-    check_json(body)
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise InvalidRequest("The body must be a Parameters resource")
-    params = body.get("parameter") or []
-    if not isinstance(params, list) or not all(
-        isinstance(p, dict) and isinstance(p.get("name"), str) for p in params
-    ):
-        raise InvalidRequest("Parameters.parameter entries need a name")
     return params
 
 
@@ -106,17 +86,17 @@ def _view(
             "view needs parts: name, viewReference or viewResource", expression=where
         )
     found: dict[str, Any] = {p.get("name"): p for p in parts}
-    name = _value(found["name"]) if "name" in found else None
+    name = parameter_value(found["name"]) if "name" in found else None
     raw: Any = None
     if "viewResource" in found:
         raw = found["viewResource"].get("resource")
     elif "viewReference" in found:
-        ref = _value(found["viewReference"])
+        ref = parameter_value(found["viewReference"])
         ref = ref.get("reference") if isinstance(ref, dict) else ref
         if not isinstance(ref, str):
             raise InvalidRequest("viewReference must be a Reference", expression=where)
         with repo_store.begin(readonly=True) as repo:
-            raw = _stored_view(repo, ref)
+            raw = stored_view(repo, ref)
     else:
         raise InvalidRequest("view needs a viewReference or a viewResource", expression=where)
     try:
@@ -147,15 +127,15 @@ def _kick_off_request(
             if item is not None:
                 views.append(item)
         elif name == "_format":
-            fmt = format_of(str(_value(param)))
+            fmt = format_of(str(parameter_value(param)))
         elif name == "patient":
             if patient is not None:
                 raise NotSupported("Only one patient parameter is supported", expression=name)
-            patient = _patient_id(_value(param))
+            patient = patient_id(parameter_value(param))
         elif name == "_since":
-            since = _instant(_value(param))
+            since = since_instant(parameter_value(param))
         elif name == "clientTrackingId":
-            tracking = str(_value(param))[:200]
+            tracking = str(parameter_value(param))[:200]
     if problems:
         raise Unprocessable(problems[0].diagnostics, issues=problems[1:])
     if not views:

@@ -39,8 +39,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
-from fhir_service.api.body import check_json, read_body
 from fhir_service.api.deps import BASE_PATH, IdDep, StoreDep
+from fhir_service.api.parameters import parameter_value, parameters_of
 from fhir_service.api.routes import operation
 from fhir_service.errors import InvalidRequest
 from fhir_service.export.deid_rules import Rules, rules_from_text
@@ -95,7 +95,7 @@ class _Asked:
         elif name == "header":
             self.header = value is True or str(value).lower() == "true"
         elif name == "patient":
-            self.patient = _patient_id(value)
+            self.patient = patient_id(value)
         elif name == "resource":
             if not isinstance(resource, dict):
                 raise InvalidRequest("resource must hold a resource")
@@ -103,7 +103,7 @@ class _Asked:
         elif name == "_limit":
             self.limit = _limit(value)
         elif name == "_since":
-            self.since = _instant(value)
+            self.since = since_instant(value)
         elif name == "_deidentify":
             self.deidentify = value is True or str(value).lower() == "true"
         elif name == "_deidRules":
@@ -111,7 +111,7 @@ class _Asked:
             self.deid_rules = rules_from_text(text, "_deidRules")
 
 
-def _patient_id(value: Any) -> str:
+def patient_id(value: Any) -> str:
     ref = value.get("reference") if isinstance(value, dict) else value
     if not isinstance(ref, str) or not ref:
         raise InvalidRequest("patient must be a Reference to a Patient", expression="patient")
@@ -133,7 +133,7 @@ def _limit(value: Any) -> int:
     return limit
 
 
-def _instant(value: Any) -> datetime:
+def since_instant(value: Any) -> datetime:
     try:
         found = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
@@ -143,29 +143,11 @@ def _instant(value: Any) -> datetime:
     return found
 
 
-def _value(param: dict[str, Any]) -> Any:
-    for key, value in param.items():
-        if key.startswith("value"):
-            return value
-    return None
-
-
 async def _asked(request: Request) -> _Asked:
     asked = _Asked()
     if request.method == "POST":
-        raw = await read_body(request, request.app.state.settings.max_body_bytes)
-        if raw.strip():
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise InvalidRequest("The body is not valid JSON") from None
-            check_json(body)
-            if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-                raise InvalidRequest("The body must be a Parameters resource")
-            for param in body.get("parameter") or []:
-                if not isinstance(param, dict) or not isinstance(param.get("name"), str):
-                    raise InvalidRequest("Parameters.parameter entries need a name")
-                asked.set(param["name"], _value(param), param.get("resource"))
+        for param in await parameters_of(request) or []:
+            asked.set(param["name"], parameter_value(param), param.get("resource"))
     for name, value in request.query_params.multi_items():
         if name in (*_IN_QUERY, *_UNSUPPORTED):
             asked.set(name, value)
@@ -177,7 +159,7 @@ async def _asked(request: Request) -> _Asked:
     return asked
 
 
-def _stored_view(repo: Repository, reference: str) -> dict[str, Any]:
+def stored_view(repo: Repository, reference: str) -> dict[str, Any]:
     """The ViewDefinition a reference names: the JSON of the Binary with that id."""
     parsed = parse_reference(reference)
     if parsed is None or parsed.resource_type not in ("ViewDefinition", "Binary"):
@@ -225,9 +207,9 @@ def _run(
         with store.begin(readonly=True) as repo:
             raw = asked.view
             if instance is not None:
-                raw = _stored_view(repo, f"Binary/{instance}")
+                raw = stored_view(repo, f"Binary/{instance}")
             elif asked.reference is not None:
-                raw = _stored_view(repo, asked.reference)
+                raw = stored_view(repo, asked.reference)
             if raw is None:
                 raise InvalidRequest("Give the view as viewResource or viewReference")
             view = parse_view(raw)
