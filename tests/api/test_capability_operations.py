@@ -11,8 +11,14 @@ from fastapi.testclient import TestClient
 
 CORE = "http://hl7.org/fhir/OperationDefinition/"
 BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
-NOT_OPERATIONS = {"export-status", "export-file"}
-"""The Bulk Data status and file URLs: locations the server hands out, not operations."""
+NOT_OPERATIONS = {
+    "export-status",
+    "export-file",
+    "viewdefinition-export-status",
+    "viewdefinition-export-file",
+}
+"""The status and file URLs of Bulk Data and view exports: locations the server hands out,
+not operations."""
 
 
 def _declared(statement: dict[str, Any]) -> dict[str | None, dict[str, str]]:

@@ -39,6 +39,7 @@ from starlette.responses import FileResponse, Response
 from fhir_service.api.auth.context import AccessContext, request_access
 from fhir_service.api.deps import BASE_PATH, BaseDep, StoreDep
 from fhir_service.api.jobs import runner_of
+from fhir_service.api.openapi import documented
 from fhir_service.api.parameters import parameter_value, parameters_of
 from fhir_service.api.responses import fhir_response, outcome_response
 from fhir_service.api.routes import operation
@@ -228,7 +229,10 @@ async def _own_job(request: Request, job_id: str) -> Job:
     return job
 
 
-@router.get("/$viewdefinition-export-status/{job_id}", openapi_extra=_OPERATION)
+@router.get(
+    "/$viewdefinition-export-status/{job_id}",
+    openapi_extra=documented(answers={200: "Parameters", 202: "Parameters"}),
+)
 async def export_status(request: Request, job_id: str, base: BaseDep) -> Response:
     """202 while queued or running (and, as the operation says, when failed); 200 with
     the outputs when completed."""
@@ -263,7 +267,10 @@ async def export_status(request: Request, job_id: str, base: BaseDep) -> Respons
     return fhir_response(_parameters_body(pairs), 200, headers=expires)
 
 
-@router.delete("/$viewdefinition-export-status/{job_id}", openapi_extra=_OPERATION)
+@router.delete(
+    "/$viewdefinition-export-status/{job_id}",
+    openapi_extra=documented(answers={202: "OperationOutcome"}),
+)
 async def export_cancel(request: Request, job_id: str) -> Response:
     """Cancel the export; its files are deleted and its status is then 404."""
     job = await _own_job(request, job_id)
@@ -273,7 +280,10 @@ async def export_cancel(request: Request, job_id: str) -> Response:
     return outcome_response([Issue("information", "informational", "View export cancelled")], 202)
 
 
-@router.get("/$viewdefinition-export-file/{job_id}/{name}", openapi_extra=_OPERATION)
+@router.get(
+    "/$viewdefinition-export-file/{job_id}/{name}",
+    openapi_extra=documented(answers={200: {t: {"schema": {}} for t in MEDIA_TYPES.values()}}),
+)
 async def export_file(request: Request, job_id: str, name: str) -> Response:
     """One output file of a completed view export."""
     job = await _own_job(request, job_id)
