@@ -33,6 +33,7 @@ from fhir_service.api.routes import (
     views,
 )
 from fhir_service.api.routing import add_routes
+from fhir_service.api.supervised import end_with_supervisor
 from fhir_service.api.write_validation import AppValidator
 from fhir_service.search import registry as search_registry
 from fhir_service.settings import Settings
@@ -117,5 +118,10 @@ def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
 
 def app_from_environment() -> FastAPI:
     """The application for the Settings of the environment (``FHIR_SERVICE_*``); the factory
-    ``fhir-service serve`` hands to uvicorn as ``fhir_service.api.app:app_from_environment``."""
-    return create_app(Settings())
+    ``fhir-service serve`` hands to uvicorn as ``fhir_service.api.app:app_from_environment``.
+    In a serving process of several (``FHIR_SERVICE_WORKERS`` > 1, set by ``serve``) it
+    first ties the process's life to its supervisor's (``api.supervised``)."""
+    settings = Settings()
+    if (settings.workers or 1) > 1:
+        end_with_supervisor()
+    return create_app(settings)

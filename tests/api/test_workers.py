@@ -218,3 +218,27 @@ def test_exports_kicked_off_at_once_each_finish_once(
             lines = httpx.get(output["url"], timeout=60).text.splitlines()
             exported.extend(httpx.Response(200, content=line).json()["id"] for line in lines)
         assert sorted(exported) == sorted(ids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_serving_processes_end_with_a_killed_supervisor(
+    served: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    base, process = served
+    children = _children(process.pid)
+    assert len(children) == 2
+    process.kill()  # SIGKILL: no graceful shutdown of the children
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in children):
+        assert time.monotonic() < deadline, [pid for pid in children if _alive(pid)]
+        time.sleep(0.1)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{base}/healthz", timeout=5)
