@@ -33,16 +33,22 @@ def loaded(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """A SQLite database holding the providers and the first PATIENTS patients."""
     url = f"sqlite:///{tmp_path_factory.mktemp('synthea') / 'fhir.sqlite3'}"
     upgrade(url)
+    store = load_patients(url, shared_data, PATIENTS)
+    yield store
+    store.close()
+
+
+def load_patients(url: str, shared_data: Path, count: int) -> SqlStore:
+    """A store on ``url`` holding the providers and the first ``count`` patients."""
     store = SqlStore.open(url)
     patients = 0
     for name, bundle in providers_first([shared_data / ARCHIVE], anchor_date=date(2022, 3, 1)):
         if "Information" not in name:
-            if patients == PATIENTS:
+            if patients == count:
                 break
             patients += 1
         load_bundle(store, bundle)
-    yield store
-    store.close()
+    return store
 
 
 def _stored(store: SqlStore, resource_type: str) -> list[dict[str, Any]]:

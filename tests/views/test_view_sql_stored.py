@@ -5,23 +5,21 @@ rows inside the query."""
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fhir_service.cli.load import load_bundle, providers_first
 from fhir_service.storage import SqlStore
 from fhir_service.storage.access import AccessScope, Grant
 from fhir_service.storage.view_scan import scan_resources
 from fhir_service.views import parse_view, run_view
 from fhir_service.views.sql_plan import plan_view, stored_rows
 from tests.views.test_synthea import (
-    ARCHIVE,
     CONDITION_VIEW,
     OBSERVATION_VIEW,
     PATIENT_VIEW,
+    load_patients,
 )
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.postgres]
@@ -29,18 +27,6 @@ pytestmark = [pytest.mark.shared_data, pytest.mark.postgres]
 PATIENTS = 3
 FULL = AccessScope.full()
 VIEWS = {"patient": PATIENT_VIEW, "observation": OBSERVATION_VIEW, "condition": CONDITION_VIEW}
-
-
-def _load(url: str, shared_data: Path) -> SqlStore:
-    store = SqlStore.open(url)
-    patients = 0
-    for name, bundle in providers_first([shared_data / ARCHIVE], anchor_date=date(2022, 3, 1)):
-        if "Information" not in name:
-            if patients == PATIENTS:
-                break
-            patients += 1
-        load_bundle(store, bundle)
-    return store
 
 
 def _both(
@@ -54,7 +40,7 @@ def _both(
 
 
 def test_compiled_views_give_the_runners_rows(fresh_postgres_url: str, shared_data: Path) -> None:
-    store = _load(fresh_postgres_url, shared_data)
+    store = load_patients(fresh_postgres_url, shared_data, PATIENTS)
     try:
         for name, raw in VIEWS.items():
             plan_view(raw)  # these views compile: the SQL path is the one under test
