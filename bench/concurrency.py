@@ -52,6 +52,7 @@ START, END = "<!-- concurrent:start -->", "<!-- concurrent:end -->"
 PATIENTS = 1000
 BUNDLE = 10
 CLIENTS = (1, 4, 16)
+OPERATIONS = ["read", "search", "ingest"]
 CLI = Path(sys.executable).with_name("fhir-service")
 
 READ = """
@@ -173,7 +174,7 @@ def run_operations(
     target: str, database: str, base: str, ids: list[str], seconds: float, counted: bool
 ) -> list[Result]:
     results = []
-    for operation in ("read", "search", "ingest"):
+    for operation in OPERATIONS:
         for clients in CLIENTS:
             wrk(base, operation, ids, clients, 1.0)  # warm-up
             before = patient_count(base) if counted and operation == "ingest" else 0
@@ -222,6 +223,62 @@ def peer_runs(args: argparse.Namespace) -> list[Result]:
         peer.stop()
 
 
+def floor_runs(workers: int, args: argparse.Namespace) -> list[Result]:
+    """Reads against ``bench/floor_app.py`` served by uvicorn with ``workers`` processes:
+    the reads per second the HTTP layer alone allows here."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(CLI.with_name("uvicorn")), "floor_app:app", "--app-dir", str(ROOT / "bench"),
+         "--port", str(port), "--workers", str(workers), "--http", "httptools",
+         "--log-level", "warning", "--no-access-log"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/fhir/Patient/bench-0", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the floor application did not start") from None
+                time.sleep(0.2)
+        results = []
+        for clients in CLIENTS:
+            wrk(base, "read", ["bench-0"], clients, 1.0)
+            requests, errors, elapsed, p50 = wrk(base, "read", ["bench-0"], clients, args.seconds)
+            if errors:
+                raise RuntimeError(f"floor x{workers}: {errors} errors")
+            result = Result(f"floor x{workers}", "none", "read", clients, requests, 0, elapsed, p50)
+            print(f"{result.target:>12} {'none':>10}   read x{clients:<2} {result.rate:>9,.0f}/s")
+            results.append(result)
+        return results
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def floor_table(results: list[Result], workers: int) -> list[str]:
+    """Reads by id: the peer, the bare HTTP layer and ours (SQLite), side by side."""
+    lines = [
+        f"| clients | peer | floor x1 | floor x{workers} | ours x1 | ours x{workers} "
+        f"| floor x{workers} / peer | ours x{workers} / floor x{workers} |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for clients in CLIENTS:
+        peer = _find(results, "peer", "memory", "read", clients)
+        floor1 = _find(results, "floor x1", "none", "read", clients)
+        floor = _find(results, f"floor x{workers}", "none", "read", clients)
+        one = _find(results, "ours x1", "SQLite", "read", clients)
+        many = _find(results, f"ours x{workers}", "SQLite", "read", clients)
+        lines.append(
+            f"| {clients} | {peer:,.0f} | {floor1:,.0f} | {floor:,.0f} | {one:,.0f} "
+            f"| {many:,.0f} | {floor / peer:.2f} | {many / floor:.2f} |"
+        )
+    return lines
+
+
 def _find(results: list[Result], target: str, database: str, operation: str, clients: int) -> float:
     for r in results:
         if (r.target, r.database, r.operation, r.clients) == (target, database, operation, clients):
@@ -255,12 +312,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--postgres-url", default=os.environ.get("FHIR_SERVICE_TEST_POSTGRES_URL"))
+    parser.add_argument(
+        "--operations", default=",".join(OPERATIONS), help="Comma-separated: read,search,ingest."
+    )
+    parser.add_argument("--no-peer", action="store_true", help="Skip the peer's runs.")
+    parser.add_argument("--no-floor", action="store_true", help="Skip the bare HTTP layer's runs.")
     parser.add_argument("--no-write", action="store_true", help="Do not update RESULTS.md.")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench/concurrency.py needs wrk (Debian package wrk)")
+    OPERATIONS[:] = [o for o in args.operations.split(",") if o]
     check = cpu_check()
-    results = peer_runs(args)
+    results = [] if args.no_peer else peer_runs(args)
+    if "read" in OPERATIONS and not args.no_floor:
+        for workers in sorted({1, args.workers}):
+            results += floor_runs(workers, args)
     for workers in (1, args.workers):
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{Path(tmp) / 'concurrent.sqlite3'}"
@@ -275,7 +341,8 @@ def main() -> None:
                 admin.dispose()
     after = cpu_check()
     lines = table(results, args.workers)
-    print("\n".join(lines))
+    floor = floor_table(results, args.workers) if "read" in OPERATIONS else []
+    print("\n".join([*lines, "", *floor]))
     if not args.no_write:
         write_section(
             START,
@@ -293,6 +360,13 @@ def main() -> None:
                 "run's stored count grew by whole Bundles, none lost or doubled.",
                 "",
                 *lines,
+                "",
+                "Reads by id against the floor of the serving stack: `bench/floor_app.py`, an "
+                "ASGI application answering every request with one Patient's bytes and "
+                "nothing else, served by uvicorn as `serve` is (httptools, same process "
+                "count). What no FastAPI application on uvicorn can exceed here:",
+                "",
+                *floor,
             ],
         )
 

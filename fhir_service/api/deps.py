@@ -57,7 +57,8 @@ def request_store(request: Request) -> Store:
 
 def request_format(request: Request) -> Format:
     """The response format asked by ``_format``, ``Accept`` and ``_pretty`` (415 if none fits)."""
-    return response_format(dict(request.query_params), request.headers.get("accept"))
+    query = dict(request.query_params) if request.scope["query_string"] else {}
+    return response_format(query, request.headers.get("accept"))
 
 
 def resource_type(type: str) -> str:

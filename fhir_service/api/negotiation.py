@@ -10,6 +10,7 @@ Patch for PATCH). Anything else is refused with 415 and an OperationOutcome.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from fhir_service.errors import InvalidRequest, UnsupportedMediaType
 
@@ -73,6 +74,13 @@ def negotiate(format_param: str | None, accept: str | None) -> str:
         return chosen
     if not accept or not accept.strip():
         return FHIR_JSON
+    return _accepted(accept)
+
+
+@lru_cache(maxsize=256)
+def _accepted(accept: str) -> str:
+    """The media type an ``Accept`` header ranks first among ours (clients send a few
+    header values over and over: each is ranked once)."""
     ranked = sorted(
         ((_quality(part), -i, _media_type(part)) for i, part in enumerate(accept.split(","))),
         reverse=True,
