@@ -118,3 +118,51 @@ def test_queued_records_are_stored_at_shutdown(database_url: str) -> None:
     finally:
         engine.dispose()
     assert sorted(paths) == sorted(f"/fhir/Patient/missing-{i}" for i in range(30))
+
+
+def test_a_busy_server_stores_records_in_few_transactions(database_url: str) -> None:
+    """Records keep arriving while the writer stores a batch; the writer must not chase
+    them one transaction per few records (it did: each transaction then cost more than
+    the request it recorded). The trail is the real one; its ``append`` is only counted
+    and slowed by 5 ms, as a busy disk would (no real part does so on demand)."""
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    from fhir_service.api.auth.audit import AuditLog
+    from fhir_service.storage.audit_log import AuditRecord, AuditTrail
+
+    engine = create_engine(database_url)
+    trail = AuditTrail(engine)
+    calls = []
+
+    class SlowTrail(AuditTrail):
+        def append(self, records: Any) -> None:
+            calls.append(len(records))
+            time.sleep(0.005)
+            trail.append(records)
+
+    log = AuditLog(SlowTrail(engine))
+    total = 3000
+    with engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM audit_event")).scalar_one()
+
+    def produce() -> None:
+        for i in range(total):
+            log.write(
+                AuditRecord(datetime.now(UTC), "busy", None, None, "read", "GET",
+                            f"/fhir/Patient/p{i}", 200, [f"Patient/p{i}"])
+            )  # fmt: skip
+            if i % 5 == 0:
+                time.sleep(0.001)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join()
+    log.close()
+    with engine.connect() as conn:
+        after = conn.execute(sa.text("SELECT count(*) FROM audit_event")).scalar_one()
+    engine.dispose()
+    assert after - before == total == sum(calls)
+    # About one transaction per FLUSH_SECONDS of the producer's ~0.7 s, not one per 5 ms.
+    assert len(calls) <= 30, calls
