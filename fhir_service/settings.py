@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     validation_workers: int = Field(default=1, ge=0)
     """Worker processes that validate the resources a transaction Bundle writes while the
     transaction does its SQL work (0: validate them in the request's own thread)."""
+    opentelemetry: bool = False
+    """FastAPI's native OpenTelemetry instrumentation (traces, metrics, logs) with the
+    globally configured providers; off, it costs nothing per request (on, FastAPI checks
+    the providers on every request)."""
     workers: int | None = Field(default=None, ge=1)
     """Serving processes of ``fhir-service serve`` (default: the number of cores)."""
     database_pool_size: int = Field(default=20, ge=2)

@@ -94,6 +94,11 @@ def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served by fhir_service.api.docs, with local assets
         redoc_url=None,
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+        },
     )
     app.state.settings = settings
     app.state.capabilities = {}

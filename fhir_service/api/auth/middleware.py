@@ -149,5 +149,8 @@ class AuthMiddleware:
         if audit is None:
             return
         host = request.client.host if request.client else None
-        record = record_for(context, request.method, request.url.path, status, host)
+        # The path as the server routed it (``request.url`` would build and parse a whole
+        # URL per request, a tenth of a read by id).
+        path: str = request.scope["path"]
+        record = record_for(context, request.method, path, status, host)
         audit.write(record)
