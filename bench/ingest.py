@@ -100,13 +100,16 @@ SOURCES = {"synthea": synthea_bundles, "case": case_bundles}
 VALIDATOR = AppValidator(Settings().package_cache)
 
 
-def ingest(url: str, patients: int, source: str, workers: int, validate: str = "warn") -> Run:
+def ingest(
+    url: str, patients: int, source: str, workers: int | None, validate: str = "warn"
+) -> Run:
     """Load ``patients`` patient Bundles (after any providers) into the empty database,
     validating each resource written as ``validate`` says (validation on write)."""
     upgrade(url)
     if validate != "off":
         VALIDATOR.get()  # the package cache read once, outside the clock
-    store = SqlStore.open(url, validation_workers=workers)
+    pool = Settings().validation_pool_size(url) if workers is None else workers
+    store = SqlStore.open(url, validation_workers=pool)
     resources = 0
     seconds = 0.0
     loaded = 0
@@ -140,13 +143,15 @@ def by_tenth(per_patient: list[tuple[float, int]]) -> list[float]:
     return [1000 * seconds / count for seconds, count in totals if count]
 
 
-def run_sqlite(workers: int, validate: str, patients: int, source: str) -> Run:
+def run_sqlite(workers: int | None, validate: str, patients: int, source: str) -> Run:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         return ingest(url, patients, source, workers, validate)
 
 
-def run_postgres(admin_url: str, workers: int, validate: str, patients: int, source: str) -> Run:
+def run_postgres(
+    admin_url: str, workers: int | None, validate: str, patients: int, source: str
+) -> Run:
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"fhir_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
@@ -230,7 +235,7 @@ def tenth_lines(runs: list[Run]) -> list[str]:
     ]
 
 
-def write_results(runs: list[Run], checks: list[float], workers: int, validate: str) -> None:
+def write_results(runs: list[Run], checks: list[float], workers: int | None, validate: str) -> None:
     write_section(
         START,
         END,
@@ -249,7 +254,9 @@ def write_results(runs: list[Run], checks: list[float], workers: int, validate: 
             "per resource grows by at most 10 %. Each row is the median of its size's runs;",
             "the small size runs (large / small) times before each large run, and the",
             "linearity lines pool all runs of each size (see the script's docstring).",
-            f"Validation workers (`--validation-workers`): {workers}. Validation on write",
+            "Validation workers (`--validation-workers`): "
+            f"{'the default (1 on SQLite, 0 on PostgreSQL)' if workers is None else workers}. "
+            "Validation on write",
             f"(`--validate`): {validate}.",
             "",
             table(medians(runs)),
@@ -283,7 +290,7 @@ def main() -> None:
         "--validation-workers",
         type=int,
         default=Settings().validation_workers,
-        help="Worker processes validating new resources (0: inline).",
+        help="Worker processes validating new resources (0: inline; default: the service's).",
     )
     args = parser.parse_args()
     sources = ["synthea", "case"] if args.source == "both" else [args.source]

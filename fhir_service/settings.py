@@ -63,9 +63,10 @@ class Settings(BaseSettings):
     (docs/validation.md#validation-on-write)."""
     unknown_profiles: Literal["reject", "warn"] = "reject"
     """A ``meta.profile`` the package cache does not hold: an error on write, or a warning."""
-    validation_workers: int = Field(default=1, ge=0)
+    validation_workers: int | None = Field(default=None, ge=0)
     """Worker processes that validate the resources a transaction Bundle writes while the
-    transaction does its SQL work (0: validate them in the request's own thread)."""
+    transaction does its SQL work (0: validate them in the request's own thread; unset:
+    ``validation_pool_size``)."""
     opentelemetry: bool = False
     """FastAPI's native OpenTelemetry instrumentation (traces, metrics, logs) with the
     globally configured providers; off, it costs nothing per request (on, FastAPI checks
@@ -92,6 +93,18 @@ class Settings(BaseSettings):
         """This process's share of ``database_pool_size``: an application built outside
         ``serve`` (``workers`` unset) is the only process and keeps all of it."""
         return max(2, math.ceil(self.database_pool_size / (self.workers or 1)))
+
+    def validation_pool_size(self, database_url: str | None = None) -> int:
+        """``validation_workers``, or by default 1 on SQLite and 0 on PostgreSQL
+        (docs/storage.md#validation-beside-the-sql-work): SQLite writes one transaction
+        at a time, and validating beside it shortens the write lock's hold; PostgreSQL
+        writes in every serving process at once, which keeps the cores busy, and handing
+        resources to a validation process cost more than it saved (measured in
+        bench/RESULTS.md)."""
+        if self.validation_workers is not None:
+            return self.validation_workers
+        url = database_url or self.database_url
+        return 1 if url.startswith("sqlite") else 0
 
     def smart_problem(self) -> str | None:
         """Why ``smart`` mode cannot start with these settings, or None.

@@ -73,7 +73,7 @@ def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
                 app.state.store = SqlStore.open(
                     settings.database_url,
                     pool_size=settings.process_pool_size(),
-                    validation_workers=settings.validation_workers,
+                    validation_workers=settings.validation_pool_size(),
                 )
                 stack.callback(app.state.store.close)
                 if app.state.store.validation_pool is not None:

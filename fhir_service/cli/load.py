@@ -256,7 +256,7 @@ def load_command(
     try:
         store = SqlStore.open(
             database_url or settings.database_url,
-            validation_workers=settings.validation_workers,
+            validation_workers=settings.validation_pool_size(database_url),
         )
     except (FhirServiceError, DatabaseError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -271,8 +271,9 @@ def test_an_extension_whose_definition_is_not_installed_is_a_warning_on_write(
 
 
 def test_a_long_transaction_names_its_first_invalid_entry(client_in: Callable[..., Any]) -> None:
-    # Twelve entries: batches of them go to the validation worker (storage/deferred_validation.py),
-    # and the first invalid one in processing order is still the transaction's error.
+    # Twelve entries: on SQLite batches of them go to the validation worker (by default; none
+    # on PostgreSQL: storage/deferred_validation.py), and either way the first invalid one in
+    # processing order is the transaction's error.
     many = [{**GOOD, "name": [{"family": f"F{i}"}]} for i in range(12)]
     many[9] = BAD
     many[11] = {**BAD, "gender": "femme"}
