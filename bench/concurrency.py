@@ -145,6 +145,22 @@ def patient_count(base: str) -> int:
     return total
 
 
+def wait_until_up(url: str, process: subprocess.Popen[bytes], what: str) -> None:
+    """Return once ``url`` answers 200; kill ``process`` and raise when it ends or two
+    minutes pass first."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.2)
+
+
 def start_service(url: str, workers: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_SERVICE_")}
     env.update(FHIR_SERVICE_DATABASE_URL=url, FHIR_SERVICE_LOG_LEVEL="WARNING")
@@ -154,17 +170,7 @@ def start_service(url: str, workers: int, workdir: Path) -> tuple[subprocess.Pop
         cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("the service did not start")
-        time.sleep(0.2)
+    wait_until_up(f"{base}/readyz", process, "the service")
     for _ in range(workers * 4):  # warm every process (packages, first queries)
         httpx.get(f"{base}/fhir/Patient/{'bench-0'}", timeout=120)
     return process, base
@@ -235,15 +241,7 @@ def floor_runs(workers: int, args: argparse.Namespace) -> list[Result]:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/fhir/Patient/bench-0", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the floor application did not start") from None
-                time.sleep(0.2)
+        wait_until_up(f"{base}/fhir/Patient/bench-0", process, "the floor application")
         results = []
         for clients in CLIENTS:
             wrk(base, "read", ["bench-0"], clients, 1.0)
