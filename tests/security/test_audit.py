@@ -157,12 +157,16 @@ def test_a_busy_server_stores_records_in_few_transactions(database_url: str) -> 
                 time.sleep(0.001)
 
     producer = threading.Thread(target=produce)
+    started = time.monotonic()
     producer.start()
     producer.join()
+    elapsed = time.monotonic() - started
     log.close()
     with engine.connect() as conn:
         after = conn.execute(sa.text("SELECT count(*) FROM audit_event")).scalar_one()
     engine.dispose()
     assert after - before == total == sum(calls)
-    # About one transaction per FLUSH_SECONDS of the producer's ~0.7 s, not one per 5 ms.
-    assert len(calls) <= 30, calls
+    # About one transaction per FLUSH_SECONDS (50 ms) while the producer runs (~0.7 s, more
+    # on a slow machine), not one per 5 ms append as when the writer chased new records.
+    flushes = elapsed / AuditLog.FLUSH_SECONDS
+    assert len(calls) <= 2 * flushes + 5, (len(calls), round(elapsed, 2), calls[:10])
