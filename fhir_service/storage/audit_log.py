@@ -10,7 +10,7 @@ first, as ``AuditEntry`` rows. Queueing and the writer thread are the api's
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from fhir_service.storage.bulk_insert import insert_many
 from fhir_service.storage.security_tables import audit_event
 from fhir_service.storage.store import SqlStore
 
@@ -97,11 +98,10 @@ _COLUMNS = (
 )
 
 
-def _row(record: AuditRecord, recorded: Callable[[Any], Any]) -> tuple[Any, ...]:
-    """The ``audit_event`` row of one record, in ``_COLUMNS`` order; ``recorded`` converts
-    the timestamp as the column's type does on this database."""
+def _row(record: AuditRecord) -> tuple[Any, ...]:
+    """The ``audit_event`` row of one record, in ``_COLUMNS`` order."""
     return (
-        recorded(record.recorded),
+        record.recorded,
         record.client_id[:128],
         record.patient,
         (record.source or "")[:100] or None,
@@ -113,10 +113,6 @@ def _row(record: AuditRecord, recorded: Callable[[Any], Any]) -> tuple[Any, ...]
         record.outcome,
         json.dumps(record.entities),
     )
-
-
-def _unchanged(value: Any) -> Any:
-    return value
 
 
 def _entry(row: Any) -> AuditEntry:
@@ -150,17 +146,10 @@ class AuditTrail:
     def append(self, records: Sequence[AuditRecord]) -> None:
         """Store ``records`` in one transaction (``DatabaseError`` when it fails).
 
-        One driver-level ``executemany`` of plain tuples: SQLAlchemy's per-row parameter
+        The rows go through the driver (``bulk_insert``): SQLAlchemy's per-row parameter
         work cost more than the insert, on a busy server once per request."""
         with self._engine.begin() as conn:
-            dialect = conn.dialect
-            mark = "?" if dialect.paramstyle == "qmark" else "%s"
-            sql = (
-                f"INSERT INTO {audit_event.name} ({', '.join(_COLUMNS)}) "
-                f"VALUES ({', '.join([mark] * len(_COLUMNS))})"
-            )
-            recorded = audit_event.c.recorded.type.bind_processor(dialect) or _unchanged
-            conn.exec_driver_sql(sql, [_row(record, recorded) for record in records])
+            insert_many(conn, audit_event, _COLUMNS, [_row(record) for record in records])
 
     def search(
         self,

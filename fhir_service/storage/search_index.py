@@ -10,16 +10,16 @@ reindex``).
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 
 from fhir_service.fhir.packages import PackageError
 from fhir_service.search.extract import extract
 from fhir_service.search.registry import Registry, get_registry
+from fhir_service.storage.bulk_insert import insert_many
 from fhir_service.storage.search_tables import ROW_COLUMNS, SEARCH_TABLES
 from fhir_service.storage.tables import resource, resource_version
 
@@ -87,99 +87,8 @@ def index_resources(
         for kind, rows in extract(registry, body).items():
             batches[kind].extend((resource_type, id, *row) for row in rows)
     for kind, batch in batches.items():
-        if not batch:
-            continue
-        if conn.dialect.name == "postgresql":
-            sql, converters = _unnest_plan(conn.dialect, kind)
-            conn.exec_driver_sql(sql, _columns(batch, converters))
-            continue
-        sql, processors = _insert_plan(conn.dialect, kind)
-        if processors:
-            batch = [_processed(row, processors) for row in batch]
-        conn.exec_driver_sql(sql, batch)
-
-
-_Processors = tuple[tuple[int, Callable[[Any], Any]], ...]
-_PLANS: dict[tuple[str, str], tuple[str, _Processors]] = {}
-
-
-def _insert_plan(dialect: Dialect, kind: str) -> tuple[str, _Processors]:
-    """The driver-level INSERT of an index table's rows (res_type, res_id, *ROW_COLUMNS)
-    and the bind processors of its columns that have one (dates): rows go to the DB-API
-    ``executemany`` as tuples, without a compiled statement's per-row parameter work."""
-    plan = _PLANS.get((dialect.name, kind))
-    if plan is None:
-        table = SEARCH_TABLES[kind]
-        columns = [table.c[name] for name in ("res_type", "res_id", *ROW_COLUMNS[kind])]
-        marker = "?" if dialect.paramstyle == "qmark" else "%s"
-        sql = (
-            f"INSERT INTO {table.name} ({', '.join(c.name for c in columns)}) "
-            f"VALUES ({', '.join([marker] * len(columns))})"
-        )
-        processors = tuple(
-            (i, process)
-            for i, column in enumerate(columns)
-            if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        )
-        plan = _PLANS[(dialect.name, kind)] = (sql, processors)
-    return plan
-
-
-_UNNEST_PLANS: dict[str, tuple[str, tuple[Callable[[Any], Any], ...]]] = {}
-
-
-def _unnest_plan(dialect: Dialect, kind: str) -> tuple[str, tuple[Callable[[Any], Any], ...]]:
-    """PostgreSQL: one INSERT of all of an index table's rows, each column sent as one
-    array (``INSERT ... SELECT * FROM unnest(%s::type[], ...)``,
-    https://www.postgresql.org/docs/current/functions-array.html), and each column's
-    converter (its bind processor, or the Python type its arrays need: a float column's
-    array cannot mix ints and floats). An ``executemany`` sends one statement per row,
-    and the driver's work per row cost three times the array's."""
-    plan = _UNNEST_PLANS.get(kind)
-    if plan is None:
-        table = SEARCH_TABLES[kind]
-        columns = [table.c[name] for name in ("res_type", "res_id", *ROW_COLUMNS[kind])]
-        # The arrays' element types without the columns' collations (the rows take the
-        # column's collation as they are inserted).
-        types = [re.sub(r' COLLATE "[^"]*"', "", c.type.compile(dialect)) for c in columns]
-        arrays = ", ".join(f"%s::{type_}[]" for type_ in types)
-        sql = (
-            f"INSERT INTO {table.name} ({', '.join(c.name for c in columns)}) "
-            f"SELECT * FROM unnest({arrays})"
-        )
-        plan = _UNNEST_PLANS[kind] = (sql, tuple(_converter(c, dialect) for c in columns))
-    return plan
-
-
-def _converter(column: sa.Column[Any], dialect: Dialect) -> Callable[[Any], Any]:
-    process = column.type.dialect_impl(dialect).bind_processor(dialect)
-    if process is not None:
-        return process
-    python_type = column.type.python_type
-    return python_type if python_type in (float, int, str) else _unchanged
-
-
-def _unchanged(value: Any) -> Any:
-    return value
-
-
-def _columns(
-    rows: list[tuple[Any, ...]], converters: tuple[Callable[[Any], Any], ...]
-) -> tuple[list[Any], ...]:
-    """The rows as one list per column, each value converted (None stays None): the
-    parameters of one execution (a tuple; a list would be taken for many)."""
-    return tuple(
-        [None if value is None else convert(value) for value in values]
-        for values, convert in zip(zip(*rows, strict=True), converters, strict=True)
-    )
-
-
-def _processed(row: tuple[Any, ...], processors: _Processors) -> tuple[Any, ...]:
-    values = list(row)
-    for i, process in processors:
-        if values[i] is not None:
-            values[i] = process(values[i])
-    return tuple(values)
+        columns = ("res_type", "res_id", *ROW_COLUMNS[kind])
+        insert_many(conn, SEARCH_TABLES[kind], columns, batch)
 
 
 def drop_index(conn: Connection, resource_type: str, id: str) -> None:
