@@ -98,17 +98,27 @@ _COLUMNS = (
 )
 
 
+_CONTROLS = dict.fromkeys([*range(0x20), 0x7F], "\ufffd")
+"""C0 control characters and DEL, which a percent-encoded path may carry: PostgreSQL's
+text refuses NUL (and with it the whole batch), and a trail is read on screens."""
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else text.translate(_CONTROLS)
+
+
 def _row(record: AuditRecord) -> tuple[Any, ...]:
-    """The ``audit_event`` row of one record, in ``_COLUMNS`` order."""
+    """The ``audit_event`` row of one record, in ``_COLUMNS`` order (control characters in
+    the path, client and source replaced by U+FFFD)."""
     return (
         record.recorded,
-        record.client_id[:128],
+        _printable(record.client_id[:128]),
         record.patient,
-        (record.source or "")[:100] or None,
+        _printable(record.source or "")[:100] or None,
         record.action,
         record.subtype[:40],
         record.method[:10],
-        record.path,
+        _printable(record.path),
         record.status,
         record.outcome,
         json.dumps(record.entities),

@@ -170,3 +170,23 @@ def test_a_busy_server_stores_records_in_few_transactions(database_url: str) -> 
     # on a slow machine), not one per 5 ms append as when the writer chased new records.
     flushes = elapsed / AuditLog.FLUSH_SECONDS
     assert len(calls) <= 2 * flushes + 5, (len(calls), round(elapsed, 2), calls[:10])
+
+
+def test_a_control_character_in_a_path_loses_no_record(database_url: str) -> None:
+    """A path may carry any character percent-encoded, NUL included, which PostgreSQL's
+    text refuses: the record keeps it visibly replaced, and the other records of its
+    batch are stored too (a refused batch would drop every one of them)."""
+    app = create_app(Settings(database_url=database_url))
+    with TestClient(app) as client:
+        app.state.security.audit.FLUSH_SECONDS = 3600.0  # one batch, stored at shutdown
+        assert client.get("/fhir/Patient/before").status_code == 404
+        assert client.get("/fhir/Patient/a%00b%01").status_code in (400, 404)
+        assert client.get("/fhir/Patient/after").status_code == 404
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            paths = conn.execute(sa.text("SELECT path FROM audit_event ORDER BY seq")).scalars()
+            stored = list(paths)
+    finally:
+        engine.dispose()
+    assert stored == ["/fhir/Patient/before", "/fhir/Patient/a\ufffdb\ufffd", "/fhir/Patient/after"]

@@ -51,3 +51,52 @@ def test_rows_come_back_as_written(database_url: str) -> None:
     finally:
         _meta.drop_all(engine)
         engine.dispose()
+
+
+_text_meta = sa.MetaData()
+_text_table = sa.Table(
+    "bulk_insert_text_probe",
+    _text_meta,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64)),
+    sa.Column("count", sa.BigInteger),
+    sa.Column("flag", sa.Boolean),
+    sa.Column("at", UtcDateTime()),
+    sa.Column("note", sa.Text),
+)
+TEXT_COLUMNS = ("name", "count", "flag", "at", "note")
+# Text that JSON escapes or that looks like another type, integers at the edges of 64
+# bits, booleans, NULLs: a table without a Float column goes to SQLite as one JSON array.
+TEXT_ROWS = [
+    ('a,b{c}"q\\', 7, True, datetime(2020, 1, 1, 12, 0, tzinfo=UTC), None),
+    ("ü'x\n\t\u2028😀", -(2**63), False, None, "NULL"),
+    ("007", 2**63 - 1, None, datetime(2021, 6, 30, 23, 59, 59, 123456, tzinfo=UTC), ""),
+    ("1.50", 0, True, None, "[1, 2]"),
+    ("\x01\x1f control", None, False, None, "{}"),
+]
+# SQLite keeps a NUL in text (PostgreSQL refuses one), and its JSON functions end a
+# string there: such a batch goes row by row.
+NUL_ROWS = [("a\x00b", 1, True, None, "\x00")]
+
+
+def test_rows_without_floats_come_back_as_written(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        _text_meta.drop_all(engine)
+        _text_meta.create_all(engine)
+        with engine.begin() as conn:
+            insert_many(conn, _text_table, TEXT_COLUMNS, TEXT_ROWS)
+            insert_many(conn, _text_table, TEXT_COLUMNS, TEXT_ROWS[:1])  # a second batch
+            if engine.dialect.name == "sqlite":
+                insert_many(conn, _text_table, TEXT_COLUMNS, NUL_ROWS)
+        with engine.connect() as conn:
+            got = conn.execute(
+                sa.select(*(_text_table.c[name] for name in TEXT_COLUMNS)).order_by(
+                    _text_table.c.seq
+                )
+            ).all()
+        nul_rows = NUL_ROWS if engine.dialect.name == "sqlite" else []
+        assert [tuple(row) for row in got] == [*TEXT_ROWS, TEXT_ROWS[0], *nul_rows]
+    finally:
+        _text_meta.drop_all(engine)
+        engine.dispose()
