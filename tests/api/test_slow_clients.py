@@ -67,6 +67,18 @@ def _connect(port: int) -> socket.socket:
     return sock
 
 
+def _answer(sock: socket.socket) -> bytes:
+    """One whole response with a Content-Length."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(4096)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(4096)
+    return answer
+
+
 def test_a_request_head_that_never_ends_closes_the_connection(server: tuple[int, Path]) -> None:
     port, _log = server
     with _connect(port) as sock:
@@ -74,6 +86,22 @@ def test_a_request_head_that_never_ends_closes_the_connection(server: tuple[int,
         started = time.monotonic()
         assert sock.recv(1024) == b""  # closed by the server
         assert time.monotonic() - started < TIMEOUT + 5
+
+
+def test_a_slow_second_head_on_a_kept_connection_closes_it(server: tuple[int, Path]) -> None:
+    """Requests on one connection over several deadlines are answered (the deadline is
+    per head, not per connection), and a later head that never ends closes it."""
+    port, _log = server
+    with _connect(port) as sock:
+        for _ in range(6):  # 6 requests 0.4 s apart: 2.4 deadlines on one connection
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _answer(sock).startswith(b"HTTP/1.1 200")
+            time.sleep(0.4 * TIMEOUT)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        assert sock.recv(1024) == b""  # closed by the server
+        waited = time.monotonic() - started
+        assert TIMEOUT * 0.9 < waited < TIMEOUT + 5
 
 
 def test_a_body_that_stalls_answers_408(server: tuple[int, Path]) -> None:
