@@ -44,15 +44,24 @@ class ReadShortcut:
     def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
         self.app = app
         self.routes = routes
-        self._before: list[BaseRoute] | None = None
+        self._before: tuple[re.Pattern[str], list[BaseRoute]] | None = None
 
-    def _routes_before_read(self) -> list[BaseRoute]:
+    def _routes_before_read(self) -> tuple[re.Pattern[str], list[BaseRoute]]:
         """The routes ahead of the read route that could match a GET of two path segments
-        under the base (the others cannot keep the router from choosing the read)."""
+        under the base (the others cannot keep the router from choosing the read): the
+        plain routes' path patterns as one alternation, and the other routes."""
         if self._before is None:
             endpoints = [getattr(route, "endpoint", None) for route in self.routes]
             ahead = self.routes[: endpoints.index(crud.read)]
-            self._before = [route for route in ahead if _may_match_a_read(route)]
+            before = [route for route in ahead if _may_match_a_read(route)]
+            patterns = [  # named groups unnamed: one alternation cannot repeat a name
+                re.sub(r"\(\?P<\w+>", "(?:", route.path_regex.pattern)
+                for route in before
+                if hasattr(route, "path_regex")
+            ]
+            others = [route for route in before if not hasattr(route, "path_regex")]
+            either = re.compile("|".join(f"(?:{pattern})" for pattern in patterns) or "(?!)")
+            self._before = (either, others)
         return self._before
 
     def _is_read(self, scope: Scope) -> re.Match[str] | None:
@@ -61,12 +70,11 @@ class ReadShortcut:
         shape = _SHAPE.fullmatch(scope["path"])
         if shape is None:
             return None
-        for route in self._routes_before_read():
-            pattern = getattr(route, "path_regex", None)
-            if pattern is None:  # not a plain route: let it match as the router would
-                if route.matches(scope)[0] is Match.FULL:
-                    return None
-            elif pattern.match(scope["path"]):  # a GET route: its path alone decides
+        plain, others = self._routes_before_read()
+        if plain.match(scope["path"]):  # a GET route ahead: its path alone decides
+            return None
+        for route in others:  # not plain routes: let them match as the router would
+            if route.matches(scope)[0] is Match.FULL:
                 return None
         return shape
 

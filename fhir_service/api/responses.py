@@ -31,12 +31,10 @@ def fhir_response(
 ) -> Response:
     """A response with a JSON body (or none) in the negotiated media type."""
     fmt = fmt or Format()
+    if body is None:
+        return Response(b"", status_code=status, headers=headers)
     media_type = f"{fmt.media_type}; charset=utf-8"
-    content = b"" if body is None else dump(body, fmt.pretty)
-    response = Response(content, status_code=status, headers=headers)
-    if body is not None:
-        response.headers["content-type"] = media_type
-    return response
+    return Response(dump(body, fmt.pretty), status, headers, media_type)
 
 
 def outcome_response(

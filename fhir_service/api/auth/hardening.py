@@ -76,6 +76,19 @@ def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
+def _encoded(csp: bool, https: bool) -> tuple[tuple[bytes, bytes], ...]:
+    extra = dict(SECURITY_HEADERS)
+    if csp:
+        extra["content-security-policy"] = CONTENT_SECURITY_POLICY
+    if https:
+        extra["strict-transport-security"] = "max-age=31536000"
+    return tuple((name.encode(), value.encode()) for name, value in extra.items())
+
+
+_EXTRA = {(csp, https): _encoded(csp, https) for csp in (True, False) for https in (True, False)}
+"""The headers added to a response, by (with a CSP, over https)."""
+
+
 class SecurityHeaders:
     """Adds the security headers to every HTTP response (HSTS over https, a strict CSP
     except on the interactive documentation pages)."""
@@ -88,20 +101,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        https = scope.get("scheme") == "https"
+        extra = _EXTRA[(not path.startswith(_INTERACTIVE), scope.get("scheme") == "https")]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                extra = dict(SECURITY_HEADERS)
-                if not path.startswith(_INTERACTIVE):
-                    extra["content-security-policy"] = CONTENT_SECURITY_POLICY
-                if https:
-                    extra["strict-transport-security"] = "max-age=31536000"
-                for name, value in extra.items():
-                    if name.encode() not in present:
-                        headers.append((name.encode(), value.encode()))
+                headers.extend(header for header in extra if header[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
 

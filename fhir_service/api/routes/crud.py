@@ -85,7 +85,7 @@ def _read_response(stored: Stored, request: Request, fmt: Format, type: str) -> 
     ):
         return Response(status_code=304, headers=headers)
     resource = stored.resource or {}
-    query = request.query_params
+    query = request.query_params if request.scope["query_string"] else {}
     if "_summary" in query or "_elements" in query:
         resource = parse_shape(dict(query), type).apply(resource)
     return fhir_response(resource, 200, fmt, headers)
