@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from fhir_service.search.registry import Registry
-from fhir_service.storage.engine import sqlite_execute
+from fhir_service.storage.engine import driver_execute
 from fhir_service.storage.repository import SearchParams
 from fhir_service.storage.search_tables import sp_token
 from fhir_service.storage.tables import conditional_claim, resource
@@ -212,12 +212,12 @@ def _lookup(
     for rtype, wanted in values.items():
         for chunk in _chunks(wanted):
             if params and len(params) + len(chunk) + 1 > _SQLITE_PARAMETERS:
-                rows += sqlite_execute(conn, " UNION ALL ".join(arms), params)
+                rows += driver_execute(conn, " UNION ALL ".join(arms), params)
                 arms, params = [], []
             arms.append(lookup.sqlite.format(", ".join("?" * len(chunk))))
             params += [rtype, *chunk]
     if arms:
-        rows += sqlite_execute(conn, " UNION ALL ".join(arms), params)
+        rows += driver_execute(conn, " UNION ALL ".join(arms), params)
     return rows
 
 

@@ -13,7 +13,6 @@ Bodies are (de)serialized with orjson on both.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,14 +50,22 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def sqlite_execute(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-    """The rows of ``sql`` run on a SQLite connection's driver connection, in its current
-    transaction, without SQLAlchemy's per-statement work; a driver error is raised as
-    SQLAlchemy's own, as from any other statement."""
+def driver_execute(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of ``sql`` (in the driver's parameter style: ``?`` on SQLite, ``%s`` on
+    PostgreSQL) run on the connection's driver connection, in its current transaction,
+    without SQLAlchemy's per-statement work; a driver error is raised as SQLAlchemy's own,
+    as from any other statement (a lost PostgreSQL connection marked invalidated)."""
+    error: type[Exception] = conn.dialect.loaded_dbapi.Error
+    driver = conn.connection.driver_connection
     try:
-        return conn.connection.driver_connection.execute(sql, params).fetchall()  # type: ignore[union-attr]
-    except sqlite3.Error as exc:
-        raise sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+        return driver.execute(sql, params).fetchall()  # type: ignore[union-attr]
+    except error as exc:
+        disconnected = conn.dialect.is_disconnect(exc, driver, None)  # type: ignore[arg-type]
+        if disconnected:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(
+            sql, params, exc, error, connection_invalidated=disconnected
+        ) from exc
 
 
 def scan_cache(conn: Connection) -> None:

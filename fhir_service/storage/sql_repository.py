@@ -11,7 +11,7 @@ import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import jsonpatch
@@ -50,7 +50,7 @@ from fhir_service.storage.conditional import (
     match_identifier,
 )
 from fhir_service.storage.criteria import criteria_hash, parse_criteria
-from fhir_service.storage.engine import sqlite_execute
+from fhir_service.storage.engine import driver_execute
 from fhir_service.storage.ids import check_id, format_instant, new_id, utc_now
 from fhir_service.storage.repository import (
     JSON,
@@ -68,6 +68,7 @@ from fhir_service.storage.search_index import drop_index, index_resources, regis
 from fhir_service.storage.search_sql import compartment_filter, match_query, since_filter
 from fhir_service.storage.search_sql import run as run_search
 from fhir_service.storage.tables import (
+    as_utc,
     resource,
     resource_version,
     version_patient,
@@ -78,18 +79,19 @@ from fhir_service.storage.visibility import visible, visible_resources
 _CLAIM_ATTEMPTS = 5
 _CONTROL_PARAMS = frozenset({"_format", "_pretty"})
 # Built once: a statement built per call cost a read by id more than running it.
-_READ = (
-    sa.select(resource_version)
-    .join(resource, resource.c.seq == resource_version.c.seq)
-    .where(resource.c.type == sa.bindparam("type"), resource.c.id == sa.bindparam("id"))
-)
-_READ_SQLITE = (
+_READ_DRIVER = (
     "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq"
     " FROM resource AS r JOIN resource_version AS v ON v.seq = r.seq"
-    " WHERE r.type = ? AND r.id = ?"
+    " WHERE r.type = {marker} AND r.id = {marker}"
 )
-"""``_READ`` as SQLite's own statement, run on the driver connection: SQLAlchemy's
-execution machinery cost a read by id three times what SQLite spends on it."""
+"""A read by id (the current version of type and id) as the database's own statement,
+run on the driver connection: SQLAlchemy's
+execution machinery cost a read by id three times what SQLite spends on it, and on
+PostgreSQL half the CPU of the read (177 against 94 µs)."""
+_READ_BY_DIALECT = {
+    "sqlite": _READ_DRIVER.format(marker="?"),
+    "postgresql": _READ_DRIVER.format(marker="%s"),
+}
 _MEMBER = sa.select(version_patient.c.seq).where(
     version_patient.c.patient_id == sa.bindparam("patient"),
     version_patient.c.seq == sa.bindparam("seq"),
@@ -270,11 +272,7 @@ class SqlRepository:
     def read(self, resource_type: str, id: str) -> Stored:
         model_class(resource_type)
         reach = self.scope.require(resource_type, "r")
-        row: Any
-        if self._sqlite:
-            row = self._sqlite_read(resource_type, id)
-        else:
-            row = self._conn.execute(_READ, {"type": resource_type, "id": id}).first()
+        row = self._driver_read(resource_type, id)
         if row is None or (reach == "compartment" and not self._member(row.seq)):
             raise _unknown(resource_type, id)
         if row.deleted:
@@ -283,11 +281,12 @@ class SqlRepository:
         self._note("read", [stored])
         return stored
 
-    def _sqlite_read(self, resource_type: str, id: str) -> _Row | None:
-        """``_READ`` on SQLite's driver connection, its columns converted as the table's
-        types would (JSON text, naive UTC timestamp text, 0/1); a driver error is raised
+    def _driver_read(self, resource_type: str, id: str) -> _Row | None:
+        """``_READ_DRIVER`` on the driver connection, its columns converted as the table's types
+        would (SQLite: JSON text, naive UTC timestamp text, 0/1); a driver error is raised
         as SQLAlchemy's own, as from any other statement."""
-        found = sqlite_execute(self._conn, _READ_SQLITE, (resource_type, id))
+        sql = _READ_BY_DIALECT[self._conn.dialect.name]
+        found = driver_execute(self._conn, sql, (resource_type, id))
         if not found:
             return None
         type_, id_, version, last_updated, deleted, method, body, seq = found[0]
@@ -295,10 +294,10 @@ class SqlRepository:
             type_,
             id_,
             version,
-            datetime.fromisoformat(last_updated).replace(tzinfo=UTC),
+            as_utc(last_updated),
             bool(deleted),
             method,
-            None if body is None else orjson.loads(body),
+            orjson.loads(body) if isinstance(body, str) else body,
             seq,
         )
 

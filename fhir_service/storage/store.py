@@ -9,15 +9,16 @@ one caller sees it (the ``Store`` protocol the api layer hands its routes).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import TypeVar
 
-import anyio.to_thread
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from fhir_service.fhir.validation_pool import ValidationPool, shared_pool
 from fhir_service.storage.access import AccessScope
@@ -28,6 +29,22 @@ from fhir_service.storage.repository import BeforeWrite, Journal, Repository, St
 from fhir_service.storage.sql_repository import SqlRepository, utc_now
 
 T = TypeVar("T")
+
+READ_THREADS = 4
+"""At most this many threads run a PostgreSQL store's ``run_read`` work, each on a pooled
+connection it keeps; never more than half the pool (``read_threads``)."""
+_AUTOCOMMIT = {
+    "sqlite": {BEGIN_OPTION: "AUTOCOMMIT"},
+    "postgresql": {"isolation_level": "AUTOCOMMIT"},
+}
+
+
+def read_threads(engine: Engine) -> int:
+    """The threads for ``run_read`` on ``engine``: ``READ_THREADS``, at most half its
+    pool's connections (at least one), so that writes and searches always find some."""
+    size = getattr(engine.pool, "size", None)
+    pooled = size() if callable(size) else 2
+    return max(1, min(READ_THREADS, pooled // 2))
 
 
 class SqlStore:
@@ -54,7 +71,10 @@ class SqlStore:
         self._clock = clock
         self._read_engine = read_engine
         self.validation_pool = validation_pool
-        self._loop_reads = threading.local()
+        self._kept = threading.local()
+        self._kept_lock = threading.Lock()
+        self._kept_connections: set[Connection] = set()
+        self._readers = ThreadPoolExecutor(read_threads(engine), thread_name_prefix="fhir-read")
         self._checkpointer = checkpointer
 
     @classmethod
@@ -123,42 +143,63 @@ class SqlStore:
     async def run_read(
         self, scope: AccessScope, work: Callable[[Repository], T], journal: Journal | None = None
     ) -> T:
-        """``work`` on a readonly unit, awaited: with a read engine (SQLite) right here, on
-        the calling thread's own connection; else (PostgreSQL, whose every statement is a
-        network round trip that must not hold the event loop) in a worker thread."""
+        """``work`` on a readonly unit, awaited, on a connection the running thread keeps:
+        with a read engine (SQLite) right here, on the event loop; else (PostgreSQL, whose
+        every statement is a network round trip that must not hold the event loop) in one
+        of the store's ``read_threads``."""
         if self._read_engine is not None:
-            return self._on_loop_read(scope, journal, work)
-        return await anyio.to_thread.run_sync(self._read_in_thread, scope, journal, work)
+            return self._kept_read(self._read_engine, scope, journal, work)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._readers, self._kept_read, self.engine, scope, journal, work
+        )
 
-    def _on_loop_read(
-        self, scope: AccessScope, journal: Journal | None, work: Callable[[Repository], T]
+    def _kept_read(
+        self,
+        engine: Engine,
+        scope: AccessScope,
+        journal: Journal | None,
+        work: Callable[[Repository], T],
     ) -> T:
-        """``work`` on this thread's readonly repository on the read engine, opened on first
-        use and kept: in autocommit no transaction outlives a statement, so only the
-        connection stays (a unit per read cost an eighth of a read by id). A database error
-        discards it; the next read opens another."""
-        assert self._read_engine is not None
-        unit: tuple[Connection, SqlRepository] | None = getattr(self._loop_reads, "unit", None)
+        """``work`` on this thread's readonly repository on ``engine``, opened on first use
+        and kept: in autocommit no transaction outlives a statement, so only the connection
+        stays (a unit per read cost an eighth of a read by id on SQLite; a pool checkout
+        and return per read a third of one on PostgreSQL). A database error discards the
+        connection; a read that found it lost (the server restarted, say) runs once more
+        on a new one, and a later read opens one."""
+        try:
+            return self._on_kept_unit(engine, scope, journal, work)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return self._on_kept_unit(engine, scope, journal, work)
+
+    def _on_kept_unit(
+        self,
+        engine: Engine,
+        scope: AccessScope,
+        journal: Journal | None,
+        work: Callable[[Repository], T],
+    ) -> T:
+        unit: tuple[Connection, SqlRepository] | None = getattr(self._kept, "unit", None)
         if unit is None:
-            conn = self._read_engine.connect().execution_options(**{BEGIN_OPTION: "AUTOCOMMIT"})
+            conn = engine.connect().execution_options(**_AUTOCOMMIT[engine.dialect.name])
             repo = SqlRepository(conn, scope=AccessScope.of(()), clock=self._clock)
-            unit = self._loop_reads.unit = (conn, repo)
+            unit = self._kept.unit = (conn, repo)
+            with self._kept_lock:
+                self._kept_connections.add(conn)
         repo = unit[1]
         repo.scope, repo.journal = scope, journal
         try:
             return work(repo)
         except SQLAlchemyError:
-            del self._loop_reads.unit
+            del self._kept.unit
+            with self._kept_lock:
+                self._kept_connections.discard(unit[0])
             unit[0].close()
             raise
         finally:
             repo.scope, repo.journal = AccessScope.of(()), None
-
-    def _read_in_thread(
-        self, scope: AccessScope, journal: Journal | None, work: Callable[[Repository], T]
-    ) -> T:
-        with self.begin(scope, readonly=True, journal=journal) as repo:
-            return work(repo)
 
     @contextmanager
     def _unit(
@@ -190,6 +231,11 @@ class SqlStore:
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.close()
+        self._readers.shutdown(wait=True)
+        with self._kept_lock:
+            kept, self._kept_connections = self._kept_connections, set()
+        for conn in kept:
+            conn.close()
         self.engine.dispose()
         if self._read_engine is not None:
             self._read_engine.dispose()
