@@ -167,20 +167,25 @@ class SqlStore:
         and return per read a third of one on PostgreSQL). A database error discards the
         connection; a read that found it lost (the server restarted, say) runs once more
         on a new one, and a later read opens one."""
-        try:
-            return self._on_kept_unit(engine, scope, journal, work)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-        return self._on_kept_unit(engine, scope, journal, work)
+        for attempt in (1, 2):
+            conn, repo = self._kept_unit(engine)
+            repo.scope, repo.journal = scope, journal
+            try:
+                return work(repo)
+            except SQLAlchemyError as exc:
+                del self._kept.unit
+                with self._kept_lock:
+                    self._kept_connections.discard(conn)
+                conn.close()
+                lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+                if attempt == 2 or not lost:
+                    raise
+            finally:
+                repo.scope, repo.journal = AccessScope.of(()), None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def _on_kept_unit(
-        self,
-        engine: Engine,
-        scope: AccessScope,
-        journal: Journal | None,
-        work: Callable[[Repository], T],
-    ) -> T:
+    def _kept_unit(self, engine: Engine) -> tuple[Connection, SqlRepository]:
+        """This thread's kept connection on ``engine`` and its repository."""
         unit: tuple[Connection, SqlRepository] | None = getattr(self._kept, "unit", None)
         if unit is None:
             conn = engine.connect().execution_options(**_AUTOCOMMIT[engine.dialect.name])
@@ -188,18 +193,7 @@ class SqlStore:
             unit = self._kept.unit = (conn, repo)
             with self._kept_lock:
                 self._kept_connections.add(conn)
-        repo = unit[1]
-        repo.scope, repo.journal = scope, journal
-        try:
-            return work(repo)
-        except SQLAlchemyError:
-            del self._kept.unit
-            with self._kept_lock:
-                self._kept_connections.discard(unit[0])
-            unit[0].close()
-            raise
-        finally:
-            repo.scope, repo.journal = AccessScope.of(()), None
+        return unit
 
     @contextmanager
     def _unit(

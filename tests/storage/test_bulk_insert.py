@@ -4,7 +4,9 @@ braces, backslashes, commas, non-ASCII text, timestamps through their bind proce
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -13,10 +15,16 @@ from fhir_service.storage.bulk_insert import insert_many
 from fhir_service.storage.tables import UtcDateTime
 
 _meta = sa.MetaData()
-_table = sa.Table(
+
+
+def _probe(name: str, *columns: sa.Column[Any]) -> sa.Table:
+    """A table of ``_meta`` with an autoincrement ``seq`` (the insert order) and ``columns``."""
+    seq = sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True)
+    return sa.Table(name, _meta, seq, *columns)
+
+
+_table = _probe(
     "bulk_insert_probe",
-    _meta,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(64)),
     sa.Column("value", sa.Float),
     sa.Column("count", sa.Integer),
@@ -31,33 +39,38 @@ ROWS = [
 ]
 
 
-def test_rows_come_back_as_written(database_url: str) -> None:
+def _round_trip(
+    database_url: str, table: sa.Table, columns: tuple[str, ...], batches: Callable[[str], list]
+) -> list[tuple[Any, ...]]:
+    """The rows of ``table`` (``columns``, in insert order) after inserting each batch of
+    ``batches(dialect name)`` with ``insert_many`` in one transaction."""
     engine = create_engine(database_url)
     try:
         _meta.drop_all(engine)
         _meta.create_all(engine)
         with engine.begin() as conn:
-            insert_many(conn, _table, COLUMNS, ROWS)
-            insert_many(conn, _table, COLUMNS, [])  # nothing to insert: no statement
+            for batch in batches(engine.dialect.name):
+                insert_many(conn, table, columns, batch)
         with engine.connect() as conn:
-            got = conn.execute(
-                sa.select(*(_table.c[name] for name in COLUMNS)).order_by(_table.c.seq)
-            ).all()
-        assert [tuple(row) for row in got] == [
-            (name, None if value is None else float(value), count, at, note)
-            for name, value, count, at, note in ROWS
-        ]
-        assert isinstance(got[0][1], float)
+            query = sa.select(*(table.c[name] for name in columns)).order_by(table.c.seq)
+            return [tuple(row) for row in conn.execute(query)]
     finally:
         _meta.drop_all(engine)
         engine.dispose()
 
 
-_text_meta = sa.MetaData()
-_text_table = sa.Table(
+def test_rows_come_back_as_written(database_url: str) -> None:
+    # An empty batch: nothing to insert, no statement.
+    got = _round_trip(database_url, _table, COLUMNS, lambda _dialect: [ROWS, []])
+    assert got == [
+        (name, None if value is None else float(value), count, at, note)
+        for name, value, count, at, note in ROWS
+    ]
+    assert isinstance(got[0][1], float)
+
+
+_text_table = _probe(
     "bulk_insert_text_probe",
-    _text_meta,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(64)),
     sa.Column("count", sa.BigInteger),
     sa.Column("flag", sa.Boolean),
@@ -80,23 +93,9 @@ NUL_ROWS = [("a\x00b", 1, True, None, "\x00")]
 
 
 def test_rows_without_floats_come_back_as_written(database_url: str) -> None:
-    engine = create_engine(database_url)
-    try:
-        _text_meta.drop_all(engine)
-        _text_meta.create_all(engine)
-        with engine.begin() as conn:
-            insert_many(conn, _text_table, TEXT_COLUMNS, TEXT_ROWS)
-            insert_many(conn, _text_table, TEXT_COLUMNS, TEXT_ROWS[:1])  # a second batch
-            if engine.dialect.name == "sqlite":
-                insert_many(conn, _text_table, TEXT_COLUMNS, NUL_ROWS)
-        with engine.connect() as conn:
-            got = conn.execute(
-                sa.select(*(_text_table.c[name] for name in TEXT_COLUMNS)).order_by(
-                    _text_table.c.seq
-                )
-            ).all()
-        nul_rows = NUL_ROWS if engine.dialect.name == "sqlite" else []
-        assert [tuple(row) for row in got] == [*TEXT_ROWS, TEXT_ROWS[0], *nul_rows]
-    finally:
-        _text_meta.drop_all(engine)
-        engine.dispose()
+    def batches(dialect: str) -> list:
+        return [TEXT_ROWS, TEXT_ROWS[:1], *([NUL_ROWS] if dialect == "sqlite" else [])]
+
+    got = _round_trip(database_url, _text_table, TEXT_COLUMNS, batches)
+    nul_rows = NUL_ROWS if database_url.startswith("sqlite") else []
+    assert got == [*TEXT_ROWS, TEXT_ROWS[0], *nul_rows]
