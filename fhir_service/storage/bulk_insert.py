@@ -74,13 +74,13 @@ def _plan(
             types = [re.sub(r' COLLATE "[^"]*"', "", c.type.compile(dialect)) for c in columns]
             sql = into + f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in types)})"
             converters = tuple(_array_converter(c, dialect) for c in columns)
-        elif any(isinstance(c.type, sa.Float) for c in columns):
-            sql = _values_sql(table, names)
-            converters = tuple(_processor(c, dialect) for c in columns)
         else:
-            values = ", ".join(f"value->>{i}" for i in range(len(columns)))
-            sql = into + f"SELECT {values}{_FROM_JSON}"
             converters = tuple(_processor(c, dialect) for c in columns)
+            if any(isinstance(c.type, sa.Float) for c in columns):
+                sql = _values_sql(table, names)
+            else:
+                values = ", ".join(f"value->>{i}" for i in range(len(columns)))
+                sql = into + f"SELECT {values}{_FROM_JSON}"
         plan = _PLANS[key] = (sql, converters)
     return plan
 

@@ -262,9 +262,13 @@ def test_prefer_return(client: TestClient) -> None:
 def test_format_accept_and_pretty(client: TestClient) -> None:
     pid = create(client, patient())["id"]
     plain = client.get(f"/fhir/Patient/{pid}", headers={"Accept": "application/json"})
-    assert plain.headers["content-type"].startswith("application/json")
+    assert plain.headers.get_list("content-type") == ["application/json; charset=utf-8"]
     by_param = client.get(f"/fhir/Patient/{pid}?_format=json")
-    assert by_param.headers["content-type"].startswith(FHIR_JSON)
+    assert by_param.headers.get_list("content-type") == [f"{FHIR_JSON}; charset=utf-8"]
+    etag = by_param.headers["etag"]
+    unchanged = client.get(f"/fhir/Patient/{pid}", headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    assert "content-type" not in unchanged.headers
     overridden = client.get(
         f"/fhir/Patient/{pid}?_format=application/json", headers={"Accept": FHIR_JSON}
     )

@@ -56,6 +56,28 @@ def test_security_headers(smart: Smart) -> None:
     assert refused.headers["x-content-type-options"] == "nosniff"
 
 
+def test_security_headers_by_path_and_scheme(smart: Smart) -> None:
+    """HSTS only over https; the strict CSP on every response but the interactive
+    documentation's (which would not load under it); a header the response set itself
+    is kept, not doubled."""
+    plain = smart.client.get("/fhir/metadata")
+    assert "strict-transport-security" not in plain.headers
+    https = TestClient(smart.client.app, base_url="https://testserver")
+    secure = https.get("/fhir/metadata")
+    assert secure.headers["strict-transport-security"] == "max-age=31536000"
+    assert secure.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    schema = https.get("/openapi.json")
+    assert schema.status_code == 200
+    assert "content-security-policy" not in schema.headers
+    assert schema.headers["strict-transport-security"] == "max-age=31536000"
+    assert schema.headers["x-content-type-options"] == "nosniff"
+    page = smart.client.get("/ui/validate")
+    assert page.headers.get_list("content-security-policy") == [
+        page.headers["content-security-policy"]
+    ]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
 def test_cors_only_for_configured_origins(make_smart: Callable[..., Smart]) -> None:
     smart = make_smart(cors_origins=["https://app.example"])
     preflight = {
