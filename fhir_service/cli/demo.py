@@ -53,7 +53,8 @@ def demo_command(
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
-    sock = listen(host, port) if serve else None
+    processes = workers or settings.serving_processes()
+    sock = listen(host, port, processes) if serve else None
     prepare_packages(settings, required=True)
     try:
         revision = upgrade(url)
@@ -87,7 +88,7 @@ def demo_command(
     typer.echo(f"\nFHIR R4 API at {base}  (health: http://{host}:{port}/healthz)\n")
     typer.echo("Try:\n" + curl_examples(base) + "\n")
     if sock is not None:
-        run(settings, sock, workers or settings.serving_processes())
+        run(settings, sock, processes)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,7 @@
 """`fhir-service serve [--host H] [--port P] [--workers N]`: the FHIR API at /fhir with
-uvicorn, in N processes sharing one listening socket (default: one per core).
+uvicorn, in N processes (default: one per core), each listening on the address with a
+socket of its own (``SO_REUSEPORT`` on Linux), among which the kernel spreads new
+connections.
 
 Each process builds the application from the environment and keeps its share of the
 database connections; background jobs (export, reindex, sync) are claimed in the
@@ -15,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import socket
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -45,13 +48,48 @@ APP_FACTORY = "fhir_service.api.app:app_from_environment"
 """The application factory uvicorn imports; it reads the same ``FHIR_SERVICE_*`` settings."""
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port, or exit 2 with one clear message when it is taken.
+class PerProcessSocket(socket.socket):
+    """The address of ``serve --workers N`` on Linux, bound by the supervisor with
+    ``SO_REUSEPORT`` and never listened on there: pickled to a serving process (uvicorn
+    hands its sockets to the processes it spawns), it arrives as a new socket of that
+    process's own, bound to the same address (``_own_socket``). The kernel then spreads
+    new connections over the processes' sockets by their addresses and ports
+    (https://man7.org/linux/man-pages/man7/socket.7.html, SO_REUSEPORT).
+
+    One socket shared by the processes let the first process to wake accept every
+    connection waiting: 16 keep-alive clients connecting together could all land on one
+    process and leave the others idle for as long as they stayed connected."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_own_socket, (self.family, self.getsockname()))
+
+
+def _own_socket(family: int, address: tuple[Any, ...]) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock
+
+
+def _spreads_connections() -> bool:
+    """SO_REUSEPORT spreads connections over the sockets on Linux only (elsewhere the
+    last socket bound may take them all)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def listen(host: str, port: int, workers: int = 1) -> socket.socket:
+    """A socket bound to host:port, or exit 2 with one clear message when it is taken:
+    with several ``workers`` on Linux a ``PerProcessSocket``, else one socket uvicorn's
+    processes share.
 
     Bound before anything says the server is up; uvicorn then serves on this socket."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    per_process = workers > 1 and _spreads_connections()
+    sock = (PerProcessSocket if per_process else socket.socket)(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if per_process:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -124,7 +162,8 @@ def serve_command(
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
-    run(settings, listen(host, port), workers or settings.serving_processes())
+    processes = workers or settings.serving_processes()
+    run(settings, listen(host, port, processes), processes)
 
 
 def register(app: typer.Typer) -> None:

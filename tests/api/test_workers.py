@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -242,3 +243,65 @@ def test_serving_processes_end_with_a_killed_supervisor(
         time.sleep(0.1)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{base}/healthz", timeout=5)
+
+
+def _sockets_by_state(port: int) -> dict[str, set[int]]:
+    """Inodes of the TCP sockets whose local port is ``port``, by state ("listen",
+    "established"), from /proc/net/tcp and tcp6
+    (https://docs.kernel.org/networking/proc_net_tcp.html)."""
+    states = {"0A": "listen", "01": "established"}
+    found: dict[str, set[int]] = {"listen": set(), "established": set()}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] in states:
+                found[states[fields[3]]].add(int(fields[9]))
+    return found
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets process ``pid`` holds open (/proc/PID/fd)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[len("socket:[") : -1]))
+    return inodes
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreads on Linux")
+def test_connections_made_together_are_spread_over_the_serving_processes(
+    served: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """Each serving process listens with a socket of its own, the supervisor with none,
+    and 64 keep-alive connections opened at once are spread over both processes (with one
+    shared socket, the first process to wake could accept them all)."""
+    base, process = served
+    port = int(base.rsplit(":", 1)[1])
+    children = _children(process.pid)
+    deadline = time.monotonic() + 60
+    while len(_sockets_by_state(port)["listen"]) < 2:
+        assert time.monotonic() < deadline, _sockets_by_state(port)
+        time.sleep(0.1)
+    listening = _sockets_by_state(port)["listen"]
+    assert not listening & _socket_inodes(process.pid)
+    assert [len(listening & _socket_inodes(pid)) for pid in children] == [1, 1]
+
+    connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(64)]
+    try:
+        for connection in connections:
+            connection.sendall(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
+        for connection in connections:  # every connection accepted and answered
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+        established = _sockets_by_state(port)["established"]
+        held = [len(established & _socket_inodes(pid)) for pid in children]
+        # Spread by a hash of each connection's ports: at least 16 of 64 each, but for
+        # a chance below 1 in 10,000.
+        assert sum(held) == 64 and min(held) >= 16, held
+    finally:
+        for connection in connections:
+            connection.close()
