@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -121,7 +122,7 @@ def _row(record: AuditRecord) -> tuple[Any, ...]:
         _printable(record.path),
         record.status,
         record.outcome,
-        json.dumps(record.entities),
+        orjson.dumps(record.entities).decode(),
     )
 
 

@@ -48,7 +48,7 @@ def insert_many(
         conn.exec_driver_sql(sql, _arrays(rows, converters))
         return
     if any(converters):
-        rows = [_converted(row, converters) for row in rows]
+        rows = _converted_rows(rows, converters)
     if sql.endswith(_FROM_JSON):
         # A value orjson would write in another form than the driver (a datetime without
         # its bind processor) raises instead.
@@ -103,11 +103,21 @@ def _array_converter(column: sa.Column[Any], dialect: Dialect) -> _Convert | Non
     return python_type if python_type in (float, int, str) else None
 
 
-def _converted(row: tuple[Any, ...], converters: tuple[_Convert | None, ...]) -> tuple[Any, ...]:
-    return tuple(
-        value if convert is None or value is None else convert(value)
-        for value, convert in zip(row, converters, strict=True)
-    )
+def _converted_rows(
+    rows: list[tuple[Any, ...]], converters: tuple[_Convert | None, ...]
+) -> list[tuple[Any, ...]]:
+    """The rows with the values of the columns that have a converter converted (None
+    stays None); the other columns' values are not visited."""
+    which = [(i, convert) for i, convert in enumerate(converters) if convert is not None]
+    out: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = list(row)
+        for i, convert in which:
+            value = values[i]
+            if value is not None:
+                values[i] = convert(value)
+        out.append(tuple(values))
+    return out
 
 
 def _arrays(
