@@ -46,6 +46,17 @@ def test_smart_mode_without_keys_refuses_to_start(database_url: str, tmp_path: P
         create_app(settings)
 
 
+def test_health_checks_need_no_token_in_smart_mode(smart: Smart) -> None:
+    """Orchestrators probe without credentials: liveness and readiness answer 200 without a
+    token (readiness read resources with the caller's scope and answered 401), and say
+    nothing but the status."""
+    assert smart.client.get("/healthz").json() == {"status": "ok"}
+    ready = smart.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+    assert smart.client.get("/fhir/Patient").status_code == 401  # the API still needs one
+
+
 def test_security_headers(smart: Smart) -> None:
     response = smart.client.get("/fhir/metadata")
     assert response.headers["x-content-type-options"] == "nosniff"
