@@ -2,7 +2,9 @@
 
 It knows the auth mode, the trusted keys (local key set file, JWKS URL, the service's
 own signing key), the expected issuer and audience, the patient compartment, the audit
-log and the rate limiter, and turns a request's bearer token into an ``AccessContext``
+log and the rate limiter, and turns a request's bearer token into what it grants (a
+``Grant``, remembered in ``verified``; the middleware builds the request's
+``AccessContext`` from it)
 (https://hl7.org/fhir/smart-app-launch/backend-services.html#step-4-fhir-api-access).
 """
 
@@ -21,10 +23,10 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from starlette.requests import Request
 
 from fhir_service.api.auth.audit import AuditLog
-from fhir_service.api.auth.context import AccessContext
 from fhir_service.api.auth.hardening import RateLimiter
 from fhir_service.api.auth.keys import KeyFileError, key_set, load_signing_key, read_key_set
 from fhir_service.api.auth.tokens import InvalidToken, TokenValidator
+from fhir_service.api.auth.verified_tokens import Grant, VerifiedTokens
 from fhir_service.api.deps import BASE_PATH
 from fhir_service.fhir.smart_scopes import ScopeSet
 from fhir_service.settings import Settings
@@ -89,6 +91,7 @@ class Security:
         self._local: KeySet | None = None
         self._remote = RemoteKeySet(settings.auth_jwks_url) if settings.auth_jwks_url else None
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.verified = VerifiedTokens()
         self.client_jwks: dict[str, RemoteKeySet] = {}
         problem = settings.smart_problem()
         if problem is not None:
@@ -176,14 +179,16 @@ class Security:
             keys.extend(key.as_dict(private=False) for key in self._remote.get())
         return KeySet.import_key_set({"keys": keys})
 
-    def authenticate(self, request: Request, token: str) -> AccessContext:
-        """The AccessContext of a bearer token; InvalidToken when it is not acceptable."""
+    def verify(self, request: Request, token: str) -> Grant:
+        """What a bearer token grants; InvalidToken when it is not acceptable (the
+        middleware asks ``verified`` first)."""
         validator = TokenValidator(
             self.trusted_keys, issuer=self.issuer(request), audience=self.audience(request)
         )
         claims = validator.validate(token)
-        return AccessContext(
+        return Grant(
             client_id=claims.client_id,
             scopes=ScopeSet.parse(claims.scope),
             patient=claims.patient,
+            expires=claims.expires,
         )
