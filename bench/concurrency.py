@@ -48,6 +48,8 @@ sys.path.insert(0, str(ROOT))
 from read import _postgres, free_port, seed  # noqa: E402
 from report import cpu_check, machine, write_section  # noqa: E402
 
+from fhir_service.api.auth.keys import generate_signing_key, load_signing_key  # noqa: E402
+from fhir_service.api.auth.tokens import issue_token  # noqa: E402
 from tests.peer.process import start_peer  # noqa: E402
 
 START, END = "<!-- concurrent:start -->", "<!-- concurrent:end -->"
@@ -60,7 +62,7 @@ CLI = Path(sys.executable).with_name("fhir-service")
 READ = """
 request = function()
   return wrk.format("GET", "/fhir/Patient/" .. ids[math.random(1, #ids)],
-                    {["Accept"] = "application/fhir+json"})
+                    {["Accept"] = "application/fhir+json"AUTHORIZATION})
 end
 """
 SEARCH = """
@@ -121,17 +123,26 @@ class Result:
         return self.requests * per / self.seconds
 
 
-def _script(operation: str, ids: list[str]) -> str:
+def _script(operation: str, ids: list[str], token: str | None = None) -> str:
     body = {"read": READ, "search": SEARCH, "ingest": INGEST}[operation]
     prelude = "ids = {" + ",".join(f'"{i}"' for i in ids) + "}\n"
     body = body.replace("COUNT", str(PATIENTS)).replace("BUNDLE", str(BUNDLE))
-    return prelude + body + DONE
+    bearer = f', ["Authorization"] = "Bearer {token}"' if token else ""
+    return prelude + body.replace("AUTHORIZATION", bearer) + DONE
 
 
-def wrk(base: str, operation: str, ids: list[str], clients: int, seconds: float) -> tuple:
-    """(requests, errors, seconds, p50 ms) of one wrk run."""
+def wrk(
+    base: str,
+    operation: str,
+    ids: list[str],
+    clients: int,
+    seconds: float,
+    token: str | None = None,
+) -> tuple:
+    """(requests, errors, seconds, p50 ms) of one wrk run (reads with ``token`` as their
+    bearer token when one is given)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_script(operation, ids))
+        script.write(_script(operation, ids, token))
     try:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
@@ -195,9 +206,14 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], what: str) -> None
         time.sleep(0.2)
 
 
-def start_service(url: str, workers: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_service(
+    url: str, workers: int, workdir: Path, **settings: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``serve --workers`` on ``url`` in ``workdir``, with further ``FHIR_SERVICE_*``
+    ``settings`` (named without the prefix)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_SERVICE_")}
     env.update(FHIR_SERVICE_DATABASE_URL=url, FHIR_SERVICE_LOG_LEVEL="WARNING")
+    env.update({f"FHIR_SERVICE_{name.upper()}": value for name, value in settings.items()})
     port = free_port()
     process = subprocess.Popen(
         [str(CLI), "serve", "--port", str(port), "--workers", str(workers)],
@@ -288,6 +304,41 @@ def service_runs(database: str, url: str, workers: int, args: argparse.Namespace
             process.wait(timeout=60)
 
 
+def smart_runs(url: str, workers: int, args: argparse.Namespace) -> list[Result]:
+    """Reads by id at 16 clients against ``serve`` in smart mode, every request with one
+    bearer token (ES384, signed with the service's own key as its token endpoint would):
+    the production setting's cost. The rate limiter is set out of the way."""
+    ids = [f"bench-{i}" for i in range(PATIENTS)]
+    with tempfile.TemporaryDirectory() as tmp:
+        key_path = Path(tmp) / "signing-key.json"
+        generate_signing_key(key_path, "ES384")
+        audience, issuer = "https://fhir.example/fhir", "https://fhir.example/auth"
+        token, _ = issue_token(
+            load_signing_key(key_path), issuer=issuer, audience=audience, client_id="bench",
+            scope="system/Patient.rs", patient=None, lifetime=3600,
+        )  # fmt: skip
+        process, base = start_service(
+            url, workers, Path(tmp), auth_mode="smart", auth_audience=audience,
+            auth_issuer=issuer, auth_signing_key_path=str(key_path),
+            rate_limit_per_minute=str(10**9),
+        )  # fmt: skip
+        try:
+            wrk(base, "read", ids, 16, 1.0, token)
+            requests, errors, elapsed, p50, cpu = measured(
+                process.pid, base, "read", ids, 16, args.seconds, token
+            )
+            if errors:
+                raise RuntimeError(f"ours x{workers} smart: {errors} errors")
+            result = Result(
+                f"ours x{workers} smart", "SQLite", "read", 16, requests, 0, elapsed, p50, cpu
+            )
+            print(f"{result.target:>14}     SQLite   read x16 {result.rate:>9,.0f}/s")
+            return [result]
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
 def peer_runs(args: argparse.Namespace) -> list[Result]:
     peer = start_peer()
     try:
@@ -344,6 +395,8 @@ def cpu_table(results: list[Result], workers: int) -> list[str]:
         (f"floor x{workers}", "none"),
         ("ours x1", "SQLite"),
         (f"ours x{workers}", "SQLite"),
+        ("ours x1 smart", "SQLite"),
+        (f"ours x{workers} smart", "SQLite"),
         ("ours x1", "PostgreSQL"),
         (f"ours x{workers}", "PostgreSQL"),
     ]
@@ -431,6 +484,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{Path(tmp) / 'concurrent.sqlite3'}"
             results += service_runs("SQLite", url, workers, args)
+            if "read" in OPERATIONS:
+                settle(args.postgres_url)
+                results += smart_runs(url, workers, args)
     for workers in (1, args.workers) if args.postgres_url else ():
         settle(args.postgres_url)
         url, admin, name = _postgres(args.postgres_url)
@@ -474,8 +530,10 @@ def main() -> None:
                 "",
                 "What each server's processes spent per read by id at 16 clients (user and "
                 "system CPU of the process tree from /proc, over the run; the PostgreSQL "
-                "server's own processes not counted). wrk shares the same 2 cores, so "
-                "reads/s is bounded by the sum of the server's and wrk's CPU per request:",
+                'server\'s own processes not counted; "smart": `serve` in smart mode, each '
+                "request with one ES384 bearer token, the rate limiter out of the way). wrk "
+                "shares the same 2 cores, so reads/s is bounded by the sum of the server's "
+                "and wrk's CPU per request:",
                 "",
                 *cpu,
             ],
