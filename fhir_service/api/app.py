@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from fhir_service import __version__
 from fhir_service.api import auth, docs, errors, jobs, openapi, ui
+from fhir_service.api.head_requests import HeadAsGet
 from fhir_service.api.read_shortcut import ReadShortcut
 from fhir_service.api.routes import (
     bundle,
@@ -108,6 +109,7 @@ def create_app(settings: Settings, *, store: SqlStore | None = None) -> FastAPI:
     openapi.install(app)
     # Added first, so innermost: reads by id pass the security layer, then skip the router.
     app.add_middleware(ReadShortcut, routes=app.router.routes)
+    app.add_middleware(HeadAsGet)  # inside the security layer: audited as the HEAD it is
     auth.install(app, settings)
     search_registry.configure(settings.package_cache)
     app.state.fhir_routers = [module.router for module in FHIR_ROUTES]
