@@ -50,15 +50,19 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def driver_execute(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+def driver_execute(
+    conn: Connection, sql: str, params: Sequence[Any], *, prepare: bool = False
+) -> list[Any]:
     """The rows of ``sql`` (in the driver's parameter style: ``?`` on SQLite, ``%s`` on
     PostgreSQL) run on the connection's driver connection, in its current transaction,
     without SQLAlchemy's per-statement work; a driver error is raised as SQLAlchemy's own,
-    as from any other statement (a lost PostgreSQL connection marked invalidated)."""
+    as from any other statement (a lost PostgreSQL connection marked invalidated). With
+    ``prepare`` psycopg prepares the statement at once (SQLite caches every statement)."""
     error: type[Exception] = conn.dialect.loaded_dbapi.Error
     driver = conn.connection.driver_connection
+    options = {"prepare": True} if prepare and conn.dialect.name == "postgresql" else {}
     try:
-        return driver.execute(sql, params).fetchall()  # type: ignore[union-attr]
+        return driver.execute(sql, params, **options).fetchall()  # type: ignore[union-attr]
     except error as exc:
         disconnected = conn.dialect.is_disconnect(exc, driver, None)  # type: ignore[arg-type]
         if disconnected:

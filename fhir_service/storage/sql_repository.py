@@ -286,7 +286,7 @@ class SqlRepository:
         would (SQLite: JSON text, naive UTC timestamp text, 0/1); a driver error is raised
         as SQLAlchemy's own, as from any other statement."""
         sql = _READ_BY_DIALECT[self._conn.dialect.name]
-        found = driver_execute(self._conn, sql, (resource_type, id))
+        found = driver_execute(self._conn, sql, (resource_type, id), prepare=True)
         if not found:
             return None
         type_, id_, version, last_updated, deleted, method, body, seq = found[0]

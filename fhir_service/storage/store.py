@@ -47,6 +47,32 @@ def read_threads(engine: Engine) -> int:
     return max(1, min(READ_THREADS, pooled // 2))
 
 
+_NEVER = 2**31
+"""psycopg's ``prepare_threshold`` that no statement reaches (None would refuse the
+explicit ``prepare=True`` too)."""
+
+
+def _plan_reads_by_id_once(conn: Connection) -> None:
+    """Let PostgreSQL keep one plan of the read by id on a kept read connection, where
+    every other connection plans each execution anew (``force_custom_plan``, engine.py):
+    planning was a fifth of what a read by id cost the server, on the cores our
+    processes need. Only the read by id is prepared (``driver_execute(prepare=True)``;
+    psycopg prepares nothing else on this connection), and sequential scans are off on
+    it, so the one plan kept is the primary-key lookup whatever the tables' statistics
+    were when it was made; vreads and compartment checks stay planned per execution."""
+    driver = conn.connection.driver_connection
+    driver.prepare_threshold = _NEVER  # type: ignore[union-attr]
+    conn.exec_driver_sql("SET plan_cache_mode = auto")
+    conn.exec_driver_sql("SET enable_seqscan = off")
+
+
+def _discard(conn: Connection) -> None:
+    """Close a kept connection for good: its session settings must not reach the pool."""
+    if conn.dialect.name == "postgresql" and not conn.invalidated:
+        conn.invalidate()
+    conn.close()
+
+
 class SqlStore:
     """The resource store on SQLite or PostgreSQL.
 
@@ -176,7 +202,7 @@ class SqlStore:
                 del self._kept.unit
                 with self._kept_lock:
                     self._kept_connections.discard(conn)
-                conn.close()
+                _discard(conn)
                 lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
                 if attempt == 2 or not lost:
                     raise
@@ -189,6 +215,8 @@ class SqlStore:
         unit: tuple[Connection, SqlRepository] | None = getattr(self._kept, "unit", None)
         if unit is None:
             conn = engine.connect().execution_options(**_AUTOCOMMIT[engine.dialect.name])
+            if engine.dialect.name == "postgresql":
+                _plan_reads_by_id_once(conn)
             repo = SqlRepository(conn, scope=AccessScope.of(()), clock=self._clock)
             unit = self._kept.unit = (conn, repo)
             with self._kept_lock:
@@ -229,7 +257,7 @@ class SqlStore:
         with self._kept_lock:
             kept, self._kept_connections = self._kept_connections, set()
         for conn in kept:
-            conn.close()
+            _discard(conn)
         self.engine.dispose()
         if self._read_engine is not None:
             self._read_engine.dispose()

@@ -103,3 +103,62 @@ def test_postgresql_read_survives_a_dropped_connection(postgres_url: str) -> Non
     finally:
         store.close()
         admin.dispose()
+
+
+def _on_kept(store: SqlStore, sql: str) -> list[tuple[object, ...]]:
+    """The rows of ``sql`` run on a kept read connection (the only one: ``pool_size=2``
+    gives the store one read thread)."""
+    work = lambda repo: [tuple(row) for row in repo._conn.exec_driver_sql(sql)]  # noqa: E731
+    return asyncio.run(store.run_read(FULL, work))
+
+
+def test_postgresql_keeps_one_plan_the_read_by_id_and_it_is_an_index_lookup(
+    postgres_url: str,
+) -> None:
+    """The read by id is the one statement prepared on a kept read connection, prepared
+    while the tables are empty, and its kept plan stays the primary-key lookup after they
+    have grown (sequential scans are off there); vreads are planned per execution."""
+    store = SqlStore.open(postgres_url, pool_size=2)
+    try:
+        assert read_threads(store.engine) == 1
+        for i in range(10):  # empty tables: past psycopg's and PostgreSQL's thresholds
+            with pytest.raises(NotFound):
+                _read(store, f"missing-{i}")
+        with store.begin(FULL) as repo:
+            for i in range(300):
+                repo.update("Patient", f"p{i}", {**PATIENT, "id": f"p{i}"})
+        for i in range(10):
+            assert _read(store, f"p{i}").id == f"p{i}"
+            vread = lambda repo, i=i: repo.vread("Patient", f"p{i}", 1)  # noqa: E731
+            assert asyncio.run(store.run_read(FULL, vread)).version_id == 1
+        prepared = _on_kept(
+            store, "SELECT name, statement, generic_plans FROM pg_prepared_statements"
+        )
+        assert len(prepared) == 1, prepared
+        name, statement, generic_plans = prepared[0]
+        assert "FROM resource AS r JOIN resource_version" in str(statement)
+        assert int(str(generic_plans)) > 0
+        plan = "\n".join(
+            str(row[0]) for row in _on_kept(store, f"EXPLAIN EXECUTE {name}('Patient', 'p1')")
+        )
+        assert "Index Scan using resource_pkey" in plan and "Seq Scan" not in plan, plan
+    finally:
+        store.close()
+
+
+def test_a_kept_connection_discarded_never_returns_to_the_pool(postgres_url: str) -> None:
+    """A kept read connection runs with settings of its own (sequential scans off): when a
+    statement on it fails it is closed for good, and the pool's units keep the defaults."""
+    store = SqlStore.open(postgres_url, pool_size=2)
+    try:
+        assert _on_kept(store, "SHOW enable_seqscan") == [("off",)]
+        with pytest.raises(sa.exc.DBAPIError):
+            _on_kept(store, "SELECT 1/0")
+        for _ in range(4):
+            with store.begin(FULL) as repo:
+                shown = repo._conn.exec_driver_sql("SHOW enable_seqscan").scalar_one()
+                mode = repo._conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one()
+            assert (shown, mode) == ("on", "force_custom_plan")
+        assert _on_kept(store, "SHOW enable_seqscan") == [("off",)]  # a new kept one
+    finally:
+        store.close()
