@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -208,8 +209,10 @@ class Jobs:
         started: bool = False,
     ) -> Job | None:
         """A queued job (``started``: already running, held by this process under
-        attempt 1); None when ``unique_key`` or ``active_key`` is taken (the unique
-        indexes decide, so concurrent requests cannot both pass)."""
+        attempt 1), as created: a runner of any process may claim it the moment it is
+        committed, and the caller answers with what it created, not with a later state.
+        None when ``unique_key`` or ``active_key`` is taken (the unique indexes decide,
+        so concurrent requests cannot both pass)."""
         at = now()
         job_id = str(uuid.uuid4())
         row = {
@@ -234,7 +237,8 @@ class Jobs:
                 conn.execute(job.insert().values(**row))
         except sa.exc.IntegrityError:
             return None
-        return self.get(job_id)
+        unset = {"result": None, "error": None, "finished": None, "expires": None}
+        return _job(SimpleNamespace(**row, **unset))
 
     def get(self, job_id: str, kind: str | None = None) -> Job | None:
         """The job ``job_id`` (of ``kind`` when given); None when there is none."""
