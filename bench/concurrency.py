@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -405,7 +406,7 @@ def floor_runs(workers: int, args: argparse.Namespace, durable: bool = False) ->
 def _check_audited(database: str, answered: int) -> None:
     """Every read the durable floor answered in a measured run has its audit row (the
     warm-ups' rows come on top)."""
-    with sqlite3.connect(database) as connection:
+    with closing(sqlite3.connect(database)) as connection:
         (stored,) = connection.execute("SELECT count(*) FROM audit").fetchone()
     if stored < answered:
         raise RuntimeError(f"durable floor: {stored} audit rows for {answered} reads")

@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from contextlib import closing
 from typing import Any
 
 BODY = json.dumps(
@@ -65,7 +66,7 @@ def _connect(path: str) -> sqlite3.Connection:
 
 def seed_durable(path: str, ids: list[str]) -> None:
     """The durable floor's database: one Patient per id, as ``bench/read.py`` seeds ours."""
-    with _connect(path) as connection:
+    with closing(_connect(path)) as connection:
         connection.execute(
             "CREATE TABLE resource (type TEXT, id TEXT, version INTEGER, content TEXT, "
             "PRIMARY KEY (type, id))"

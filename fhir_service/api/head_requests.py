@@ -9,12 +9,15 @@ vread, search, history, ``/metadata``) and the health checks. An operation may a
 GET (``$export`` starts an export), so a HEAD on one, or on any other path, goes on as
 HEAD and meets the router's 405. This layer sits inside the security layer, which
 authenticates and audits the request as the HEAD it is, and outside the read shortcut
-and the router, which see a GET.
+and the router, which see a GET. The content the GET renders is left for the HTTP server
+to drop, as for every HEAD (uvicorn sends none for a request whose method is HEAD, and
+Starlette's responses rely on that too), so the headers, ``Content-Length`` included,
+stay those of the GET.
 """
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fhir_service.api.deps import BASE_PATH
 
@@ -38,10 +41,4 @@ class HeadAsGet:
         if scope["type"] != "http" or scope["method"] != "HEAD" or not answers_head(scope["path"]):
             await self.app(scope, receive, send)
             return
-
-        async def without_content(message: Message) -> None:
-            if message["type"] == "http.response.body" and message.get("body"):
-                message = {**message, "body": b""}
-            await send(message)
-
-        await self.app({**scope, "method": "GET"}, receive, without_content)
+        await self.app({**scope, "method": "GET"}, receive, send)
